@@ -1,0 +1,35 @@
+# The two front-door commands: `make run` and `make test`. Both set up everything themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+
+.PHONY: run test lint bench-gateway kafka-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+## run: local Kafka (unless TRACKPIPE_KAFKA_BOOTSTRAP is set), topics, demo project, gateway on :8080
+run: $(STAMP)
+	$(BIN)/trackpipe up
+
+## test: the whole suite against a real Kafka broker that the suite starts and stops itself
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## bench-gateway: wrk against the gateway and a bare ASGI app, same server settings (needs wrk)
+bench-gateway: $(STAMP)
+	$(BIN)/python bench/gateway.py
+
+kafka-stop: $(STAMP)
+	$(BIN)/trackpipe kafka stop
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

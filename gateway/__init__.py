@@ -1,0 +1,1 @@
+"""The HTTP gateway: validate, publish the raw request to Kafka, answer within the deadline."""

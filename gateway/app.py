@@ -1,0 +1,221 @@
+"""The tracking endpoints of SPEC §1 as a plain ASGI handler.
+
+The hot path is kept below the framework on purpose (docs/benchmarks.md): a FastAPI route with
+``Request.query_params`` costs about four fifths of the throughput before any work is done.
+This handler reads the few headers it needs in one pass, scans the query for the decision
+parameters only, and hands the raw bytes on in the raw record. The decisions themselves live
+in pure modules (params, projects, addresses, responses); this file only moves data between
+them, the publisher and the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from gateway.addresses import Network, client_ip
+from gateway.errors import (
+    BodyTooLarge,
+    GatewayError,
+    MalformedBody,
+    SpoolFull,
+    Unauthenticated,
+    UrlTooLong,
+    status_of,
+)
+from gateway.ids import EventIds
+from gateway.metrics import Metrics
+from gateway.params import (
+    decode_body,
+    decode_push_lines,
+    project_param,
+    scan_query,
+)
+from gateway.projects import ProjectTable, admit
+from gateway.responses import Reply, render, response_format, success
+from schemas.identifiers import identifiers_of
+from schemas.raw import RawRecord, kafka_key
+
+TRACK_PATHS = {
+    "/track/ce": "ce", "/track/identify": "identify", "/track/update": "update",
+    "/track/ping": "ping", "/ping": "ping", "/track/push": "push",
+}
+TP_ENDPOINTS = frozenset({"ce", "identify", "update", "ping", "push"})
+WANTED_HEADERS = frozenset({b"user-agent", b"referer", b"accept-language", b"authorization",
+                            b"content-type", b"content-length", b"x-forwarded-for"})
+CORS = [(b"access-control-allow-origin", b"*"), (b"cache-control", b"no-store")]
+PREFLIGHT = CORS + [(b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-headers", b"Content-Type, Authorization"),
+                    (b"content-length", b"0")]
+EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
+    Unauthenticated: [(b"www-authenticate", b'Basic realm="trackpipe"')],
+    SpoolFull: [(b"retry-after", b"5")],
+}
+
+Publish = Callable[[bytes, bytes], Awaitable[int]]
+
+
+class ClientGone(Exception):
+    """The sender closed the connection before its body arrived: nothing to answer."""
+
+
+def route(path: str) -> tuple[str, str] | None:
+    """(endpoint, project from the path or '') for a tracking path, else None."""
+    path = path.rstrip("/")
+    endpoint = TRACK_PATHS.get(path)
+    if endpoint is not None:
+        return endpoint, ""
+    if path.startswith("/track/tp/"):
+        parts = path.split("/")
+        if len(parts) == 5 and parts[3] and parts[4] in TP_ENDPOINTS:
+            return parts[4], parts[3]
+    return None
+
+
+class TrackingApp:
+    def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
+                 max_url_bytes: int, max_body_bytes: int,
+                 trusted_proxies: tuple[Network, ...] = ()) -> None:
+        self.projects = projects
+        self.publish = publish
+        self.metrics = metrics
+        self.max_url_bytes = max_url_bytes
+        self.max_body_bytes = max_body_bytes
+        self.trusted = trusted_proxies
+        self.ids = EventIds()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any,
+                       endpoint: str, path_project: str) -> None:
+        method = scope["method"]
+        if method == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": PREFLIGHT})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        event_id, now_ms = self.ids.next()
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in WANTED_HEADERS:
+                headers[name] = value
+        fmt = "js"
+        extra: dict[str, int] = {}
+        try:
+            query = scope["query_string"]
+            if len(scope.get("raw_path") or b"") + len(query) > self.max_url_bytes:
+                raise UrlTooLong()
+            facts = scan_query(query.decode("utf-8", "replace"))
+            fmt = response_format(facts.get("response"))
+            form: dict[str, Any] = {}
+            if method == "POST":
+                body = await self._read_body(receive, headers)
+                form = await decode_body(headers.get(b"content-type", b"").decode("latin-1"),
+                                         body)
+            elif method not in ("GET", "HEAD"):
+                raise MalformedBody(f"method {method} is not supported: use GET or POST")
+            params = {**facts, **form} if form else facts
+            if "response" in form:
+                fmt = response_format(form["response"])
+            peer = (scope.get("client") or ("",))[0]
+            ip = client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+                           str(params.get("ip") or ""), self.trusted)
+            if endpoint == "push":
+                status, extra = await self._push(event_id, now_ms, path_project, query, facts,
+                                                 form, ip, headers)
+            else:
+                status = await self._track(event_id, now_ms, endpoint, path_project, query,
+                                           params, form, ip, headers)
+            reply = success(fmt, status) if not extra else render(fmt, status, **extra)
+            extra_headers = CORS
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            reply = render(fmt, status_of(exc), exc.message)
+            extra_headers = CORS + EXTRA_HEADERS.get(type(exc), [])
+        self.metrics.count(endpoint, reply.status)
+        await send_reply(send, reply, event_id, extra_headers, head=method == "HEAD")
+
+    async def _track(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
+                     query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
+                     headers: dict[bytes, bytes]) -> int:
+        record = self._admit(event_id, now_ms, endpoint, path_project, query, params, form, ip,
+                             headers)
+        return await self.publish(record.kafka_key(), record.to_bytes())
+
+    def _admit(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
+               query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
+               headers: dict[bytes, bytes]) -> RawRecord:
+        user_agent = headers.get(b"user-agent", b"").decode("latin-1")
+        project = admit(self.projects.find(path_project or project_param(params)), params, ip,
+                        user_agent, headers.get(b"authorization", b"").decode("latin-1"))
+        return RawRecord(
+            id=event_id, received_ms=now_ms, endpoint=endpoint, project=project.name, ip=ip,
+            user_agent=user_agent,
+            referer=headers.get(b"referer", b"").decode("latin-1"),
+            language=headers.get(b"accept-language", b"").decode("latin-1"),
+            query=query, form=form, visitor_key=identifiers_of(params).visitor_key)
+
+    async def _push(self, batch_id: str, now_ms: int, path_project: str, query: bytes,
+                    facts: dict[str, str], form: dict[str, Any], ip: str,
+                    headers: dict[bytes, bytes]) -> tuple[int, dict[str, int]]:
+        """Each line of a push payload is one request; the batch succeeds if any line does."""
+        outer = {k: v for k, v in form.items() if k != "payload"}
+        payload = form.get("payload")
+        if payload is None:
+            payload = parse_qs(query.decode("utf-8", "replace")).get("payload", [""])[-1]
+        lines = decode_push_lines(str(payload))
+        if not lines:
+            raise MalformedBody("push needs a 'payload' of JSON lines")
+        records: list[RawRecord] = []
+        refusals: list[GatewayError] = []
+        for number, line in enumerate(lines, start=1):
+            if isinstance(line, str) or line[0] not in TP_ENDPOINTS - {"push"}:
+                refusals.append(MalformedBody(line if isinstance(line, str)
+                                              else f"line {number}: unknown endpoint"))
+                continue
+            endpoint, line_params = line
+            line_form = {**outer, **line_params}
+            params = {**facts, **line_form}
+            try:
+                records.append(self._admit(f"{batch_id}.{number}", now_ms, endpoint,
+                                           path_project, query, params, line_form, ip, headers))
+            except GatewayError as exc:
+                refusals.append(exc)
+        if not records:
+            raise refusals[0]
+        statuses = await asyncio.gather(*(self.publish(kafka_key(r.project, r.visitor_key, r.id),
+                                                       r.to_bytes()) for r in records),
+                                        return_exceptions=True)
+        failures = [s for s in statuses if isinstance(s, BaseException)]
+        if failures:  # a spool failure: some lines may be in Kafka, the sender must retry all
+            raise failures[0]
+        return max(statuses), {"accepted": len(records), "rejected": len(refusals)}
+
+    async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyTooLarge()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+async def send_reply(send: Any, reply: Reply, event_id: str,
+                     extra_headers: list[tuple[bytes, bytes]], head: bool = False) -> None:
+    await send({"type": "http.response.start", "status": reply.status, "headers": [
+        (b"content-type", reply.content_type),
+        (b"content-length", str(len(reply.body)).encode()),
+        (b"x-event-id", event_id.encode()),
+        *extra_headers,
+    ]})
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})

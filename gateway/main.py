@@ -1,0 +1,127 @@
+"""Assembles a gateway process: tracking handler, operational routes, and their lifecycle.
+
+``create_app`` is the uvicorn factory. Tracking paths go straight to ``TrackingApp``; every
+other path (``/healthz``, ``/readyz``, ``/metrics``, and 404s) is served by FastAPI, whose
+lifespan starts the publisher (Kafka producer + spool) and the registry follower, and stops
+them so that nothing accepted is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from gateway.app import TrackingApp, route
+from gateway.metrics import Metrics
+from gateway.projects import ProjectTable
+from gateway.publisher import Publisher
+from gateway.spool import Spool, claim_slot
+from schemas import topics
+from trackpipe import registry
+from trackpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The ASGI application of one gateway process."""
+
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.metrics = Metrics()
+        self.projects = ProjectTable()
+        self.registry_loaded = asyncio.Event()
+        self.publisher: Publisher | None = None
+        self.tracking: TrackingApp | None = None
+        self.ops = self._ops_app()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.tracking is not None:
+            found = route(scope["path"])
+            if found is not None:
+                await self.tracking(scope, receive, send, *found)
+                return
+        await self.ops(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """Start the publisher and the registry follower; stop both on exit."""
+        folder, lock_fd = claim_slot(self.settings.spool_dir)
+        self.publisher = Publisher(self.bootstrap, self.settings.topic(topics.RAW),
+                                   Spool(folder, self.settings.spool_max_bytes),
+                                   self.settings.ack_deadline_ms, self.metrics)
+        await self.publisher.start()
+        self.tracking = TrackingApp(
+            self.projects, self.publisher.publish, self.metrics,
+            max_url_bytes=self.settings.max_url_bytes,
+            max_body_bytes=self.settings.max_body_bytes,
+            trusted_proxies=self.settings.trusted_networks)
+        follower = asyncio.create_task(self._follow_registry(), name="registry-follower")
+        try:
+            yield self
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            await self.publisher.stop()
+            os.close(lock_fd)
+
+    async def _follow_registry(self) -> None:
+        topic = self.settings.topic(topics.PROJECTS)
+        while True:  # Kafka may be down at start, or go away: keep the last view and retry
+            try:
+                await registry.follow(self.bootstrap, topic, self.projects.apply,
+                                      self.registry_loaded)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registry follower: %s; retrying", exc)
+                await asyncio.sleep(1)
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "kafka": self.publisher is not None and self.publisher.connected,
+            "registry": self.registry_loaded.is_set(),
+        }
+
+    def _ops_app(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            async with self.running():
+                yield
+
+        app = FastAPI(title="trackpipe gateway", lifespan=lifespan, docs_url=None,
+                      redoc_url=None, openapi_url=None)
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.get("/readyz")
+        async def readyz() -> JSONResponse:
+            checks = self.readiness()
+            return JSONResponse({"ready": all(checks.values()), **checks},
+                                status_code=200 if all(checks.values()) else 503)
+
+        @app.get("/metrics")
+        async def metrics() -> PlainTextResponse:
+            return PlainTextResponse(self.metrics.render(),
+                                     media_type="text/plain; version=0.0.4")
+
+        return app
+
+
+def create_app() -> Gateway:
+    """uvicorn factory: settings from the environment, read once here."""
+    settings = Settings.from_env()
+    from trackpipe.kafka.launcher import bootstrap_servers
+
+    return Gateway(settings, bootstrap_servers(settings))

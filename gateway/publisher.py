@@ -1,0 +1,166 @@
+"""Publishing raw records: Kafka within the deadline, else the spool, never lost.
+
+``publish`` answers 200 when Kafka acknowledged the record (``acks=all``, idempotent producer)
+within ``ack_deadline_ms``. Otherwise the record is appended to the fsynced spool and the answer
+is 202. The producer keeps trying the original send; if it succeeds the spool entry is marked
+delivered, if it fails the drainer sends the entry again. The drainer skips entries whose
+original send is still in flight, so in a steady run every record reaches Kafka exactly once;
+only a crash between a delivery and its spool acknowledgement can send one twice, and the event
+id lets the processors drop that copy.
+
+The gateway also starts while Kafka is down: until the producer connects, every record goes
+straight to the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from gateway.metrics import Metrics
+from gateway.spool import EntryId, Spool
+
+log = logging.getLogger(__name__)
+
+DRAIN_BATCH = 500
+DRAIN_IDLE_S = 0.5
+RECONNECT_S = 1.0
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, topic: str, spool: Spool, deadline_ms: int,
+                 metrics: Metrics) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.spool = spool
+        self.deadline_s = deadline_ms / 1000
+        self.metrics = metrics
+        self.producer: AIOKafkaProducer | None = None
+        self._inflight: dict[EntryId, asyncio.Future] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connected(self) -> bool:
+        return self.producer is not None
+
+    async def start(self) -> None:
+        self.spool.open()
+        self._tasks = [asyncio.create_task(self._connect(), name="publisher-connect"),
+                       asyncio.create_task(self._drain(), name="publisher-drain")]
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Give in-flight sends a moment, then stop; what is not delivered stays spooled."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.producer is not None:
+            with contextlib.suppress(KafkaError, asyncio.TimeoutError):
+                await asyncio.wait_for(self.producer.stop(), grace_s)
+        self.spool.close()
+
+    async def publish(self, key: bytes, value: bytes) -> int:
+        """200 if Kafka acknowledged within the deadline, else 202 once spooled (or SpoolFull)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        delivery: asyncio.Future | None = None
+        producer = self.producer
+        if producer is not None:
+            try:
+                async with asyncio.timeout(self.deadline_s):
+                    delivery = await producer.send(self.topic, value, key=key)
+            except (KafkaError, TimeoutError):
+                self.metrics.kafka_errors += 1
+            if delivery is not None and await _within(delivery, started + self.deadline_s):
+                if delivery.exception() is None:
+                    self.metrics.observe_ack(loop.time() - started)
+                    return 200
+                self.metrics.kafka_errors += 1
+                delivery = None
+        entry = await self.spool.append(key, value)
+        if delivery is not None:
+            self._inflight[entry] = delivery
+            delivery.add_done_callback(lambda f: self._settle(entry, f))
+        return 202
+
+    def _settle(self, entry: EntryId, delivery: asyncio.Future) -> None:
+        del self._inflight[entry]
+        if not delivery.cancelled() and delivery.exception() is None:
+            self.spool.ack(entry)
+
+    async def _connect(self) -> None:
+        while self.producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
+                request_timeout_ms=30_000, linger_ms=1, max_batch_size=256 * 1024)
+            try:
+                await producer.start()
+                await producer.partitions_for(self.topic)
+            except (KafkaError, OSError) as exc:
+                log.warning("kafka not reachable at %s (%s); spooling", self.bootstrap, exc)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            self.producer = producer
+            log.info("connected to kafka at %s", self.bootstrap)
+
+    async def _drain(self) -> None:
+        while True:
+            sent = 0
+            if self.producer is not None:
+                sent = await self._drain_once(self.producer)
+            self.metrics.spool_depth = self.spool.depth
+            self.metrics.spool_bytes = self.spool.bytes
+            if sent == 0:
+                await asyncio.sleep(DRAIN_IDLE_S)
+
+    async def _drain_once(self, producer: AIOKafkaProducer) -> int:
+        batch = [(entry, key, value) for entry, key, value in self.spool.unacked(DRAIN_BATCH)
+                 if entry not in self._inflight]
+        deliveries = []
+        for entry, key, value in batch:
+            try:
+                deliveries.append((entry, await producer.send(self.topic, value, key=key)))
+            except KafkaError:
+                self.metrics.kafka_errors += 1
+                break
+        delivered = 0
+        for entry, delivery in deliveries:
+            try:
+                await delivery
+            except KafkaError:
+                self.metrics.kafka_errors += 1
+                continue
+            self.spool.ack(entry)
+            delivered += 1
+        self.metrics.spool_drained += delivered
+        return delivered
+
+
+async def _within(future: asyncio.Future, deadline: float) -> bool:
+    """Wait for ``future`` until the loop time ``deadline``; True if it finished by then."""
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    future.add_done_callback(wake)
+    timer = loop.call_at(deadline, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        future.remove_done_callback(wake)
+    return future.done()

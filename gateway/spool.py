@@ -1,0 +1,233 @@
+"""The local durable spool: requests Kafka did not acknowledge within the deadline.
+
+A 202 is only answered after the request is here and fsynced, so a 2xx never loses data. The
+spool is a folder of append-only segment files; entries are ``key_len, value_len, crc32`` then
+the bytes. Appends from concurrent requests are written and fsynced together (group commit) in
+a worker thread, so the event loop never blocks on the disk.
+
+Delivery is recorded in a side file of acknowledged entry numbers per segment. That file is not
+fsynced: losing it after a crash only means re-sending entries already in Kafka, and every
+record carries an event id that the processors dedupe on. A segment whose entries are all
+acknowledged is deleted. A torn entry at the end of a segment (a crash mid-write) was never
+acknowledged to anyone and is ignored.
+
+One process owns a spool folder at a time (``flock`` on ``lock``); with several gateway
+processes each claims its own slot below the spool root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import SpoolFull
+
+HEADER = struct.Struct(">III")
+ACK = struct.Struct(">I")
+MAX_SLOTS = 256
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EntryId:
+    segment: int
+    index: int
+
+
+@dataclass(slots=True)
+class _Segment:
+    number: int
+    path: Path
+    size: int = 0
+    offsets: list[int] = field(default_factory=list)  # file offset of each entry
+    acked: set[int] = field(default_factory=set)
+
+    @property
+    def ack_path(self) -> Path:
+        return self.path.with_suffix(".acks")
+
+    @property
+    def done(self) -> bool:
+        return len(self.acked) == len(self.offsets)
+
+
+def claim_slot(root: Path) -> tuple[Path, int]:
+    """The first spool slot below ``root`` that no other live process holds, and its lock fd."""
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(MAX_SLOTS):
+        folder = root / f"slot-{n}"
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return folder, fd
+    raise SpoolFull(f"all {MAX_SLOTS} spool slots under {root} are in use")
+
+
+class Spool:
+    def __init__(self, folder: Path, max_bytes: int, segment_bytes: int = 8 * 1024 * 1024):
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self._segments: dict[int, _Segment] = {}
+        self._active: _Segment | None = None
+        self._file = None
+        self._pending: list[tuple[bytes, asyncio.Future[EntryId]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.folder.glob("*.seg")):
+            segment = _Segment(int(path.stem), path)
+            self._load(segment)
+            if segment.done:
+                self._delete(segment)
+            else:
+                self._segments[segment.number] = segment
+        last = max(self._segments, default=0)
+        self._roll(last + 1)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._active is not None and self._active.done:
+            self._delete(self._active)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def append(self, key: bytes, value: bytes) -> EntryId:
+        """Store one entry durably; returns once it is fsynced. Raises SpoolFull."""
+        entry = HEADER.pack(len(key), len(value), zlib.crc32(value, zlib.crc32(key))) + key + value
+        if self.bytes + sum(len(e) for e, _ in self._pending) + len(entry) > self.max_bytes:
+            raise SpoolFull()
+        future: asyncio.Future[EntryId] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    ids = await asyncio.to_thread(self._write, [e for e, _ in batch])
+                except OSError as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(SpoolFull(f"the spool cannot be written: {exc}"))
+                    continue
+                for (_, future), entry_id in zip(batch, ids, strict=True):
+                    if not future.done():
+                        future.set_result(entry_id)
+        finally:
+            self._flushing = None
+
+    def _write(self, entries: list[bytes]) -> list[EntryId]:
+        assert self._active is not None and self._file is not None
+        if self._active.size >= self.segment_bytes:
+            self._roll(self._active.number + 1)
+        segment = self._active
+        ids = []
+        data = b"".join(entries)
+        for entry in entries:
+            ids.append(EntryId(segment.number, len(segment.offsets)))
+            segment.offsets.append(segment.size)
+            segment.size += len(entry)
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return ids
+
+    def _roll(self, number: int) -> None:
+        if self._file is not None:
+            self._file.close()
+        segment = _Segment(number, self.folder / f"{number:012d}.seg")
+        self._segments[number] = segment
+        self._active = segment
+        self._file = open(segment.path, "ab")  # noqa: SIM115 - lives as long as the segment
+        dir_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new file's name must survive a crash too
+        finally:
+            os.close(dir_fd)
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def ack(self, entry_id: EntryId) -> None:
+        """Record that an entry is in Kafka; drop its segment once all of it is."""
+        segment = self._segments.get(entry_id.segment)
+        if segment is None or entry_id.index in segment.acked:
+            return
+        segment.acked.add(entry_id.index)
+        if segment.done and segment is not self._active:
+            self._delete(segment)
+            return
+        with open(segment.ack_path, "ab") as f:
+            f.write(ACK.pack(entry_id.index))
+
+    def unacked(self, limit: int) -> Iterator[tuple[EntryId, bytes, bytes]]:
+        """Up to ``limit`` entries not yet in Kafka, oldest first."""
+        count = 0
+        for number in sorted(list(self._segments)):  # a flush thread may add a segment
+            segment = self._segments.get(number)
+            if segment is None:
+                continue
+            missing = [i for i in range(len(segment.offsets)) if i not in segment.acked]
+            if not missing:
+                continue
+            with open(segment.path, "rb") as f:
+                for index in missing:
+                    f.seek(segment.offsets[index])
+                    key_len, value_len, _ = HEADER.unpack(f.read(HEADER.size))
+                    key = f.read(key_len)
+                    yield EntryId(number, index), key, f.read(value_len)
+                    count += 1
+                    if count >= limit:
+                        return
+
+    @property
+    def depth(self) -> int:
+        return sum(len(s.offsets) - len(s.acked) for s in list(self._segments.values()))
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.size for s in list(self._segments.values()))
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def _load(self, segment: _Segment) -> None:
+        data = segment.path.read_bytes()
+        offset = 0
+        while offset + HEADER.size <= len(data):
+            key_len, value_len, crc = HEADER.unpack_from(data, offset)
+            end = offset + HEADER.size + key_len + value_len
+            body = data[offset + HEADER.size:end]
+            if end > len(data) or zlib.crc32(body) != crc:
+                break  # torn tail: never acknowledged to a sender
+            segment.offsets.append(offset)
+            offset = end
+        segment.size = offset
+        if segment.ack_path.exists():
+            acks = segment.ack_path.read_bytes()
+            usable = len(acks) - len(acks) % ACK.size
+            segment.acked = {i for (i,) in ACK.iter_unpack(acks[:usable])
+                             if i < len(segment.offsets)}
+        if offset < len(data):
+            os.truncate(segment.path, offset)
+
+    def _delete(self, segment: _Segment) -> None:
+        self._segments.pop(segment.number, None)
+        segment.path.unlink(missing_ok=True)
+        segment.ack_path.unlink(missing_ok=True)

@@ -1,0 +1,314 @@
+"""The `trackpipe` command: every role on its own (so it can be scaled) and `up` for all.
+
+Errors a user can fix (a bad project definition, a missing Java, an unreachable cluster) end
+with one line on stderr and exit status 2; nothing is changed when a command is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka.errors import KafkaError
+
+from schemas import topics
+from schemas.project import ProjectError, ProjectRecord, check_name
+from trackpipe import registry
+from trackpipe.kafka.launcher import LauncherError, LocalKafka, bootstrap_servers
+from trackpipe.settings import Settings, SettingsError
+from trackpipe.topics import create_topics
+
+DEMO_PROJECT = "demo.example"
+
+
+class CliError(Exception):
+    """A refusal to print as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.handler(settings, args) or 0
+    except (CliError, ProjectError, LauncherError, SettingsError) as exc:
+        print(f"trackpipe: error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"trackpipe: error: Kafka is not reachable ({exc.__class__.__name__}); start it "
+              "with `trackpipe kafka start` or set TRACKPIPE_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackpipe", description=__doc__.splitlines()[0])
+    roles = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = roles.add_parser("kafka", help="run a local Apache Kafka (KRaft) from Maven jars")
+    kafka_cmds = kafka.add_subparsers(dest="action", required=True)
+    start = kafka_cmds.add_parser("start", help="start the local broker(s) and wait for them")
+    start.add_argument("--nodes", type=int, choices=(1, 3), default=None)
+    start.set_defaults(handler=kafka_start)
+    kafka_cmds.add_parser("stop", help="stop the local broker(s)").set_defaults(handler=kafka_stop)
+    kafka_cmds.add_parser("status", help="show the local broker(s)").set_defaults(
+        handler=kafka_status)
+
+    topics_p = roles.add_parser("topics", help="create trackpipe's topics")
+    topics_cmds = topics_p.add_subparsers(dest="action", required=True)
+    topics_cmds.add_parser("create").set_defaults(handler=topics_create)
+
+    projects = roles.add_parser("projects", help="the project registry")
+    project_cmds = projects.add_subparsers(dest="action", required=True)
+    for name, handler, text in (("add", projects_add, "register a new project"),
+                                ("set", projects_set, "change a project (given options replace)")):
+        sub = project_cmds.add_parser(name, help=text)
+        sub.add_argument("name")
+        add_project_options(sub, is_set=name == "set")
+        sub.set_defaults(handler=handler)
+    project_cmds.add_parser("list").set_defaults(handler=projects_list)
+    for name, handler in (("show", projects_show), ("remove", projects_remove)):
+        sub = project_cmds.add_parser(name)
+        sub.add_argument("name")
+        sub.set_defaults(handler=handler)
+    apply = project_cmds.add_parser("apply", help="add or replace the projects of a TOML file")
+    apply.add_argument("file", type=Path)
+    apply.set_defaults(handler=projects_apply)
+
+    gateway = roles.add_parser("gateway", help="run the HTTP gateway")
+    add_server_options(gateway)
+    gateway.set_defaults(handler=run_gateway)
+
+    up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway")
+    add_server_options(up)
+    up.add_argument("--no-demo", action="store_true", help="do not register the demo project")
+    up.set_defaults(handler=run_up)
+    return parser
+
+
+def add_project_options(parser: argparse.ArgumentParser, is_set: bool) -> None:
+    parser.add_argument("--alias", action="append", dest="aliases", metavar="ALIAS")
+    parser.add_argument("--secret", help="turn on secure tracking with this Basic-auth password")
+    parser.add_argument("--exclude-ip", action="append", dest="exclude_ips", metavar="IP_OR_CIDR")
+    parser.add_argument("--exclude-ua", action="append", dest="exclude_user_agents",
+                        metavar="TEXT")
+    parser.add_argument("--exclude-visitor", action="append", dest="exclude_visitors",
+                        metavar="ID_EMAIL_OR_COOKIE")
+    parser.add_argument("--quota", type=int, help="monthly action quota")
+    parser.add_argument("--retention-days", type=int)
+    if is_set:
+        parser.add_argument("--no-secret", action="store_true", help="turn secure tracking off")
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (TRACKPIPE_HTTP_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (TRACKPIPE_HTTP_PORT)")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes")
+
+
+# -- kafka -------------------------------------------------------------------------------------
+
+def local_kafka(settings: Settings, nodes: int | None = None) -> LocalKafka:
+    return LocalKafka(settings.kafka_dir, settings.local_kafka_port,
+                      nodes or settings.local_kafka_nodes)
+
+
+def kafka_start(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.kafka_bootstrap:
+        raise CliError("TRACKPIPE_KAFKA_BOOTSTRAP is set: that cluster is used, none is started")
+    print(local_kafka(settings, args.nodes).start())
+
+
+def kafka_stop(settings: Settings, args: argparse.Namespace) -> None:
+    for nodes in (3, 1):
+        local_kafka(settings, nodes).stop()
+
+
+def kafka_status(settings: Settings, args: argparse.Namespace) -> int:
+    kafka = local_kafka(settings, 3 if (settings.kafka_dir / "node-3").exists() else 1)
+    rows = kafka.status()
+    for node, pid in rows:
+        print(f"node {node}: " + (f"running (pid {pid})" if pid else "stopped"))
+    running = all(pid for _, pid in rows)
+    if running:
+        print(f"bootstrap: {kafka.bootstrap}")
+    return 0 if running else 1
+
+
+def topics_create(settings: Settings, args: argparse.Namespace) -> None:
+    created = asyncio.run(create_topics(settings, bootstrap_servers(settings)))
+    print("created: " + ", ".join(created) if created else "all topics exist")
+
+
+# -- projects ----------------------------------------------------------------------------------
+
+def _registry(settings: Settings) -> tuple[str, str]:
+    return bootstrap_servers(settings), settings.topic(topics.PROJECTS)
+
+
+def _record_from_args(name: str, args: argparse.Namespace,
+                      base: ProjectRecord | None = None) -> ProjectRecord:
+    fields = {
+        "aliases": base.aliases if base else (), "secret": base.secret if base else None,
+        "exclude_ips": base.exclude_ips if base else (),
+        "exclude_user_agents": base.exclude_user_agents if base else (),
+        "exclude_visitors": base.exclude_visitors if base else (),
+        "quota": base.quota if base else None,
+        "retention_days": base.retention_days if base else 365,
+    }
+    for key in fields:
+        value = getattr(args, key, None)
+        if value is not None:
+            fields[key] = tuple(value) if isinstance(value, list) else value
+    if getattr(args, "no_secret", False):
+        fields["secret"] = None
+    return ProjectRecord.build(name, **fields)  # type: ignore[arg-type]
+
+
+async def _save(settings: Settings, record: ProjectRecord, must_exist: bool | None) -> None:
+    bootstrap, topic = _registry(settings)
+    projects = await registry.read_all(bootstrap, topic)
+    if must_exist is True and record.name not in projects:
+        raise CliError(f"project {record.name!r} does not exist (use `projects add`)")
+    if must_exist is False and record.name in projects:
+        raise CliError(f"project {record.name!r} exists already (use `projects set`)")
+    registry.check_aliases(projects, record)
+    await registry.write(bootstrap, topic, record.name, record)
+
+
+def projects_add(settings: Settings, args: argparse.Namespace) -> None:
+    record = _record_from_args(args.name, args)
+    asyncio.run(_save(settings, record, must_exist=False))
+    print(f"added {record.name}")
+
+
+def projects_set(settings: Settings, args: argparse.Namespace) -> None:
+    name = check_name(args.name)
+    bootstrap, topic = _registry(settings)
+    current = asyncio.run(registry.read_all(bootstrap, topic)).get(name)
+    if current is None:
+        raise CliError(f"project {name!r} does not exist (use `projects add`)")
+    record = _record_from_args(name, args, base=current)
+    asyncio.run(_save(settings, record, must_exist=True))
+    print(f"updated {record.name}")
+
+
+def projects_list(settings: Settings, args: argparse.Namespace) -> None:
+    for name, record in sorted(asyncio.run(registry.read_all(*_registry(settings))).items()):
+        aliases = f" (aliases: {', '.join(record.aliases)})" if record.aliases else ""
+        print(f"{name}{aliases}")
+
+
+def projects_show(settings: Settings, args: argparse.Namespace) -> None:
+    name = check_name(args.name)
+    record = asyncio.run(registry.read_all(*_registry(settings))).get(name)
+    if record is None:
+        raise CliError(f"project {name!r} does not exist")
+    print(json.dumps(record.public_dict(), indent=2))
+
+
+def projects_remove(settings: Settings, args: argparse.Namespace) -> None:
+    name = check_name(args.name)
+    bootstrap, topic = _registry(settings)
+    if name not in asyncio.run(registry.read_all(bootstrap, topic)):
+        raise CliError(f"project {name!r} does not exist")
+    asyncio.run(registry.write(bootstrap, topic, name, None))
+    print(f"removed {name}")
+
+
+def projects_apply(settings: Settings, args: argparse.Namespace) -> None:
+    """Config as code: every [[project]] of the file is validated first, then written."""
+    try:
+        document = tomllib.loads(args.file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from None
+    entries = document.get("project", [])
+    if not isinstance(entries, list) or not entries:
+        raise CliError(f"{args.file} has no [[project]] tables")
+    records = []
+    for entry in entries:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise CliError("every [[project]] needs a name")
+        unknown = set(entry) - set(ProjectRecord.__dataclass_fields__)
+        if unknown:
+            raise CliError(f"project {entry['name']!r}: unknown keys {sorted(unknown)}")
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()
+                   if k != "name"}
+        records.append(ProjectRecord.build(entry["name"], **options))
+
+    async def apply_all() -> None:
+        bootstrap, topic = _registry(settings)
+        projects = await registry.read_all(bootstrap, topic)
+        for record in records:
+            projects[record.name] = record
+        for record in records:
+            registry.check_aliases(projects, record)
+        for record in records:
+            await registry.write(bootstrap, topic, record.name, record)
+
+    asyncio.run(apply_all())
+    print(f"applied {len(records)} project(s): {', '.join(r.name for r in records)}")
+
+
+# -- running -----------------------------------------------------------------------------------
+
+def _server_env(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Apply --host/--port to this process and to the uvicorn workers it spawns."""
+    if args.host:
+        os.environ["TRACKPIPE_HTTP_HOST"] = args.host
+    if args.port:
+        os.environ["TRACKPIPE_HTTP_PORT"] = str(args.port)
+    return Settings.from_env()
+
+
+def serve_gateway(settings: Settings, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run("gateway.main:create_app", factory=True, host=settings.http_host,
+                port=settings.http_port, workers=workers, loop="uvloop", http="httptools",
+                access_log=False, lifespan="on", log_level="info")
+
+
+def run_gateway(settings: Settings, args: argparse.Namespace) -> None:
+    serve_gateway(_server_env(settings, args), args.workers)
+
+
+def run_up(settings: Settings, args: argparse.Namespace) -> None:
+    settings = _server_env(settings, args)
+    kafka = None if settings.kafka_bootstrap else local_kafka(settings)
+    if kafka is not None:
+        print("starting the local Kafka...", flush=True)
+        kafka.start()
+    try:
+        bootstrap = bootstrap_servers(settings)
+        asyncio.run(create_topics(settings, bootstrap))
+        if not args.no_demo:
+            asyncio.run(_ensure_demo(settings))
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        print(f"\ntrackpipe is up: Kafka at {bootstrap}, gateway at {url}\n"
+              "try:\n"
+              f"  curl -i '{url}/track/ce?project={DEMO_PROJECT}&event=pv&cookie=c1"
+              "&ce_url=%2Fhome&response=json'\n"
+              "Ctrl-C stops everything.\n", flush=True)
+        serve_gateway(settings, args.workers)
+    finally:
+        if kafka is not None:
+            print("stopping the local Kafka...", flush=True)
+            kafka.stop()
+
+
+async def _ensure_demo(settings: Settings) -> None:
+    bootstrap, topic = _registry(settings)
+    if DEMO_PROJECT not in await registry.read_all(bootstrap, topic):
+        await registry.write(bootstrap, topic, DEMO_PROJECT, ProjectRecord.build(DEMO_PROJECT))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""A real Apache Kafka (KRaft, combined broker+controller) on this machine, from Maven jars.
+
+There is no Docker engine on our machines and mocks are not Kafka, so the project brings up the
+real broker itself: ``pom.xml`` beside this file lists the jars; the first start resolves them
+with Maven into the user cache folder, later starts reuse them. Each node gets a folder under
+``<data_dir>/kafka/node-<n>`` with its config, log, data and pid file; ``stop`` ends exactly the
+processes whose pid files it finds, after checking that each pid is still our java process.
+Ports are on 127.0.0.1 only: broker ``port + i``, controller ``port + 100 + i``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackpipe.settings import Settings
+
+KAFKA_VERSION = "3.9.1"
+POM = Path(__file__).with_name("pom.xml")
+
+
+class LauncherError(RuntimeError):
+    """The local Kafka cannot be started or stopped; the message says what to do."""
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """The configured cluster, else the local one `trackpipe kafka start` runs."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    return LocalKafka(settings.kafka_dir, settings.local_kafka_port,
+                      settings.local_kafka_nodes).bootstrap
+
+
+def jar_dir() -> Path:
+    """The cached jars, resolved from Maven Central on first use."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trackpipe"
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    target = cache / f"kafka-{KAFKA_VERSION}-{digest}"
+    if (target / ".complete").exists():
+        return target
+    for tool, package in (("java", "openjdk-17-jre-headless"), ("mvn", "maven")):
+        if shutil.which(tool) is None:
+            raise LauncherError(f"`{tool}` is not installed: install Java 17 and Maven "
+                                f"(Debian: apt-get install {package} maven)")
+    partial = target.with_suffix(".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"resolving Kafka {KAFKA_VERSION} jars with Maven (first run only)...", file=sys.stderr)
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LauncherError("maven could not resolve the Kafka jars:\n"
+                            + (result.stdout + result.stderr)[-2000:])
+    (partial / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    folder: Path
+    port: int = 19092
+    nodes: int = 1
+    heap: str = "512m"
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port + i}" for i in range(self.nodes))
+
+    def node_dir(self, i: int) -> Path:
+        return self.folder / f"node-{i + 1}"
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 90) -> str:
+        """Start every node that is not running and wait until the cluster answers."""
+        jars = jar_dir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cluster_file = self.folder / "cluster-id"
+        if not cluster_file.exists():
+            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_file.write_text(raw)
+        cluster_id = cluster_file.read_text().strip()
+        for i in range(self.nodes):
+            if self._pid(i) is None:
+                self._start_node(i, jars, cluster_id)
+        self.wait_ready(timeout_s)
+        return self.bootstrap
+
+    def _start_node(self, i: int, jars: Path, cluster_id: str) -> None:
+        node = self.node_dir(i)
+        data = node / "data"
+        node.mkdir(parents=True, exist_ok=True)
+        config = node / "server.properties"
+        config.write_text(self._server_properties(i, data))
+        log4j = node / "log4j.properties"
+        log4j.write_text(
+            "log4j.rootLogger=INFO, file\n"
+            "log4j.appender.file=org.apache.log4j.FileAppender\n"
+            f"log4j.appender.file.File={node / 'server.log'}\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n")
+        java = ["java", "-cp", f"{jars}/*", f"-Dlog4j.configuration=file:{log4j}"]
+        if not (data / "meta.properties").exists():
+            result = subprocess.run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                 str(config), "--ignore-formatted"], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise LauncherError(f"formatting node {i + 1} failed: {result.stderr[-1000:]}")
+        # Detached through sh so the broker outlives a `trackpipe kafka start` and is never left
+        # as our zombie; arguments travel as "$@", never through the shell's parser.
+        command = ["setsid", *java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseG1GC",
+                   f"-Dtrackpipe.node={node}", "kafka.Kafka", str(config)]
+        spawned = subprocess.run(
+            ["sh", "-c", 'exec "$@" >>"$TRACKPIPE_KAFKA_LOG" 2>&1 </dev/null & echo $!', "sh",
+             *command],
+            env={**os.environ, "TRACKPIPE_KAFKA_LOG": str(node / "stdout.log")},
+            capture_output=True, text=True, check=True)
+        (node / "pid").write_text(spawned.stdout.strip())
+
+    def _server_properties(self, i: int, data: Path) -> str:
+        voters = ",".join(f"{n + 1}@127.0.0.1:{self.port + 100 + n}" for n in range(self.nodes))
+        replicas = min(self.nodes, 3)
+        return "\n".join([
+            "process.roles=broker,controller",
+            f"node.id={i + 1}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port + i},"
+            f"CONTROLLER://127.0.0.1:{self.port + 100 + i}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port + i}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            f"offsets.topic.replication.factor={replicas}",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={max(1, replicas - 1)}",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={2 if replicas >= 3 else 1}",
+            "offsets.topic.num.partitions=12",
+            "auto.create.topics.enable=false",
+            "group.initial.rebalance.delay.ms=0",
+            "num.network.threads=2",
+            "num.io.threads=4",
+            "log.segment.bytes=67108864",
+            "",
+        ])
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last_error = ""
+        while time.monotonic() < deadline:
+            for i in range(self.nodes):
+                if self._pid(i) is None:
+                    raise LauncherError(f"kafka node {i + 1} exited during start; see "
+                                        f"{self.node_dir(i) / 'server.log'}:\n{self._tail(i)}")
+            try:
+                brokers = asyncio.run(_broker_count(self.bootstrap))
+                if brokers >= self.nodes:
+                    return
+                last_error = f"{brokers} of {self.nodes} brokers up"
+            except Exception as exc:  # not up yet: any client error means "try again"
+                last_error = str(exc)
+            time.sleep(0.5)
+        raise LauncherError(f"kafka did not answer within {timeout_s:.0f} s ({last_error})")
+
+    def _tail(self, i: int) -> str:
+        log = self.node_dir(i) / "stdout.log"
+        return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+
+    # -- status and stop -----------------------------------------------------------------------
+
+    def _pid(self, i: int) -> int | None:
+        """The node's pid if its process is alive and still our Kafka node, else None."""
+        pid_file = self.node_dir(i) / "pid"
+        try:
+            pid = int(pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if f"-Dtrackpipe.node={self.node_dir(i)}".encode() not in cmdline:
+            return None  # the pid was reused by another process
+        return pid
+
+    def status(self) -> list[tuple[int, int | None]]:
+        return [(i + 1, self._pid(i)) for i in range(self.nodes)]
+
+    def stop(self, timeout_s: float = 30, nodes: list[int] | None = None,
+             sig: int = signal.SIGTERM) -> None:
+        """Stop the given nodes (1-based; default all) and wait until they are gone."""
+        targets = [n - 1 for n in nodes] if nodes else list(range(self.nodes))
+        pids = [(i, pid) for i in targets if (pid := self._pid(i)) is not None]
+        for _, pid in pids:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        for i, pid in pids:
+            while self._pid(i) is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self._pid(i) is not None:
+                os.kill(pid, signal.SIGKILL)
+                while self._pid(i) is not None:
+                    time.sleep(0.1)
+            (self.node_dir(i) / "pid").unlink(missing_ok=True)
+
+
+async def _broker_count(bootstrap: str) -> int:
+    from aiokafka import AIOKafkaClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refusals are expected here
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await client.bootstrap()
+        return len(client.cluster.brokers())
+    finally:
+        await client.close()

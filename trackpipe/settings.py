@@ -1,0 +1,129 @@
+"""The one settings object of every trackpipe process.
+
+Built once at start from the environment (variables prefixed ``TRACKPIPE_``) and passed down;
+nothing reads the environment at import time. Every field has a documented default (the README
+table is generated from ``FIELDS``), units are in the names, and a bad value refuses to start
+with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TRACKPIPE_"
+
+
+def _setting(default: object, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+class SettingsError(ValueError):
+    """A TRACKPIPE_* variable has a value we cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = _setting("",
+        "Bootstrap servers of an existing cluster; empty: the local `trackpipe kafka` broker.")
+    topic_prefix: str = _setting("trackpipe.",
+        "Prefix of every topic name.")
+    data_dir: Path = _setting(Path("data"),
+        "Folder for the spool, the local Kafka and (later) the day logs.")
+    http_host: str = _setting("127.0.0.1",
+        "Address the gateway listens on.")
+    http_port: int = _setting(8080,
+        "Port the gateway listens on.")
+    ack_deadline_ms: int = _setting(300,
+        "How long the gateway waits for Kafka's acknowledgement before answering 202.")
+    max_url_bytes: int = _setting(64 * 1024,
+        "Longest accepted request target (path + query); longer gets 414.")
+    max_body_bytes: int = _setting(1024 * 1024,
+        "Largest accepted request body; larger gets 413.")
+    spool_max_bytes: int = _setting(1024 * 1024 * 1024,
+        "Disk the spool may use before the gateway answers 503.")
+    trusted_proxies: tuple[str, ...] = _setting((),
+        "Comma-separated IPs/CIDRs whose X-Forwarded-For is believed.")
+    raw_partitions: int = _setting(12,
+        "Partitions of the raw topic (bounds how many processors can share the work).")
+    replication_factor: int = _setting(1,
+        "Replication factor of created topics (3 for a 3-node cluster).")
+    local_kafka_port: int = _setting(19092,
+        "First broker port of the local Kafka (controller ports are +100).")
+    local_kafka_nodes: int = _setting(1,
+        "Nodes of the local Kafka started by `trackpipe up` / `make run`.")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every ``TRACKPIPE_<FIELD>`` variable; ``overrides`` win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _convert(name, f.default, env[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = ("http_port", "ack_deadline_ms", "max_url_bytes", "max_body_bytes",
+                    "spool_max_bytes", "raw_partitions", "replication_factor",
+                    "local_kafka_port", "local_kafka_nodes")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if self.local_kafka_nodes not in (1, 3):
+            raise SettingsError(f"{ENV_PREFIX}LOCAL_KAFKA_NODES must be 1 or 3")
+        if not self.topic_prefix or any(c not in _TOPIC_CHARS for c in self.topic_prefix):
+            raise SettingsError(
+                f"{ENV_PREFIX}TOPIC_PREFIX may only hold letters, digits, '.', '_' and '-'")
+        try:
+            _ = self.trusted_networks
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES: {exc}") from None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _convert(name: str, default: object, raw: str) -> object:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+        if isinstance(default, tuple):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return raw.strip()
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+
+
+def documented_fields() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows for the README's configuration table."""
+    return [(ENV_PREFIX + f.name.upper(), repr(f.default), f.metadata["doc"])
+            for f in dataclasses.fields(Settings)]
