@@ -1,0 +1,174 @@
+"""Shared fixtures: a real Kafka broker for the session, and factories for what tests build.
+
+The broker is, in order: ``TRACKPIPE_KAFKA_BOOTSTRAP`` if set; else testcontainers' Kafka
+module when a Docker engine answers; else the project's own local Kafka (Maven jars), started
+here on free ports and stopped by pid at the end. With ``CI=true`` a missing broker fails the
+suite instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.main import Gateway
+from schemas import topics
+from schemas.project import ProjectRecord
+from schemas.raw import RawRecord
+from trackpipe import registry
+from trackpipe.kafka.launcher import LauncherError, LocalKafka
+from trackpipe.settings import Settings
+from trackpipe.topics import create_topics
+
+CLIENT_IP = "203.0.113.9"
+
+
+def free_port_block(size: int = 101) -> int:
+    """A base port p such that p and p+100 (broker and controller) are free."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + size > 65000:
+            continue
+        try:
+            for port in (base, base + 100):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port pair found")
+
+
+def _docker_answers() -> bool:
+    """True when a Docker engine answers /_ping on its socket (testcontainers needs one)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return True  # a remote engine: let testcontainers try it
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(host.removeprefix("unix://"))
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in s.recv(64)
+    except OSError:
+        return False
+
+
+def _no_broker(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"no Kafka broker for the integration tests: {reason}")
+    pytest.skip(f"no Kafka broker: {reason}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port_block())
+    try:
+        yield kafka.start()
+    except LauncherError as exc:
+        _no_broker(str(exc))
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture
+def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with a topic prefix of their own, so tests never see each other's data."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_prefix": f"t{uuid.uuid4().hex[:12]}.",
+            "data_dir": tmp_path / "data",
+            "raw_partitions": 4,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+async def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    made = settings_factory()
+    await create_topics(made, made.kafka_bootstrap)
+    return made
+
+
+async def register(settings: Settings, *records: ProjectRecord) -> None:
+    for record in records:
+        await registry.write(settings.kafka_bootstrap, settings.topic(topics.PROJECTS),
+                             record.name, record)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met within the timeout")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """A running gateway (real publisher, real registry follower) with the shop project."""
+    gw = Gateway(settings, settings.kafka_bootstrap)
+    async with gw.running():
+        await register(settings, ProjectRecord.build("shop.example", aliases=("www.shop.example",)))
+        await wait_for(lambda: gw.projects.find("shop.example") is not None
+                       and gw.readiness()["kafka"])
+        yield gw
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=gateway, client=(CLIENT_IP, 5555))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+        yield c
+
+
+async def read_raw(settings: Settings, expected: int, timeout_s: float = 15,
+                   settle_s: float = 1.0) -> list[tuple[bytes, RawRecord]]:
+    """Every raw record in the topic: waits for ``expected`` of them, then ``settle_s`` more
+    so that a test also sees records that should not be there."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = settings.topic(topics.RAW)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[tuple[bytes, RawRecord]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        settle_until = None
+        while loop.time() < (settle_until or deadline):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [(m.key, RawRecord.from_bytes(m.value)) for m in records]
+            if settle_until is None and len(found) >= expected:
+                settle_until = loop.time() + settle_s
+        return found
+    finally:
+        await consumer.stop()

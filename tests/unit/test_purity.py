@@ -1,0 +1,25 @@
+"""The modules that decide must not reach the outside world (STYLE: pure rules, thin shells)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schemas/topics.py",
+        "gateway/errors.py", "gateway/projects.py", "gateway/addresses.py",
+        "gateway/responses.py"]
+WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
+         "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime"}
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_nothing_from_the_outside_world(module):
+    tree = ast.parse((ROOT / module).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & WORLD, f"{module} imports {sorted(imported & WORLD)}"
