@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -83,6 +84,12 @@ async def decode_multipart(content_type: str, body: bytes) -> dict[str, Any]:
     async def stream() -> AsyncIterator[bytes]:
         yield body
 
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MalformedBody("the multipart body has no boundary")
+    if b"--" + boundary + b"--" not in body:
+        raise MalformedBody("the multipart body is truncated (no closing boundary)")
     parser = MultiPartParser(Headers({"content-type": content_type}), stream())
     try:
         form = await parser.parse()

@@ -62,8 +62,7 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.producer is not None:
-            with contextlib.suppress(KafkaError, asyncio.TimeoutError):
-                await asyncio.wait_for(self.producer.stop(), grace_s)
+            await _close(self.producer, grace_s)
         self.spool.close()
 
     async def publish(self, key: bytes, value: bytes) -> int:
@@ -143,6 +142,20 @@ class Publisher:
             delivered += 1
         self.metrics.spool_drained += delivered
         return delivered
+
+
+async def _close(producer: AIOKafkaProducer, grace_s: float) -> None:
+    """Stop the producer; if Kafka does not take the last batches within the grace, abandon
+    them (they are in the spool) instead of letting them arrive after this gateway is gone,
+    where the next gateway's drain would deliver them a second time."""
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=grace_s)
+    if not done:
+        sender = getattr(producer, "_sender", None)  # aiokafka has no public abort
+        if sender is not None and sender.sender_task is not None:
+            sender.sender_task.cancel()
+    with contextlib.suppress(KafkaError, asyncio.CancelledError):
+        await stopping
 
 
 async def _within(future: asyncio.Future, deadline: float) -> bool:

@@ -33,6 +33,6 @@ def test_bad_values_name_the_variable(env, message):
 
 def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for variable, default, doc in documented_fields():
+    for variable, _default, doc in documented_fields():
         assert doc, variable
         assert f"`{variable}`" in readme, f"{variable} is missing from the README table"

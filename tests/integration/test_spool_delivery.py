@@ -1,0 +1,83 @@
+"""The 202 path (SPEC §7): with the broker stopped, requests are spooled and answered 202;
+once it is back, every one of them is in Kafka exactly once, also across a gateway restart."""
+
+import asyncio
+from collections import Counter
+
+import httpx
+import pytest
+
+from gateway.main import Gateway
+from schemas.project import ProjectRecord
+from tests.conftest import _no_broker, free_port_block, read_raw, register, wait_for
+from trackpipe.kafka.launcher import LauncherError, LocalKafka
+from trackpipe.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_kafka(tmp_path):
+    """A broker of this test's own, which it may stop and start."""
+    kafka = LocalKafka(tmp_path / "kafka", port=free_port_block())
+    try:
+        kafka.start()
+    except LauncherError as exc:
+        kafka.stop()
+        _no_broker(str(exc))
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture
+async def outage_settings(own_kafka, settings_factory):
+    settings = settings_factory(kafka_bootstrap=own_kafka.bootstrap, raw_partitions=3)
+    await create_topics(settings, settings.kafka_bootstrap)
+    await register(settings, ProjectRecord.build("shop.example"))
+    return settings
+
+
+async def send(gw, n, tag):
+    transport = httpx.ASGITransport(app=gw, client=("192.0.2.1", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw", timeout=30) as c:
+        replies = await asyncio.gather(*(
+            c.get(f"/track/ce?project=shop.example&event={tag}&cookie=c{i % 7}&response=json")
+            for i in range(n)))
+    return [(r.status_code, r.headers["x-event-id"]) for r in replies]
+
+
+async def test_outage_gives_202_and_every_record_lands_exactly_once(own_kafka, outage_settings):
+    gw = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with gw.running():
+        await wait_for(lambda: all(gw.readiness().values()), timeout_s=20)
+        before = await send(gw, 5, "before")
+        await asyncio.to_thread(own_kafka.stop)
+        during = await send(gw, 40, "during")
+        assert gw.publisher.spool.depth == 40
+        await asyncio.to_thread(own_kafka.start)
+        await wait_for(lambda: gw.publisher.spool.depth == 0, timeout_s=60)
+    assert {status for status, _ in before} == {200}
+    assert {status for status, _ in during} == {202}
+    sent = [event_id for _, event_id in before + during]
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, len(sent), settle_s=2))
+    assert set(landed) == set(sent) and set(landed.values()) == {1}
+
+
+async def test_spooled_records_are_delivered_after_a_gateway_restart(own_kafka, outage_settings):
+    first = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with first.running():
+        await wait_for(lambda: all(first.readiness().values()), timeout_s=20)
+        await asyncio.to_thread(own_kafka.stop)
+        during = await send(first, 25, "during")
+    assert {status for status, _ in during} == {202}
+    assert list((outage_settings.spool_dir / "slot-0").glob("*.seg"))
+
+    await asyncio.to_thread(own_kafka.start)
+    second = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with second.running():
+        await wait_for(lambda: second.publisher.connected and second.publisher.spool.depth == 0,
+                       timeout_s=60)
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 25, settle_s=2))
+    assert set(landed) == {event_id for _, event_id in during}
+    assert set(landed.values()) == {1}
+    assert not list((outage_settings.spool_dir / "slot-0").glob("*.seg"))
