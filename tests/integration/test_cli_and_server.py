@@ -1,0 +1,163 @@
+"""The product as a user runs it: `trackpipe` commands and a real uvicorn gateway process.
+
+Registry changes made with the CLI reach a running gateway within 2 s, bad CLI input is refused
+with one clear line and changes nothing, and limits hold over a real HTTP connection.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def env(settings):
+    return {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
+            "TRACKPIPE_DATA_DIR": str(settings.data_dir),
+            "TRACKPIPE_HTTP_PORT": str(free_port()), "TRACKPIPE_MAX_URL_BYTES": "16384"}
+
+
+def cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "trackpipe.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def server(env):
+    """A gateway process, stopped by pid at the end (SIGINT, like Ctrl-C)."""
+    process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "gateway not ready within 30 s"
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+def poll_status(url, expected, timeout_s=2.0):
+    """The status the gateway answers, waiting up to ``timeout_s`` for ``expected``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(url).status_code
+        if status == expected or time.monotonic() > deadline:
+            return status
+        time.sleep(0.05)
+
+
+def test_registry_changes_apply_live_to_a_running_gateway(env, server):
+    url, _ = server
+    track = f"{url}/track/ce?project=live.example&cookie=c&ip=192.0.2.10"
+    assert httpx.get(track).status_code == 403
+
+    assert cli(env, "projects", "add", "live.example", "--alias", "alias.example").returncode == 0
+    assert poll_status(track, 200) == 200
+    assert poll_status(track.replace("live.example", "ALIAS.example"), 200) == 200
+
+    assert cli(env, "projects", "set", "live.example", "--exclude-ip", "192.0.2.0/24"
+               ).returncode == 0
+    assert poll_status(track, 403) == 403
+
+    assert cli(env, "projects", "set", "live.example", "--exclude-ip", "198.51.100.1",
+               "--secret", "s3cret").returncode == 0
+    assert poll_status(track, 401) == 401
+
+    assert cli(env, "projects", "remove", "live.example").returncode == 0
+    assert poll_status(track, 403) == 403
+
+
+def test_stops_cleanly_on_ctrl_c(server):
+    url, process = server
+    assert httpx.get(url + "/healthz").status_code == 200
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
+
+
+def raw_get(url, target):
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return s.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_limits_over_real_http(server):
+    url, _ = server
+    assert raw_get(url, "/track/ce?project=x&a=" + "b" * 20_000) .startswith(b"HTTP/1.1 414 ")
+    # Past ~64 KiB the HTTP parser itself refuses the request line, before the gateway.
+    assert raw_get(url, "/track/ce?project=x&a=" + "b" * 70_000) .startswith(b"HTTP/1.1 400 ")
+    r = httpx.post(url + "/track/ce?project=x", content=b"a" * 2_000_000)
+    assert r.status_code == 413
+    assert httpx.get(url + "/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["projects", "add", "bad/name"], "invalid project name"),
+    (["projects", "add", "../../etc"], "invalid project name"),
+    (["projects", "add", "ok.example", "--exclude-ip", "300.1.1.1"], "invalid IP"),
+    (["projects", "add", "ok.example", "--quota", "-5"], "quota"),
+    (["projects", "set", "missing.example", "--quota", "5"], "does not exist"),
+    (["projects", "remove", "missing.example"], "does not exist"),
+    (["projects", "show", "missing.example"], "does not exist"),
+], ids=["slash", "dotdot", "bad-cidr", "negative-quota", "set-missing", "remove-missing",
+        "show-missing"])
+def test_bad_cli_input_is_refused_and_changes_nothing(env, args, message):
+    result = cli(env, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("trackpipe: error:") and message in result.stderr
+    assert cli(env, "projects", "list").stdout == ""
+
+
+def test_add_refuses_duplicates_and_taken_aliases(env):
+    assert cli(env, "projects", "add", "a.example", "--alias", "b.example").returncode == 0
+    again = cli(env, "projects", "add", "a.example")
+    taken = cli(env, "projects", "add", "c.example", "--alias", "b.example")
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert taken.returncode == 2 and "already belongs to project 'a.example'" in taken.stderr
+    assert cli(env, "projects", "list").stdout == "a.example (aliases: b.example)\n"
+
+
+def test_apply_is_config_as_code_and_all_or_nothing(env, tmp_path):
+    good = tmp_path / "projects.toml"
+    good.write_text('[[project]]\nname = "one.example"\naliases = ["uno.example"]\n'
+                    'secret = "s"\nexclude_ips = ["10.0.0.0/8"]\nquota = 1000\n\n'
+                    '[[project]]\nname = "two.example"\n')
+    result = cli(env, "projects", "apply", str(good))
+    assert result.returncode == 0, result.stderr
+    shown = cli(env, "projects", "show", "one.example").stdout
+    assert '"secret": "<set>"' in shown and '"quota": 1000' in shown and "s3" not in shown
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[project]]\nname = "three.example"\n\n[[project]]\nname = "four/x"\n')
+    result = cli(env, "projects", "apply", str(bad))
+    assert result.returncode == 2 and "invalid project name" in result.stderr
+    assert cli(env, "projects", "list").stdout == (
+        "one.example (aliases: uno.example)\ntwo.example\n")
