@@ -1,0 +1,161 @@
+"""Gateway throughput against a bare ASGI app, in one run, on the same uvicorn settings.
+
+    make bench-gateway            # or: .venv/bin/python bench/gateway.py --runs 3 --seconds 10
+
+Both servers run as one uvicorn process (uvloop + httptools, no access log) on 127.0.0.1 and
+are loaded by wrk (64 connections, 2 threads) with realistic 14-parameter /track/ce URLs. The
+gateway publishes to a real Kafka: TRACKPIPE_KAFKA_BOOTSTRAP if set, else a local broker this
+script starts and stops. Each measurement is the median of --runs runs. A last phase holds the
+gateway at about half its own maximum rate (wrk's per-connection delay) and reports p99 and
+the share of 202s there. Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from schemas.project import ProjectRecord  # noqa: E402
+from tests.conftest import free_port_block  # noqa: E402
+from trackpipe import registry  # noqa: E402
+from trackpipe.kafka.launcher import LocalKafka  # noqa: E402
+from trackpipe.settings import Settings  # noqa: E402
+from trackpipe.topics import create_topics  # noqa: E402
+
+CONNECTIONS = 64
+
+
+def serve(app: str, port: int, env: dict[str, str], factory: bool) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]
+    if factory:
+        command.append("--factory")
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{app} did not start")
+
+
+def wrk(port: int, seconds: int, delay_ms: int = 0) -> dict[str, float]:
+    env = {**os.environ, "BENCH_DELAY_MS": str(delay_ms)}
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s",
+         str(ROOT / "bench" / "track.lua"), f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, env=env, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"rps": rps, "p50_ms": _latency(out, "50%"), "p99_ms": _latency(out, "99%")}
+
+
+def _latency(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def statuses(port: int) -> dict[int, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    found: dict[int, float] = {}
+    for status, n in re.findall(r'requests_total\{endpoint="ce",status="(\d+)"\} (\d+)', text):
+        found[int(status)] = found.get(int(status), 0) + float(n)
+    return found
+
+
+def median_run(port: int, runs: int, seconds: int, delay_ms: int = 0,
+               metrics: bool = False) -> dict[str, float]:
+    results = []
+    for _ in range(runs):
+        before = statuses(port) if metrics else {}
+        result = wrk(port, seconds, delay_ms)
+        if metrics:
+            after = statuses(port)
+            done = {s: after.get(s, 0) - before.get(s, 0) for s in after}
+            total = sum(done.values()) or 1
+            result["share_202"] = done.get(202, 0) / total
+            result["non_2xx"] = sum(n for s, n in done.items() if s >= 300)
+        results.append(result)
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    work = Path(tempfile.mkdtemp(prefix="trackpipe-bench-"))
+    kafka = None
+    bootstrap = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP", "")
+    if not bootstrap:
+        kafka = LocalKafka(work / "kafka", port=free_port_block())
+        bootstrap = kafka.start()
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+                        data_dir=work / "data")
+    processes = []
+    try:
+        asyncio.run(create_topics(settings, bootstrap))
+        asyncio.run(registry.write(bootstrap, settings.topic("projects"), "bench.example",
+                                   ProjectRecord.build("bench.example")))
+        env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap,
+               "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
+               "TRACKPIPE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
+        bare_port, null_port, gateway_port = (free_port_block() for _ in range(3))
+        processes.append(serve("bench.bare_app:app", bare_port, env, factory=False))
+        processes.append(serve("bench.null_gateway:create_app", null_port, env, factory=True))
+        processes.append(serve("gateway.main:create_app", gateway_port, env, factory=True))
+        for port in (bare_port, null_port, gateway_port):
+            wrk(port, 2)  # warm-up
+        bare = median_run(bare_port, args.runs, args.seconds)
+        null = median_run(null_port, args.runs, args.seconds)
+        gateway = median_run(gateway_port, args.runs, args.seconds, metrics=True)
+        # Each connection waits delay_ms after an answer: rate ~ connections / (latency + delay).
+        delay_ms = max(1, round(CONNECTIONS * 1000 / (gateway["rps"] / 2) - gateway["p50_ms"]))
+        half = median_run(gateway_port, args.runs, args.seconds, delay_ms=delay_ms, metrics=True)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)
+        if kafka is not None:
+            kafka.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, Kafka at {'local 1-node' if kafka else bootstrap}; "
+          f"median of {args.runs} x {args.seconds}s, wrk -t2 -c{CONNECTIONS}\n")
+    print("| server | req/s | p50 ms | p99 ms | 202 share | ratio to bare |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| bare ASGI app | {bare['rps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} "
+          "| - | 1.00 |")
+    print(f"| gateway HTTP path, Kafka replaced by a no-op | {null['rps']:.0f} | "
+          f"{null['p50_ms']:.2f} | {null['p99_ms']:.2f} | - | {null['rps'] / bare['rps']:.2f} |")
+    for name, row in (("gateway + Kafka (acks=all), max rate", gateway),
+                      (f"gateway + Kafka, ~half rate (delay {delay_ms} ms)", half)):
+        print(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+              f"{row['share_202']:.2%} | {row['rps'] / bare['rps']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
