@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,9 +97,21 @@ class LocalKafka:
         cluster_id = cluster_file.read_text().strip()
         for i in range(self.nodes):
             if self._pid(i) is None:
+                self._check_ports_free(i)
                 self._start_node(i, jars, cluster_id)
         self.wait_ready(timeout_s)
         return self.bootstrap
+
+    def _check_ports_free(self, i: int) -> None:
+        for port in (self.port + i, self.port + 100 + i):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise LauncherError(
+                        f"port {port} is taken by another process: stop it, or choose other "
+                        "ports with TRACKPIPE_LOCAL_KAFKA_PORT") from None
 
     def _start_node(self, i: int, jars: Path, cluster_id: str) -> None:
         node = self.node_dir(i)

@@ -1,0 +1,31 @@
+"""The local Kafka launcher's own promises: it refuses taken ports with a clear error, and
+`stop` ends exactly the processes it started."""
+
+import socket
+
+import pytest
+
+from tests.conftest import free_port_block
+from trackpipe.kafka.launcher import LauncherError, LocalKafka
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_taken_port_is_a_clear_error_and_starts_nothing(tmp_path):
+    port = free_port_block()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        kafka = LocalKafka(tmp_path, port=port)
+        with pytest.raises(LauncherError, match=f"port {port} is taken"):
+            kafka.start()
+    assert kafka.status() == [(1, None)]
+
+
+def test_stop_ignores_a_pid_file_that_names_another_process(tmp_path):
+    kafka = LocalKafka(tmp_path, port=free_port_block())
+    kafka.node_dir(0).mkdir(parents=True)
+    (kafka.node_dir(0) / "pid").write_text("1")  # init: alive, but not our broker
+    assert kafka.status() == [(1, None)]
+    kafka.stop()  # must not signal pid 1
+    assert kafka.status() == [(1, None)]
