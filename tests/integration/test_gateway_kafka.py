@@ -150,3 +150,25 @@ async def test_operational_endpoints(client, gateway):
     assert 'trackpipe_gateway_requests_total{endpoint="ce",status="403"} 1' in metrics
     assert "trackpipe_gateway_ack_seconds_count 1" in metrics
     assert (await client.get("/nope")).status_code == 404
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(settings_factory):
+    import httpx
+
+    from gateway.main import Gateway
+    from trackpipe.topics import create_topics
+
+    settings = settings_factory(trusted_proxies=("10.0.0.0/8",))
+    await create_topics(settings, settings.kafka_bootstrap)
+    await register(settings, ProjectRecord.build("shop.example"))
+    gw = Gateway(settings, settings.kafka_bootstrap)
+    async with gw.running():
+        await wait_for(lambda: all(gw.readiness().values()))
+        for peer in ("10.1.1.1", "192.0.2.50"):
+            transport = httpx.ASGITransport(app=gw, client=(peer, 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+                r = await c.get(f"/track/ce?project=shop.example&cookie={peer}",
+                                headers={"X-Forwarded-For": "198.51.100.4, 10.2.2.2"})
+                assert r.status_code == 200
+    found = {rec.visitor_key: rec.ip for _, rec in await read_raw(settings, 2)}
+    assert found == {"cookie:10.1.1.1": "198.51.100.4", "cookie:192.0.2.50": "192.0.2.50"}
