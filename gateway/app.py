@@ -20,6 +20,7 @@ from gateway.errors import (
     BodyTooLarge,
     GatewayError,
     MalformedBody,
+    RegistryNotLoaded,
     SpoolFull,
     Unauthenticated,
     UrlTooLong,
@@ -52,6 +53,7 @@ PREFLIGHT = CORS + [(b"access-control-allow-methods", b"GET, POST, OPTIONS"),
 EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
     Unauthenticated: [(b"www-authenticate", b'Basic realm="trackpipe"')],
     SpoolFull: [(b"retry-after", b"5")],
+    RegistryNotLoaded: [(b"retry-after", b"2")],
 }
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
@@ -145,6 +147,8 @@ class TrackingApp:
     def _admit(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
                headers: dict[bytes, bytes]) -> RawRecord:
+        if not self.projects.loaded:  # a 403 now would tell senders a real project is unknown
+            raise RegistryNotLoaded()
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         project = admit(self.projects.find(path_project or project_param(params)), params, ip,
                         user_agent, headers.get(b"authorization", b"").decode("latin-1"))

@@ -10,7 +10,8 @@
     │   ├── UnknownProject      403  no project, or not registered
     │   └── Excluded            403  IP, user agent or visitor excluded by the project
     └── Unavailable         try again later (Retry-After)
-        └── SpoolFull           503  Kafka is slow and the local spool is full or unusable
+        ├── SpoolFull           503  Kafka is slow and the local spool is full or unusable
+        └── RegistryNotLoaded   503  the project registry has not been read yet (start-up)
 
 Third-party errors (aiokafka, OS errors on the spool) are translated into these at the one
 boundary that meets them; ``HTTP_STATUS`` is the only status table.
@@ -67,6 +68,10 @@ class SpoolFull(Unavailable):
     message = "temporarily unavailable, retry later"
 
 
+class RegistryNotLoaded(Unavailable):
+    message = "starting up, retry later"
+
+
 HTTP_STATUS: dict[type[GatewayError], int] = {
     MalformedBody: 400,
     BodyTooLarge: 413,
@@ -75,6 +80,7 @@ HTTP_STATUS: dict[type[GatewayError], int] = {
     UnknownProject: 403,
     Excluded: 403,
     SpoolFull: 503,
+    RegistryNotLoaded: 503,
 }
 
 

@@ -38,7 +38,6 @@ class Gateway:
         self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.projects = ProjectTable()
-        self.registry_loaded = asyncio.Event()
         self.publisher: Publisher | None = None
         self.tracking: TrackingApp | None = None
         self.ops = self._ops_app()
@@ -79,7 +78,7 @@ class Gateway:
         while True:  # Kafka may be down at start, or go away: keep the last view and retry
             try:
                 await registry.follow(self.bootstrap, topic, self.projects.apply,
-                                      self.registry_loaded)
+                                      self.projects.mark_loaded)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -89,7 +88,7 @@ class Gateway:
     def readiness(self) -> dict[str, bool]:
         return {
             "kafka": self.publisher is not None and self.publisher.connected,
-            "registry": self.registry_loaded.is_set(),
+            "registry": self.projects.loaded,
         }
 
     def _ops_app(self) -> FastAPI:

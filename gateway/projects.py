@@ -48,6 +48,7 @@ class ProjectTable:
     """Name or alias (lower-cased) → compiled project."""
 
     def __init__(self) -> None:
+        self.loaded = False  # set once the registry topic has been read to its end
         self._projects: dict[str, CompiledProject] = {}
         self._lookup: dict[str, CompiledProject] = {}
 
@@ -63,6 +64,9 @@ class ProjectTable:
                 lookup.setdefault(alias, project)
         lookup.update(self._projects)
         self._lookup = lookup
+
+    def mark_loaded(self) -> None:
+        self.loaded = True
 
     def find(self, name: str) -> CompiledProject | None:
         return self._lookup.get(name.strip().lower()) if name else None

@@ -55,11 +55,13 @@ def _decode(key: bytes | None, value: bytes | None) -> tuple[str, ProjectRecord 
 
 
 async def follow(bootstrap: str, topic: str, on_change: OnChange,
-                 caught_up: asyncio.Event | None = None) -> None:
-    """Apply every registry record, forever; set ``caught_up`` once the existing ones are in."""
+                 on_caught_up: Callable[[], None]) -> None:
+    """Apply every registry record, forever; call ``on_caught_up`` once the existing ones are
+    in (every time the follower starts again)."""
     consumer, tps = await _consumer(bootstrap, topic)
     try:
         end = await consumer.end_offsets(tps)
+        caught_up = False
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
@@ -67,9 +69,9 @@ async def follow(bootstrap: str, topic: str, on_change: OnChange,
                     change = _decode(msg.key, msg.value)
                     if change is not None:
                         on_change(*change)
-            if caught_up is not None and not caught_up.is_set() and all(
-                    [await consumer.position(tp) >= end[tp] for tp in tps]):
-                caught_up.set()
+            if not caught_up and all([await consumer.position(tp) >= end[tp] for tp in tps]):
+                caught_up = True
+                on_caught_up()
     finally:
         await consumer.stop()
 
@@ -84,7 +86,7 @@ async def read_all(bootstrap: str, topic: str) -> dict[str, ProjectRecord]:
             projects[name] = record
 
     caught_up = asyncio.Event()
-    task = asyncio.create_task(follow(bootstrap, topic, apply, caught_up))
+    task = asyncio.create_task(follow(bootstrap, topic, apply, caught_up.set))
     waiter = asyncio.create_task(caught_up.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30,
                                  return_when=asyncio.FIRST_COMPLETED)

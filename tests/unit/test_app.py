@@ -29,8 +29,10 @@ class FakePublisher:
 
 @pytest.fixture
 def make_client():
-    def make(status=200, **limits):
+    def make(status=200, loaded=True, **limits):
         projects = ProjectTable()
+        if loaded:
+            projects.mark_loaded()
         for record in (ProjectRecord.build("shop.example"),
                        ProjectRecord.build("secure.example", secret="s3cret")):
             projects.apply(record.name, record)
@@ -78,6 +80,14 @@ async def test_spool_full_is_503_with_retry_after(make_client):
         r = await client.get("/track/ce?project=shop.example&response=json")
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert r.json() == {"success": False, "message": SpoolFull.message}
+
+
+async def test_before_the_registry_is_read_requests_are_503_not_403(make_client):
+    client, publisher = make_client(loaded=False)
+    async with client:
+        r = await client.get("/track/ce?project=shop.example&response=json")
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert publisher.records == []
 
 
 async def test_401_carries_www_authenticate_and_basic_auth_passes(make_client):
