@@ -8,7 +8,8 @@ import pytest
 ROOT = Path(__file__).parents[2]
 PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schemas/topics.py",
         "gateway/errors.py", "gateway/projects.py", "gateway/addresses.py",
-        "gateway/responses.py"]
+        "gateway/responses.py", "processors/identity.py", "processors/visits.py",
+        "processors/campaigns.py", "processors/timestamps.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
          "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime"}
 

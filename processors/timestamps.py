@@ -1,0 +1,38 @@
+"""Which time an action happened at (SPEC §4). Pure: the receipt time comes in as an argument.
+
+``timestamp`` is unix ms. Without it (or with a value that is not a number) the receipt time
+is the event time, and the time records which clock it came from. Past timestamps are kept
+as sent. A timestamp later than the receipt time by more than ``FUTURE_TOLERANCE_MS`` (clock
+skew of senders) is kept but flagged ``future``: reads leave it out until it has happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+FUTURE_TOLERANCE_MS = 60_000
+
+
+class Clock(str, Enum):
+    SENDER = "sender"      # the request's timestamp
+    RECEIPT = "receipt"    # the gateway's receipt time (no usable timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTime:
+    ms: int
+    clock: Clock
+    future: bool = False
+
+
+def event_time(timestamp: object, received_ms: int) -> EventTime:
+    if timestamp is None or isinstance(timestamp, bool) or timestamp == "":
+        return EventTime(received_ms, Clock.RECEIPT)
+    try:
+        ms = int(float(str(timestamp).strip()))
+    except ValueError:
+        return EventTime(received_ms, Clock.RECEIPT)
+    if ms <= 0:
+        return EventTime(received_ms, Clock.RECEIPT)
+    return EventTime(ms, Clock.SENDER, future=ms > received_ms + FUTURE_TOLERANCE_MS)

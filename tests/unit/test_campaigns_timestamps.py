@@ -1,0 +1,52 @@
+import pytest
+
+from processors.campaigns import parse_campaign
+from processors.timestamps import FUTURE_TOLERANCE_MS, Clock, EventTime, event_time
+
+URL = "https://shop.example/p?utm_campaign=spring&utm_source=news&utm_medium=email" \
+      "&utm_term=shoes&utm_content=hero&utm_id=42"
+ALL = {"campaign_name": "spring", "campaign_source": "news", "campaign_medium": "email",
+       "campaign_term": "shoes", "campaign_content": "hero", "campaign_id": "42"}
+
+
+@pytest.mark.parametrize(("event", "props", "expected"), [
+    ("pv", {"url": URL}, ALL),
+    ("pv", {"uri": "/p?woo_campaign=fall&woo_source=ads"},
+     {"campaign_name": "fall", "campaign_source": "ads"}),
+    ("pv", {"url": "/p?UTM_SOURCE=caps&utm_medium=a+b"},
+     {"campaign_source": "caps", "campaign_medium": "a b"}),
+    ("pv", {"url": "/p?utm_source=u&woo_source=w"}, {"campaign_source": "u"}),
+    ("pv", {"url": URL, "campaign_name": "explicit"}, {}),
+    ("buy", {"url": URL}, {}),
+    ("pv", {"url": "/p?utm_source="}, {}),
+    ("pv", {"url": "/plain"}, {}),
+    ("pv", {}, {}),
+    ("pv", {"url": "http://[broken/?utm_source=x"}, {}),
+], ids=["all-six", "woo-and-uri", "case-and-plus", "utm-beats-woo", "explicit-wins",
+        "not-a-pageview", "empty-value", "no-query", "no-url", "unparseable-url"])
+def test_parse_campaign(event, props, expected):
+    try:
+        assert parse_campaign(event, props) == expected
+    except ValueError:  # urlsplit refuses some broken URLs: that must not escape
+        pytest.fail("parse_campaign raised on a broken URL")
+
+
+NOW = 1_700_000_000_000
+
+
+@pytest.mark.parametrize(("timestamp", "expected"), [
+    (None, EventTime(NOW, Clock.RECEIPT)),
+    ("", EventTime(NOW, Clock.RECEIPT)),
+    ("abc", EventTime(NOW, Clock.RECEIPT)),
+    ("-5", EventTime(NOW, Clock.RECEIPT)),
+    (True, EventTime(NOW, Clock.RECEIPT)),
+    ("1492030800000", EventTime(1492030800000, Clock.SENDER)),
+    (1492030800000, EventTime(1492030800000, Clock.SENDER)),
+    ("1492030800000.7", EventTime(1492030800000, Clock.SENDER)),
+    (str(NOW + FUTURE_TOLERANCE_MS), EventTime(NOW + FUTURE_TOLERANCE_MS, Clock.SENDER)),
+    (str(NOW + FUTURE_TOLERANCE_MS + 1),
+     EventTime(NOW + FUTURE_TOLERANCE_MS + 1, Clock.SENDER, future=True)),
+], ids=["absent", "empty", "text", "negative", "bool", "past", "number", "fraction",
+        "within-skew", "future"])
+def test_event_time(timestamp, expected):
+    assert event_time(timestamp, NOW) == expected
