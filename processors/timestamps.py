@@ -9,12 +9,12 @@ skew of senders) is kept but flagged ``future``: reads leave it out until it has
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 FUTURE_TOLERANCE_MS = 60_000
 
 
-class Clock(str, Enum):
+class Clock(StrEnum):
     SENDER = "sender"      # the request's timestamp
     RECEIPT = "receipt"    # the gateway's receipt time (no usable timestamp)
 
