@@ -9,7 +9,8 @@ ROOT = Path(__file__).parents[2]
 PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schemas/topics.py",
         "gateway/errors.py", "gateway/projects.py", "gateway/addresses.py",
         "gateway/responses.py", "processors/identity.py", "processors/visits.py",
-        "processors/campaigns.py", "processors/timestamps.py"]
+        "processors/campaigns.py", "processors/timestamps.py", "processors/actions.py",
+        "processors/useragent.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
          "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime"}
 
