@@ -52,6 +52,11 @@ class DayLogWriter:
             self._positions[partition] = self._recover(partition)
         return self._positions[partition]
 
+    def forget(self, partitions: Any) -> None:
+        """Drop cached positions: recompute them from the files on next use."""
+        for partition in partitions:
+            self._positions.pop(partition, None)
+
     def write(self, partition: int, offset: int, project: str, received_ms: int,
               record: dict[str, Any]) -> bool:
         """Append one line unless this offset is already written; True if written.

@@ -10,14 +10,23 @@ from dataclasses import dataclass
 
 RAW = "raw"
 PROJECTS = "projects"
+TICKS = "ticks"
+LINKS = "links"
+REBINDS = "rebinds"
+ACTIONS = "actions"
+VISITS = "visits"
+MERGES = "merges"
+DEADLETTER = "deadletter"
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
     compacted: bool
-    partitions: int | None  # None: the configured raw partition count
+    partitions: int | None  # None: the configured raw partition count (co-partitioned)
     purpose: str
+    retention_ms: int | None = None  # None: the cluster default
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -25,4 +34,18 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="every accepted tracking request, as received (schemas.raw)"),
     TopicSpec(PROJECTS, compacted=True, partitions=1,
               purpose="the project registry, keyed by project name (schemas.project)"),
+    TopicSpec(TICKS, compacted=False, partitions=None, retention_ms=HOUR_MS,
+              purpose="clock ticks per raw partition, so visits close without traffic"),
+    TopicSpec(LINKS, compacted=False, partitions=None,
+              purpose="identity links, keyed by project + identifier (processors.identity)"),
+    TopicSpec(REBINDS, compacted=False, partitions=None,
+              purpose="answers to links, keyed like the raw record of the asking visitor"),
+    TopicSpec(ACTIONS, compacted=False, partitions=None,
+              purpose="enriched actions and updates (processors.actions), for triggers"),
+    TopicSpec(VISITS, compacted=False, partitions=None,
+              purpose="visit started / visit ended records"),
+    TopicSpec(MERGES, compacted=False, partitions=None,
+              purpose="every profile merge: source, into, identifier, time"),
+    TopicSpec(DEADLETTER, compacted=False, partitions=None,
+              purpose="records that could not be processed, with the error and source offset"),
 )

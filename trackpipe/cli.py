@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(gateway)
     gateway.set_defaults(handler=run_gateway)
 
+    worker = roles.add_parser("worker", help="run a stream processor worker (faust)")
+    worker.add_argument("--web-port", type=int, help="the worker's web port "
+                        "(TRACKPIPE_WORKER_WEB_PORT); give each local worker its own")
+    worker.add_argument("--loglevel", default="warning")
+    worker.set_defaults(handler=run_worker)
+
     up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway")
     add_server_options(up)
     up.add_argument("--no-demo", action="store_true", help="do not register the demo project")
@@ -278,6 +284,17 @@ def serve_gateway(settings: Settings, workers: int) -> None:
 
 def run_gateway(settings: Settings, args: argparse.Namespace) -> None:
     serve_gateway(_server_env(settings, args), args.workers)
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> None:
+    from faust.worker import Worker
+
+    from processors.app import Processors
+
+    processors = Processors(settings, bootstrap_servers(settings),
+                            args.web_port or settings.worker_web_port)
+    Worker(processors.app, loglevel=args.loglevel, quiet=True,
+           redirect_stdouts=False).execute_from_commandline()
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> None:

@@ -49,6 +49,8 @@ class Settings:
         "Disk the spool may use before the gateway answers 503.")
     trusted_proxies: tuple[str, ...] = _setting((),
         "Comma-separated IPs/CIDRs whose X-Forwarded-For is believed.")
+    worker_web_port: int = _setting(6066,
+        "Web port of a processor worker (profile lookups, faust's own views).")
     raw_partitions: int = _setting(12,
         "Partitions of the raw topic (bounds how many processors can share the work).")
     replication_factor: int = _setting(1,
@@ -85,7 +87,7 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        positive = ("http_port", "ack_deadline_ms", "max_url_bytes", "max_body_bytes",
+        positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes", "max_body_bytes",
                     "spool_max_bytes", "raw_partitions", "replication_factor",
                     "local_kafka_port", "local_kafka_nodes")
         for name in positive:

@@ -13,6 +13,8 @@ def topic_configs(settings: Settings) -> list[NewTopic]:
     topics = []
     for spec in TOPICS:
         config = {"cleanup.policy": "compact"} if spec.compacted else {}
+        if spec.retention_ms is not None:
+            config["retention.ms"] = str(spec.retention_ms)
         if settings.replication_factor >= 3:
             config["min.insync.replicas"] = "2"
         topics.append(NewTopic(

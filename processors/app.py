@@ -1,0 +1,237 @@
+"""The faust app: agents that move records between Kafka, tables and the pure rules.
+
+Two agents, each ``concurrency=1`` with ``at_least_once`` (faust loses data with more, faust
+issue 606):
+
+- ``visitors`` reads the raw topic together with ``ticks`` and ``rebinds``; all three are
+  co-partitioned (same partition count, same keys), so one partition's visitors, its clock and
+  its identity answers arrive in one ordered stream. It dedupes by event id, assigns cookies,
+  asks ``processors.identity`` for the profile, ``processors.visits`` for the visit, builds the
+  enriched record, writes the day log and emits actions, visits and links.
+- ``identities`` reads ``links`` (keyed by identifier), keeps who owns each identifier, emits
+  merges and answers the asking visitor on ``rebinds``.
+
+Any record that fails goes to the dead-letter topic with the error and its source offset, and
+the stream goes on. Timers cannot write tables, so a timer only sends a tick per owned
+partition; the visitors agent closes expired visits when the tick arrives in its stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, replace
+from typing import Any
+
+import faust
+
+from processors import identity, visits
+from processors.actions import Context, build_record, split
+from processors.daylog import DayLogWriter
+from processors.timestamps import event_time
+from schemas import topics
+from schemas.identifiers import identifiers_of
+from schemas.raw import RawRecord
+from trackpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 1.0
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def visitor_key_of(message_key: bytes) -> tuple[str, str]:
+    project, _, visitor_key = message_key.decode().partition("\n")
+    return project, visitor_key
+
+
+class Processors:
+    """Builds the faust app for one worker process; state lives in its tables."""
+
+    def __init__(self, settings: Settings, bootstrap: str, web_port: int) -> None:
+        self.settings = settings
+        self.daylog = DayLogWriter(settings.data_dir / "logs")
+        t = settings.topic
+        self.app = faust.App(
+            settings.topic_prefix + "processors",
+            broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+            store="memory://",
+            processing_guarantee="at_least_once",
+            topic_partitions=settings.raw_partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=True, web_host="127.0.0.1", web_port=web_port,
+            datadir=str(settings.data_dir / "processors"),
+            table_standby_replicas=0,
+        )
+        raw_codec = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS),
+                                     **raw_codec)
+        self.ticks = self.app.topic(t(topics.TICKS), **raw_codec)
+        self.links = self.app.topic(t(topics.LINKS), **raw_codec)
+        self.rebinds = self.app.topic(t(topics.REBINDS), **raw_codec)
+        self.actions = self.app.topic(t(topics.ACTIONS), **raw_codec)
+        self.visits = self.app.topic(t(topics.VISITS), **raw_codec)
+        self.merges = self.app.topic(t(topics.MERGES), **raw_codec)
+        self.deadletter = self.app.topic(t(topics.DEADLETTER), **raw_codec)
+        self.visitors_table = self.app.Table("visitors", default=None,
+                                             partitions=settings.raw_partitions)
+        self.seen = self.app.Table("seen", default=None, partitions=settings.raw_partitions)
+        self.identities = self.app.Table("identities", default=None,
+                                         partitions=settings.raw_partitions)
+        self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
+        self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
+        self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- the visitors agent --------------------------------------------------------------------
+
+    async def _visitors_agent(self, stream: Any) -> None:
+        names = {self.settings.topic(topics.TICKS): self._tick,
+                 self.settings.topic(topics.REBINDS): self._rebind}
+        async for event in stream.events():
+            message = event.message
+            try:
+                await names.get(message.topic, self._raw)(message)
+            except Exception as exc:  # a record's own fault must not stop the partition
+                await self._dead(message, exc)
+
+    async def _raw(self, message: Any) -> None:
+        raw = RawRecord.from_bytes(message.value)
+        if self.seen.get(raw.id) is not None:
+            return  # a replay of a record already processed (spool, retry)
+        params = raw.params()
+        ids = identifiers_of(params)
+        visitor_key, cookie_assigned = raw.visitor_key, False
+        if not visitor_key:  # no identifier at all: a cookie derived from the event id
+            ids = replace(ids, cookie="tp" + raw.id.replace("-", ""))
+            visitor_key, cookie_assigned = ids.visitor_key, True
+        key = f"{raw.project}\n{visitor_key}"
+        entry = self.visitors_table.get(key) or {}
+        state = identity.VisitorState(**entry["state"]) if entry.get("state") else None
+        decision = identity.resolve_visitor(raw.project, visitor_key, state, ids)
+        parts = split(params)
+        when = event_time(parts.builtins.get("timestamp"), raw.received_ms)
+
+        current = visits.Visit(**entry["visit"]) if entry.get("visit") else None
+        visit = current
+        if raw.endpoint != "identify":
+            step = visits.next_visit(
+                current, raw.received_ms, visits.timeout_ms(parts.builtins.get("timeout")),
+                is_action=raw.endpoint == "ce", new_visit_id="v" + raw.id.replace("-", ""),
+                properties=parts.visit)
+            if step.ended is not None:
+                await self._visit_record("visit ended", raw.project, visitor_key,
+                                         decision.profile, step.ended)
+            if step.started and step.visit is not None:
+                await self._visit_record("visit started", raw.project, visitor_key,
+                                         decision.profile, step.visit)
+            visit = step.visit
+
+        record = build_record(
+            Context(raw.id, raw.project, raw.endpoint, raw.received_ms, raw.ip, raw.user_agent,
+                    decision.profile, visitor_key, cookie_assigned,
+                    visit.id if visit else None, when),
+            parts, raw.referer, raw.language)
+        self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
+                          record)
+        if raw.endpoint in ("ce", "update"):
+            await self.actions.send(key=message.key, value=_json(record))
+        for link in decision.links:
+            await self.links.send(key=f"{raw.project}\n{link.identifier}".encode(),
+                                  value=_json({"project": raw.project, "at_ms": when.ms,
+                                               **asdict(link)}))
+        self.visitors_table[key] = {"state": asdict(decision.state),
+                                    "visit": asdict(visit) if visit else None,
+                                    "partition": message.partition}
+        self.seen[raw.id] = raw.received_ms
+
+    async def _tick(self, message: Any) -> None:
+        now_ms = int(message.value)
+        for key, entry in list(self.visitors_table.items()):
+            if not entry or entry.get("partition") != message.partition or not entry["visit"]:
+                continue
+            visit = visits.Visit(**entry["visit"])
+            if visits.is_expired(visit, now_ms):
+                project, visitor_key = key.split("\n", 1)
+                await self._visit_record("visit ended", project, visitor_key,
+                                         entry["state"]["profile"], visit)
+                self.visitors_table[key] = {**entry, "visit": None}
+
+    async def _rebind(self, message: Any) -> None:
+        answer = json.loads(message.value)
+        link = identity.Link(**answer["link"])
+        key = message.key.decode()
+        entry = self.visitors_table.get(key)
+        state = identity.VisitorState(**entry["state"]) if entry else None
+        rebound = identity.rebind(state, link, answer["answer"])
+        if rebound is not None:
+            self.visitors_table[key] = {**entry, "state": asdict(rebound)}
+
+    async def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
+                            visit: visits.Visit) -> None:
+        await self.visits.send(key=f"{project}\n{visitor_key}".encode(), value=_json({
+            "type": kind, "project": project, "visitor_key": visitor_key, "profile": profile,
+            "visit": visit.id, "start_ms": visit.start_ms, "last_ms": visit.last_ms,
+            "duration_ms": visit.duration_ms, "actions": visit.actions,
+            "properties": visit.properties}))
+
+    # -- the identities agent ------------------------------------------------------------------
+
+    async def _identities_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                await self._link(message)
+            except Exception as exc:
+                await self._dead(message, exc)
+
+    async def _link(self, message: Any) -> None:
+        body = json.loads(message.value)
+        project, at_ms = body.pop("project"), body.pop("at_ms")
+        link = identity.Link(**body)
+        key = message.key.decode()
+        current = self.identities.get(key)
+        decision = identity.resolve_link(
+            identity.IdentityState(**current) if current else None, link)
+        self.identities[key] = asdict(decision.state)
+        if decision.merge is not None:
+            await self.merges.send(key=f"{project}\n{decision.merge.source}".encode(),
+                                   value=_json({"project": project, "at_ms": at_ms,
+                                                "visitor_key": link.visitor_key,
+                                                **asdict(decision.merge)}))
+        await self.rebinds.send(key=f"{project}\n{link.visitor_key}".encode(),
+                                value=_json({"link": asdict(link), "answer": decision.answer}))
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _send_ticks(self) -> None:
+        raw = self.settings.topic(topics.RAW)
+        now = str(int(time.time() * 1000)).encode()
+        try:
+            for tp in self.app.assignor.assigned_actives():
+                if tp.topic == raw:
+                    await self.ticks.send(key=b"tick", value=now, partition=tp.partition)
+        except Exception:  # a missed tick only delays closing visits; never crash the worker
+            log.exception("could not send ticks")
+
+    async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # Another worker may have written these partitions' logs meanwhile.
+        self.daylog.forget(tp.partition for tp in assigned)
+
+    async def _dead(self, message: Any, exc: BaseException) -> None:
+        log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
+                    message.offset, exc)
+        await self.deadletter.send(key=message.key, value=_json({
+            "error": f"{type(exc).__name__}: {exc}",
+            "trace": traceback.format_exception_only(exc)[-1].strip(),
+            "topic": message.topic, "partition": message.partition, "offset": message.offset,
+            "key": base64.b64encode(message.key or b"").decode(),
+            "value": base64.b64encode(message.value or b"").decode()}))
