@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -141,23 +142,46 @@ def _last_offset(path: Path) -> int:
     return -1
 
 
-def read_lines(root: Path, project: str, days: list[str],
-               event_days: set[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Lines of the given receipt days; with ``event_days``, only lines of those event days,
-    also from the receipt days the index names."""
-    folder = root / check_name(project)
+def _receipt_days(folder: Path, days: list[str], event_days: set[str] | None) -> list[str]:
     receipt_days = set(days)
-    if event_days is not None:
-        for event_day in event_days:
-            index = folder / INDEX / event_day
-            if index.exists():
-                receipt_days |= set(index.read_text().split())
-    for day in sorted(receipt_days):
+    for event_day in event_days or ():
+        index = folder / INDEX / event_day
+        if index.exists():
+            receipt_days |= set(index.read_text().split())
+    return sorted(receipt_days)
+
+
+def _new_lines(path: Path, positions: dict[Path, int],
+               event_days: set[str] | None) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as f:
+        f.seek(positions.get(path, 0))
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # being written right now: read it next time
+            positions[path] = f.tell()
+            record = json.loads(line.decode("utf-8", "replace"))
+            if event_days is None or day_of(record.get("event_ms", 0)) in event_days:
+                yield record
+
+
+def read_lines(root: Path, project: str, days: list[str],
+               event_days: set[str] | None = None,
+               positions: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Lines of the given receipt days; with ``event_days``, only lines of those event days,
+    also from the receipt days the index names. ``positions`` remembers how far each file was
+    read, so a second call yields only what was added since."""
+    folder = root / check_name(project)
+    positions = {} if positions is None else positions
+    for day in _receipt_days(folder, days, event_days):
         for path in sorted((folder / day).glob("part-*.jsonl")):
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if not line.endswith("\n"):
-                        break  # being written right now
-                    record = json.loads(line)
-                    if event_days is None or day_of(record.get("event_ms", 0)) in event_days:
-                        yield record
+            yield from _new_lines(path, positions, event_days)
+
+
+def follow_lines(root: Path, project: str, days: list[str],
+                 event_days: set[str] | None = None,
+                 poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
+    """``read_lines``, then every line added later, until interrupted."""
+    positions: dict[Path, int] = {}
+    while True:
+        yield from read_lines(root, project, days, event_days, positions)
+        time.sleep(poll_s)

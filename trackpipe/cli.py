@@ -13,6 +13,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `trackpipe logs ... | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(TRACKPIPE_WORKER_WEB_PORT); give each local worker its own")
     worker.add_argument("--loglevel", default="warning")
     worker.set_defaults(handler=run_worker)
+
+    logs = roles.add_parser("logs", help="print a project's day logs as JSON lines")
+    logs.add_argument("project")
+    logs.add_argument("--date", type=_day, help="one day, YYYY-MM-DD (default: today, UTC)")
+    logs.add_argument("--from", dest="first", type=_day, help="first day of a range")
+    logs.add_argument("--to", dest="last", type=_day, help="last day of a range")
+    logs.add_argument("--by", choices=("receipt", "event"), default="receipt",
+                      help="select by receipt day (the files) or by event day (via the index)")
+    logs.add_argument("--follow", action="store_true", help="keep printing new lines")
+    logs.set_defaults(handler=print_logs)
 
     up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway")
     add_server_options(up)
@@ -284,6 +298,41 @@ def serve_gateway(settings: Settings, workers: int) -> None:
 
 def run_gateway(settings: Settings, args: argparse.Namespace) -> None:
     serve_gateway(_server_env(settings, args), args.workers)
+
+
+def _day(text: str) -> str:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-27") from None
+
+
+def print_logs(settings: Settings, args: argparse.Namespace) -> None:
+    from processors.daylog import follow_lines, read_lines
+
+    check_name(args.project)
+    if args.date and (args.first or args.last):
+        raise CliError("give --date or --from/--to, not both")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    first = args.date or args.first or args.last or today
+    last = args.date or args.last or first
+    if last < first:
+        raise CliError(f"--to {last} is before --from {first}")
+    days = [d.strftime("%Y-%m-%d") for d in _days(first, last)]
+    root = settings.data_dir / "logs"
+    event_days = set(days) if args.by == "event" else None
+    lines = (follow_lines(root, args.project, days, event_days) if args.follow
+             else read_lines(root, args.project, days, event_days))
+    for record in lines:
+        print(json.dumps(record, ensure_ascii=False), flush=args.follow)
+
+
+def _days(first: str, last: str) -> list[datetime]:
+    start = datetime.strptime(first, "%Y-%m-%d")
+    count = (datetime.strptime(last, "%Y-%m-%d") - start).days + 1
+    if count > 3660:
+        raise CliError("a range of at most ten years, please")
+    return [start + timedelta(days=n) for n in range(count)]
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> None:

@@ -87,8 +87,8 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes", "max_body_bytes",
-                    "spool_max_bytes", "raw_partitions", "replication_factor",
+        positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes",
+                    "max_body_bytes", "spool_max_bytes", "raw_partitions", "replication_factor",
                     "local_kafka_port", "local_kafka_nodes")
         for name in positive:
             if getattr(self, name) <= 0:
