@@ -23,10 +23,12 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors import identity, visits
 from processors.actions import Context, build_record, split
@@ -56,8 +58,11 @@ class Processors:
 
     def __init__(self, settings: Settings, bootstrap: str, web_port: int) -> None:
         self.settings = settings
+        self.bootstrap = bootstrap
         self.daylog = DayLogWriter(settings.data_dir / "logs")
+        (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
+        self.raw_topic = t(topics.RAW)
         self.app = faust.App(
             settings.topic_prefix + "processors",
             broker=[f"kafka://{server}" for server in bootstrap.split(",")],
@@ -70,6 +75,8 @@ class Processors:
             web_enabled=True, web_host="127.0.0.1", web_port=web_port,
             datadir=str(settings.data_dir / "processors"),
             table_standby_replicas=0,
+            # a crashed worker's partitions move after 10 s, not faust's default minute
+            broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
         )
         raw_codec = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS),
@@ -97,16 +104,55 @@ class Processors:
         names = {self.settings.topic(topics.TICKS): self._tick,
                  self.settings.topic(topics.REBINDS): self._rebind}
         async for event in stream.events():
-            message = event.message
-            try:
-                await names.get(message.topic, self._raw)(message)
-            except Exception as exc:  # a record's own fault must not stop the partition
-                await self._dead(message, exc)
+            await self._guarded(names.get(event.message.topic, self._raw), event.message)
+
+    async def _guarded(self, handle: Any, message: Any) -> None:
+        try:
+            await handle(message)
+        except Exception as exc:  # a record's own fault must not stop the partition
+            await self._dead(message, exc)
 
     async def _raw(self, message: Any) -> None:
+        """Process a raw record, first any records of its partition the stream skipped.
+
+        faust can hand an agent a record past offsets it never delivered after a rebalance
+        (faust issues 216 and 221) and then commit past them. The day log's position says
+        which offsets were handled, so a gap is fetched directly from Kafka and processed in
+        order before this record: nothing is lost whatever the consumer did.
+        """
+        handled = self.daylog.position(message.partition)
+        if handled >= 0 and message.offset > handled + 1:
+            log.warning("raw partition %s: offsets %s-%s were skipped by the stream; "
+                        "fetching them", message.partition, handled + 1, message.offset - 1)
+            async for missed in self._fetch(message.partition, handled + 1, message.offset):
+                await self._guarded(self._raw_one, missed)
+        await self._raw_one(message)
+
+    async def _fetch(self, partition: int, start: int, end: int) -> AsyncIterator[Any]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.raw_topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while True:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset >= end:
+                        return
+                    yield record
+                if await consumer.position(tp) >= end:
+                    return
+        finally:
+            await consumer.stop()
+
+    async def _raw_one(self, message: Any) -> None:
+        if message.offset <= self.daylog.position(message.partition):
+            return  # handled before a crash or a rebalance
         raw = RawRecord.from_bytes(message.value)
-        if self.seen.get(raw.id) is not None:
-            return  # a replay of a record already processed (spool, retry)
+        if self.seen.get(raw.id) is not None:  # a replay (spool, retry) of a processed record
+            self.daylog.skip(message.partition, message.offset)
+            return
         params = raw.params()
         ids = identifiers_of(params)
         visitor_key, cookie_assigned = raw.visitor_key, False
@@ -187,11 +233,7 @@ class Processors:
 
     async def _identities_agent(self, stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            try:
-                await self._link(message)
-            except Exception as exc:
-                await self._dead(message, exc)
+            await self._guarded(self._link, event.message)
 
     async def _link(self, message: Any) -> None:
         body = json.loads(message.value)
@@ -224,9 +266,13 @@ class Processors:
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Another worker may have written these partitions' logs meanwhile.
+        log.info("assigned raw partitions %s", sorted(tp.partition for tp in assigned
+                                                      if tp.topic == self.raw_topic))
         self.daylog.forget(tp.partition for tp in assigned)
 
     async def _dead(self, message: Any, exc: BaseException) -> None:
+        if message.topic == self.raw_topic:
+            self.daylog.skip(message.partition, message.offset)
         log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
                     message.offset, exc)
         await self.deadletter.send(key=message.key, value=_json({

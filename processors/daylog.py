@@ -8,6 +8,10 @@ what it already wrote. A ``kill -9`` at any moment therefore leaves neither gaps
 written to the OS before its offset can be committed) nor duplicates (what is re-read is
 skipped). A torn last line is cut off and written again.
 
+Positions are the authority for completeness: a record that needs no line (a duplicate, a dead
+letter) is recorded in ``<root>/_positions/part-<NN>``, so every offset of a partition up to
+its position has been handled, and the processor can tell when its stream skipped some.
+
 Event-day index: an action whose event day differs from its receipt day is noted in
 ``<root>/<project>/_index/<event-day>`` (one receipt day per line), so a read by event day
 opens only the receipt days that hold such events instead of scanning every file.
@@ -19,6 +23,7 @@ the folder is refused with ``ValueError`` and the record goes to the dead-letter
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -29,8 +34,11 @@ from typing import IO, Any
 
 from schemas.project import check_name
 
+log = logging.getLogger(__name__)
+
 MAX_OPEN_FILES = 128
 INDEX = "_index"
+POSITIONS = "_positions"
 
 
 def day_of(ms: int) -> str:
@@ -63,6 +71,8 @@ class DayLogWriter:
         """Append one line unless this offset is already written; True if written.
         A record's ``event_ms`` (when it has one) feeds the event-day index."""
         if offset <= self.position(partition):
+            log.info("day log: offset %s of partition %s is already written (at %s); skipped",
+                     offset, partition, self._positions[partition])
             return False
         folder = self.project_dir(project)
         day = day_of(received_ms)
@@ -76,6 +86,16 @@ class DayLogWriter:
             if event_day != day:
                 self._index(folder, event_day, day)
         return True
+
+    def skip(self, partition: int, offset: int) -> None:
+        """Record that ``offset`` needs no line (a duplicate or a dead letter), so that the
+        position moves past it and a gap check does not fetch it again."""
+        if offset <= self.position(partition):
+            return
+        self._positions[partition] = offset
+        marker = self.root / POSITIONS / f"part-{partition:03d}"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(offset))
 
     def sync(self) -> None:
         """fsync every open file (the machine-crash durability point)."""
@@ -117,6 +137,12 @@ class DayLogWriter:
         name = f"part-{partition:03d}.jsonl"
         for path in self.root.glob(f"*/*/{name}"):
             last = max(last, _last_offset(path))
+        marker = self.root / POSITIONS / f"part-{partition:03d}"
+        if marker.exists():
+            try:
+                last = max(last, int(marker.read_text()))
+            except ValueError:
+                pass  # a torn marker: the files still say how far we got
         return last
 
 

@@ -1,0 +1,321 @@
+"""HTTP in, day logs and topics out: the gateway and two processor workers on a real broker,
+the raw topic at 12 partitions (SPEC §3, §4, §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import msgpack
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from processors.daylog import read_lines
+from schemas.project import ProjectRecord
+from schemas.raw import RawRecord
+from tests.conftest import register
+from tests.integration.test_cli_and_server import free_port
+from trackpipe.settings import Settings
+from trackpipe.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+
+class Pipeline:
+    """A gateway and workers as processes of their own, stopped by pid at the end."""
+
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        self.settings = settings
+        self.tmp = tmp
+        self.port = free_port()
+        self.env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                    "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
+                    "TRACKPIPE_DATA_DIR": str(settings.data_dir),
+                    "TRACKPIPE_RAW_PARTITIONS": str(settings.raw_partitions),
+                    "TRACKPIPE_HTTP_PORT": str(self.port)}
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        out = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", *args], env=self.env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, name: str) -> None:
+        self.start(name, "worker", "--web-port", str(free_port()), "--loglevel", "info")
+
+    def wait_ready(self, name: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        log = self.tmp / f"{name}.log"
+        while b"[^Worker]: Ready" not in log.read_bytes():
+            assert self.processes[name].poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"{name} not ready: {log.read_text()[-3000:]}"
+            time.sleep(0.2)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+
+    def track(self, path: str = "/track/ce", **params: object) -> httpx.Response:
+        r = httpx.get(self.url + path, params={"project": PROJECT, **params}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r
+
+    def logs(self, event_days: set[str] | None = None, days: list[str] | None = None):
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        return list(read_lines(self.settings.data_dir / "logs", PROJECT, days or [today],
+                               event_days))
+
+    def wait_logs(self, predicate, timeout_s: float = 30, **kwargs):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = self.logs(**kwargs)
+            if predicate(lines):
+                return lines
+            assert time.monotonic() < deadline, f"logs never matched; last: {lines[-5:]}"
+            time.sleep(0.2)
+
+    def by_id(self, event_id: str, timeout_s: float = 30) -> dict:
+        lines = self.wait_logs(lambda ls: any(r["id"] == event_id for r in ls), timeout_s)
+        return next(r for r in lines if r["id"] == event_id)
+
+    def topic(self, name: str, predicate, timeout_s: float = 30) -> list[dict]:
+        return asyncio.run(_read_topic(self.settings, name, predicate, timeout_s))
+
+
+PROJECT = "shop.example"
+
+
+async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float) -> list[dict]:
+    consumer = AIOKafkaConsumer(settings.topic(name), bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(found):
+            assert time.monotonic() < deadline, f"{name}: never matched; got {found[-5:]}"
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                found += [json.loads(m.value) for m in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, raw_partitions=12,
+                        topic_prefix=f"t{uuid.uuid4().hex[:12]}.", data_dir=tmp / "data")
+
+    async def prepare():
+        await create_topics(settings, kafka_bootstrap)
+        await register(settings, ProjectRecord.build(PROJECT))
+
+    asyncio.run(prepare())
+    p = Pipeline(settings, tmp)
+    try:
+        p.start_worker("worker-1")
+        p.start_worker("worker-2")
+        p.start("gateway", "gateway")
+        p.wait_ready("worker-1")
+        p.wait_ready("worker-2")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(p.url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gateway not ready"
+            time.sleep(0.2)
+        probe = p.track(event="probe", cookie="probe").headers["x-event-id"]
+        p.by_id(probe, timeout_s=60)  # both workers have their partitions
+        yield p
+    finally:
+        p.stop_all()
+
+
+def visitor() -> str:
+    return "c" + uuid.uuid4().hex[:10]
+
+
+def test_anonymous_then_identified_is_one_profile(pipeline):
+    cookie, email = visitor(), f"{visitor()}@example.com"
+    first = pipeline.track(event="pv", cookie=cookie).headers["x-event-id"]
+    login = pipeline.track(event="login", cookie=cookie, cv_email=email).headers["x-event-id"]
+    after = pipeline.track(event="pv", cookie=cookie).headers["x-event-id"]
+    profiles = {pipeline.by_id(i)["profile"] for i in (first, login, after)}
+    assert len(profiles) == 1
+
+
+def test_two_devices_one_email_are_one_profile_with_a_merge_record(pipeline):
+    laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"
+    first = pipeline.track(event="login", cookie=laptop, cv_email=email).headers["x-event-id"]
+    owner = pipeline.by_id(first)["profile"]
+    time.sleep(1.5)  # the link of the first device lands first: it owns the email
+    anonymous = pipeline.track(event="pv", cookie=phone).headers["x-event-id"]
+    phone_profile = pipeline.by_id(anonymous)["profile"]
+    pipeline.track(event="login", cookie=phone, cv_email=email)
+    merges = pipeline.topic("merges", lambda ms: any(m["source"] == phone_profile for m in ms))
+    merge = next(m for m in merges if m["source"] == phone_profile)
+    assert (merge["into"], merge["identifier"]) == (owner, f"email:{email}")
+    time.sleep(1.5)  # the rebind reaches the phone's partition
+    later = pipeline.track(event="pv", cookie=phone).headers["x-event-id"]
+    assert pipeline.by_id(later)["profile"] == owner
+
+
+def test_conflicting_ids_are_not_merged(pipeline):
+    shared = visitor()
+    one = pipeline.track(event="a", cookie=shared, cv_id=f"u1-{shared}").headers["x-event-id"]
+    two = pipeline.track(event="b", cookie=shared, cv_id=f"u2-{shared}").headers["x-event-id"]
+    p1, p2 = pipeline.by_id(one)["profile"], pipeline.by_id(two)["profile"]
+    assert p1 != p2
+    time.sleep(2)
+    merges = pipeline.topic("merges", lambda ms: True, timeout_s=5)
+    assert not any({m["source"], m["into"]} == {p1, p2} for m in merges)
+
+
+def test_a_request_without_identifier_gets_an_assigned_cookie(pipeline):
+    event_id = pipeline.track(event="anon").headers["x-event-id"]
+    record = pipeline.by_id(event_id)
+    assert record["cookie_assigned"] is True
+    assert record["visitor_key"] == "cookie:tp" + event_id.replace("-", "")
+
+
+def test_campaign_from_utm(pipeline):
+    event_id = pipeline.track(event="pv", cookie=visitor(),
+                              ce_url="https://shop.example/?utm_source=news&utm_campaign=fall"
+                              ).headers["x-event-id"]
+    props = pipeline.by_id(event_id)["properties"]
+    assert (props["campaign_source"], props["campaign_name"]) == ("news", "fall")
+
+
+def test_a_visit_times_out_without_further_traffic(pipeline):
+    cookie = visitor()
+    pipeline.track(event="pv", cookie=cookie, timeout="1")  # seconds, like Android
+    sent = time.monotonic()
+    ended = pipeline.topic("visits", lambda vs: any(
+        v["type"] == "visit ended" and v["visitor_key"] == f"cookie:{cookie}" for v in vs))
+    waited = time.monotonic() - sent
+    assert waited < 1 + 2 + 2  # timeout, tick interval, slack for reading the topic
+    assert sum(v["visitor_key"] == f"cookie:{cookie}" and v["type"] == "visit ended"
+               for v in ended) == 1
+
+
+def test_pings_extend_the_visit(pipeline):
+    cookie = visitor()
+    pipeline.track(event="pv", cookie=cookie, timeout="2000")
+    for _ in range(3):
+        time.sleep(1)
+        pipeline.track("/track/ping", cookie=cookie, timeout="2000")
+    ended = pipeline.topic("visits", lambda vs: any(
+        v["type"] == "visit ended" and v["visitor_key"] == f"cookie:{cookie}" for v in vs))
+    visit = next(v for v in ended if v["type"] == "visit ended"
+                 and v["visitor_key"] == f"cookie:{cookie}")
+    assert visit["duration_ms"] >= 2900 and visit["actions"] == 1
+
+
+def test_late_and_future_events_are_in_the_receipt_day_log_and_found_by_event_day(pipeline):
+    now = datetime.now(UTC)
+    yesterday = now - timedelta(days=1)
+    tomorrow = now + timedelta(days=1)
+    late = pipeline.track(event="late", cookie=visitor(),
+                          timestamp=int(yesterday.timestamp() * 1000)).headers["x-event-id"]
+    early = pipeline.track(event="early", cookie=visitor(),
+                           timestamp=int(tomorrow.timestamp() * 1000)).headers["x-event-id"]
+    assert pipeline.by_id(late)["future"] is False and pipeline.by_id(early)["future"] is True
+    day = yesterday.strftime("%Y-%m-%d")
+    found = pipeline.logs(event_days={day}, days=[day])
+    assert late in {r["id"] for r in found}
+    day = tomorrow.strftime("%Y-%m-%d")
+    assert early in {r["id"] for r in pipeline.logs(event_days={day}, days=[day])}
+
+
+async def _produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(settings.topic("raw"), value, key=key)
+    finally:
+        await producer.stop()
+
+
+def raw_record(cookie: str, event: str) -> RawRecord:
+    event_id = str(uuid.uuid4())
+    return RawRecord(id=event_id, received_ms=int(time.time() * 1000), endpoint="ce",
+                     project=PROJECT, ip="192.0.2.1",
+                     query=f"event={event}&cookie={cookie}".encode(),
+                     visitor_key=f"cookie:{cookie}")
+
+
+def test_a_duplicate_event_id_is_processed_once(pipeline):
+    record = raw_record(visitor(), "twice")
+    asyncio.run(_produce(pipeline.settings, [(record.kafka_key(), record.to_bytes())] * 2))
+    after = raw_record(record.visitor_key.split(":")[1], "after")
+    asyncio.run(_produce(pipeline.settings, [(after.kafka_key(), after.to_bytes())]))
+    lines = pipeline.wait_logs(lambda ls: any(r["id"] == after.id for r in ls))
+    assert [r["id"] for r in lines].count(record.id) == 1
+
+
+def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_partition_flows_on(pipeline):
+    cookie = visitor()
+    good = raw_record(cookie, "after-poison")
+    poison = [(good.kafka_key(), b"\xc1 not msgpack"),
+              (good.kafka_key(), msgpack.packb({"v": 99})),
+              (good.kafka_key(), RawRecord(**{**good.__dict__, "id": "bad-project",
+                                              "project": "../etc"}).to_bytes()
+               if False else good.to_bytes())]
+    asyncio.run(_produce(pipeline.settings, poison[:2] + [(good.kafka_key(), good.to_bytes())]))
+    assert pipeline.by_id(good.id)["event"] == "after-poison"
+    dead = pipeline.topic("deadletter", lambda ds: sum(
+        d["key"] and json.dumps(d).find("SchemaError") >= 0 for d in ds) >= 2)
+    errors = [d["error"] for d in dead if "SchemaError" in d["error"]]
+    assert any("not msgpack" in e for e in errors)
+    assert any("version" in e for e in errors)
+    assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
+
+
+def test_kill_9_of_a_worker_mid_stream_loses_and_repeats_nothing(pipeline):
+    cookies = [visitor() for _ in range(40)]
+    sent: list[str] = []
+
+    def send(n: int) -> None:
+        for i in range(n):
+            sent.append(pipeline.track(event="stream", cookie=cookies[i % len(cookies)])
+                        .headers["x-event-id"])
+
+    send(300)
+    pipeline.stop("worker-2", signal.SIGKILL)
+    send(300)
+    pipeline.start_worker("worker-2")
+    send(300)
+    pipeline.wait_ready("worker-2")
+    send(100)
+    lines = pipeline.wait_logs(lambda ls: set(sent) <= {r["id"] for r in ls}, timeout_s=120)
+    counts = Counter(r["id"] for r in lines if r["id"] in set(sent))
+    assert len(counts) == len(sent) and set(counts.values()) == {1}
