@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -106,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(handler=print_logs)
 
-    up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway")
+    up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway "
+                          "and a processor worker")
     add_server_options(up)
     up.add_argument("--no-demo", action="store_true", help="do not register the demo project")
     up.set_defaults(handler=run_up)
@@ -357,17 +360,34 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(create_topics(settings, bootstrap))
         if not args.no_demo:
             asyncio.run(_ensure_demo(settings))
+        # The processors run as their own process: faust and uvicorn each own an event loop.
+        worker = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "worker"],
+                                  env={**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap})
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"\ntrackpipe is up: Kafka at {bootstrap}, gateway at {url}\n"
               "try:\n"
               f"  curl -i '{url}/track/ce?project={DEMO_PROJECT}&event=pv&cookie=c1"
               "&ce_url=%2Fhome&response=json'\n"
+              f"logs: .venv/bin/trackpipe logs {DEMO_PROJECT} --follow\n"
               "Ctrl-C stops everything.\n", flush=True)
-        serve_gateway(settings, args.workers)
+        try:
+            serve_gateway(settings, args.workers)
+        finally:
+            _stop(worker)
     finally:
         if kafka is not None:
             print("stopping the local Kafka...", flush=True)
             kafka.stop()
+
+
+def _stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def _ensure_demo(settings: Settings) -> None:
