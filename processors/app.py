@@ -30,7 +30,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors import identity, visits
+from processors import identity, profiles, visits
 from processors.actions import Context, build_record, split
 from processors.daylog import DayLogWriter
 from processors.timestamps import event_time
@@ -73,6 +73,7 @@ class Processors:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             web_enabled=True, web_host="127.0.0.1", web_port=web_port,
+            canonical_url=f"http://127.0.0.1:{web_port}",
             datadir=str(settings.data_dir / "processors"),
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
@@ -88,13 +89,20 @@ class Processors:
         self.visits = self.app.topic(t(topics.VISITS), **raw_codec)
         self.merges = self.app.topic(t(topics.MERGES), **raw_codec)
         self.deadletter = self.app.topic(t(topics.DEADLETTER), **raw_codec)
-        self.visitors_table = self.app.Table("visitors", default=None,
-                                             partitions=settings.raw_partitions)
-        self.seen = self.app.Table("seen", default=None, partitions=settings.raw_partitions)
-        self.identities = self.app.Table("identities", default=None,
-                                         partitions=settings.raw_partitions)
+        self.profile_updates = self.app.topic(t(topics.PROFILE_UPDATES), **raw_codec)
+        self.profiles_out = self.app.topic(t(topics.PROFILES), **raw_codec)
+        # Keys are the bytes of the record keys, so that faust routes a lookup by key to the
+        # worker that owns it (its router hashes the serialized key like the producer did).
+        table = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
+        self.visitors_table = self.app.Table("visitors", **table)
+        self.seen = self.app.Table("seen", **table)
+        self.identities = self.app.Table("identities", **table)
         self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
+        self.profiles = self.app.Table("profiles", **table)
         self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
+        self.app.agent(self.profile_updates, name="profiles",
+                       concurrency=1)(self._profiles_agent)
+        self._add_lookups()
         self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
         self.app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -150,7 +158,7 @@ class Processors:
         if message.offset <= self.daylog.position(message.partition):
             return  # handled before a crash or a rebalance
         raw = RawRecord.from_bytes(message.value)
-        if self.seen.get(raw.id) is not None:  # a replay (spool, retry) of a processed record
+        if self.seen.get(raw.id.encode()) is not None:  # a replay (spool, retry)
             self.daylog.skip(message.partition, message.offset)
             return
         params = raw.params()
@@ -159,7 +167,7 @@ class Processors:
         if not visitor_key:  # no identifier at all: a cookie derived from the event id
             ids = replace(ids, cookie="tp" + raw.id.replace("-", ""))
             visitor_key, cookie_assigned = ids.visitor_key, True
-        key = f"{raw.project}\n{visitor_key}"
+        key = f"{raw.project}\n{visitor_key}".encode()
         entry = self.visitors_table.get(key) or {}
         state = identity.VisitorState(**entry["state"]) if entry.get("state") else None
         decision = identity.resolve_visitor(raw.project, visitor_key, state, ids)
@@ -167,7 +175,7 @@ class Processors:
         when = event_time(parts.builtins.get("timestamp"), raw.received_ms)
 
         current = visits.Visit(**entry["visit"]) if entry.get("visit") else None
-        visit = current
+        visit, started = current, False
         if raw.endpoint != "identify":
             step = visits.next_visit(
                 current, raw.received_ms, visits.timeout_ms(parts.builtins.get("timeout")),
@@ -179,7 +187,7 @@ class Processors:
             if step.started and step.visit is not None:
                 await self._visit_record("visit started", raw.project, visitor_key,
                                          decision.profile, step.visit)
-            visit = step.visit
+            visit, started = step.visit, step.started
 
         record = build_record(
             Context(raw.id, raw.project, raw.endpoint, raw.received_ms, raw.ip, raw.user_agent,
@@ -190,6 +198,10 @@ class Processors:
                           record)
         if raw.endpoint in ("ce", "update"):
             await self.actions.send(key=message.key, value=_json(record))
+        await self._to_profile(raw.project, decision.profile, {
+            "kind": "update", "event_ms": when.ms, "id": ids.id, "email": ids.email,
+            "cookie": ids.cookie, "properties": parts.visitor,
+            "actions": int(raw.endpoint == "ce"), "visits": int(started)})
         for link in decision.links:
             await self.links.send(key=f"{raw.project}\n{link.identifier}".encode(),
                                   value=_json({"project": raw.project, "at_ms": when.ms,
@@ -197,7 +209,7 @@ class Processors:
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
                                     "partition": message.partition}
-        self.seen[raw.id] = raw.received_ms
+        self.seen[raw.id.encode()] = raw.received_ms
 
     async def _tick(self, message: Any) -> None:
         now_ms = int(message.value)
@@ -206,7 +218,7 @@ class Processors:
                 continue
             visit = visits.Visit(**entry["visit"])
             if visits.is_expired(visit, now_ms):
-                project, visitor_key = key.split("\n", 1)
+                project, visitor_key = key.decode().split("\n", 1)
                 await self._visit_record("visit ended", project, visitor_key,
                                          entry["state"]["profile"], visit)
                 self.visitors_table[key] = {**entry, "visit": None}
@@ -214,7 +226,7 @@ class Processors:
     async def _rebind(self, message: Any) -> None:
         answer = json.loads(message.value)
         link = identity.Link(**answer["link"])
-        key = message.key.decode()
+        key = message.key
         entry = self.visitors_table.get(key)
         state = identity.VisitorState(**entry["state"]) if entry else None
         rebound = identity.rebind(state, link, answer["answer"])
@@ -239,7 +251,7 @@ class Processors:
         body = json.loads(message.value)
         project, at_ms = body.pop("project"), body.pop("at_ms")
         link = identity.Link(**body)
-        key = message.key.decode()
+        key = message.key
         current = self.identities.get(key)
         decision = identity.resolve_link(
             identity.IdentityState(**current) if current else None, link)
@@ -249,8 +261,60 @@ class Processors:
                                    value=_json({"project": project, "at_ms": at_ms,
                                                 "visitor_key": link.visitor_key,
                                                 **asdict(decision.merge)}))
+            await self._to_profile(project, decision.merge.source,
+                                   {"kind": "merge", "into": decision.merge.into})
         await self.rebinds.send(key=f"{project}\n{link.visitor_key}".encode(),
                                 value=_json({"link": asdict(link), "answer": decision.answer}))
+
+    # -- the profiles agent --------------------------------------------------------------------
+
+    async def _to_profile(self, project: str, profile: str, body: dict[str, Any]) -> None:
+        await self.profile_updates.send(key=f"{project}\n{profile}".encode(), value=_json(body))
+
+    async def _profiles_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(self._profile_change, event.message)
+
+    async def _profile_change(self, message: Any) -> None:
+        """Updates and folds reach a merged profile's survivor; a merge marks the source and
+        sends its state to the survivor, which folds it in."""
+        body = json.loads(message.value)
+        key = message.key
+        project, profile_id = key.decode().split("\n", 1)
+        current = self.profiles.get(key) or profiles.new_profile(project, profile_id)
+        kind = body.pop("kind")
+        if current["merged_into"]:
+            if kind != "merge":  # a merged profile's updates belong to its survivor
+                await self._to_profile(project, current["merged_into"], {"kind": kind, **body})
+            return
+        if kind == "update":
+            changed = profiles.apply_update(current, body)
+        elif kind == "fold":
+            changed = profiles.fold(current, body["source"])
+        else:  # merge: this profile is folded into another one
+            changed = {**current, "merged_into": body["into"]}
+            await self._to_profile(project, body["into"], {"kind": "fold", "source": current})
+        self.profiles[key] = changed
+        await self.profiles_out.send(key=message.key, value=_json(profiles.shown(changed)))
+
+    def _add_lookups(self) -> None:
+        """Web views for `trackpipe profile`; each routes to the worker owning the key."""
+        for name, table in (("visitor", self.visitors_table), ("identity", self.identities),
+                            ("profile", self.profiles)):
+            async def lookup(view: Any, request: Any, table: Any = table) -> Any:
+                return view.json(table.get(request.query["key"].encode()))
+
+            routed = self.app.table_route(table=table, query_param="key")(lookup)
+
+            async def page(view: Any, request: Any, table: Any = table,
+                           routed: Any = routed) -> Any:
+                # faust's router hashes the key with its producer's metadata, which knows a
+                # changelog topic only once something was written to it from this worker.
+                topic = table.changelog_topic.get_topic_name()
+                await self.app.producer._ensure_producer().partitions_for(topic)
+                return await routed(view, request)
+
+            self.app.page(f"/lookup/{name}")(page)
 
     # -- plumbing ------------------------------------------------------------------------------
 

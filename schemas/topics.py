@@ -17,6 +17,8 @@ ACTIONS = "actions"
 VISITS = "visits"
 MERGES = "merges"
 DEADLETTER = "deadletter"
+PROFILE_UPDATES = "profile-updates"
+PROFILES = "profiles"
 HOUR_MS = 3_600_000
 
 
@@ -46,6 +48,10 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="visit started / visit ended records"),
     TopicSpec(MERGES, compacted=False, partitions=None,
               purpose="every profile merge: source, into, identifier, time"),
+    TopicSpec(PROFILE_UPDATES, compacted=False, partitions=None,
+              purpose="profile updates, merges and folds, keyed by project + profile id"),
+    TopicSpec(PROFILES, compacted=True, partitions=None,
+              purpose="the current state of every profile (processors.profiles)"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
 )

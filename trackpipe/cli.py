@@ -17,10 +17,12 @@ import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from schemas import topics
+from schemas.identifiers import identifiers_of
 from schemas.project import ProjectError, ProjectRecord, check_name
 from trackpipe import registry
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, bootstrap_servers
@@ -107,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="select by receipt day (the files) or by event day (via the index)")
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
     logs.set_defaults(handler=print_logs)
+
+    profile = roles.add_parser("profile", help="print a visitor's merged profile as JSON")
+    profile.add_argument("project")
+    who = profile.add_mutually_exclusive_group(required=True)
+    who.add_argument("--id")
+    who.add_argument("--email")
+    who.add_argument("--cookie")
+    profile.add_argument("--web-port", type=int, help="a worker's web port (any worker)")
+    profile.set_defaults(handler=print_profile)
 
     up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway "
                           "and a processor worker")
@@ -336,6 +347,48 @@ def _days(first: str, last: str) -> list[datetime]:
     if count > 3660:
         raise CliError("a range of at most ten years, please")
     return [start + timedelta(days=n) for n in range(count)]
+
+
+def print_profile(settings: Settings, args: argparse.Namespace) -> None:
+    """Identifier → profile id (visitor or identity table) → profile, following merges."""
+    project = check_name(args.project)
+    ids = identifiers_of({"cv_id": args.id, "cv_email": args.email, "cookie": args.cookie})
+    base = f"http://127.0.0.1:{args.web_port or settings.worker_web_port}/lookup/"
+    if ids.cookie:
+        entry = _lookup(base + "visitor", f"{project}\ncookie:{ids.cookie}")
+        profile_id = entry["state"]["profile"] if entry else None
+    else:
+        identifier = f"id:{ids.id}" if ids.id else f"email:{ids.email}"
+        entry = _lookup(base + "identity", f"{project}\n{identifier}") if (
+            ids.id or ids.email) else None
+        profile_id = entry["profile"] if entry else None
+    for _ in range(32):  # a chain of merges is short; a cycle would be a bug, not a hang
+        if profile_id is None:
+            raise CliError("no profile for that identifier (yet)")
+        profile = _lookup(base + "profile", f"{project}\n{profile_id}")
+        if profile is None:
+            raise CliError(f"profile {profile_id} is not built yet; try again in a moment")
+        if not profile["merged_into"]:
+            from processors.profiles import shown
+
+            print(json.dumps(shown(profile), indent=2, ensure_ascii=False))
+            return
+        profile_id = profile["merged_into"]
+    raise CliError("the merge chain is too long")
+
+
+def _lookup(url: str, key: str) -> Any:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}?{urllib.parse.urlencode({'key': key})}",
+                                    timeout=10) as answer:
+            return json.loads(answer.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"no processor worker answers at {url} ({exc}); is `trackpipe worker` "
+                       "running? (--web-port picks the worker)") from None
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> None:

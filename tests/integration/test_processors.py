@@ -44,6 +44,7 @@ class Pipeline:
                     "TRACKPIPE_RAW_PARTITIONS": str(settings.raw_partitions),
                     "TRACKPIPE_HTTP_PORT": str(self.port)}
         self.processes: dict[str, subprocess.Popen] = {}
+        self.web_ports: dict[str, int] = {}
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
@@ -55,7 +56,13 @@ class Pipeline:
         return process
 
     def start_worker(self, name: str) -> None:
-        self.start(name, "worker", "--web-port", str(free_port()), "--loglevel", "info")
+        self.web_ports[name] = free_port()
+        self.start(name, "worker", "--web-port", str(self.web_ports[name]), "--loglevel", "info")
+
+    def profile(self, worker: str, *who: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "trackpipe.cli", "profile", PROJECT, *who,
+                               "--web-port", str(self.web_ports[worker])], env=self.env,
+                              capture_output=True, text=True, timeout=30)
 
     def wait_ready(self, name: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -186,6 +193,34 @@ def test_two_devices_one_email_are_one_profile_with_a_merge_record(pipeline):
     time.sleep(1.5)  # the rebind reaches the phone's partition
     later = pipeline.track(event="pv", cookie=phone).headers["x-event-id"]
     assert pipeline.by_id(later)["profile"] == owner
+
+
+def test_profile_lookup_follows_merges_from_any_worker(pipeline):
+    laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"
+    pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email,
+                                  cv_name="Rio").headers["x-event-id"])
+    time.sleep(1.5)
+    pipeline.by_id(pipeline.track(event="pv", cookie=phone).headers["x-event-id"])
+    pipeline.by_id(pipeline.track(event="login", cookie=phone, cv_email=email,
+                                  cv_plan="pro").headers["x-event-id"])
+    deadline = time.monotonic() + 30
+    while True:
+        answers = [pipeline.profile(w, "--email", email.upper()) for w in ("worker-1",
+                                                                            "worker-2")]
+        shown = [json.loads(a.stdout) if a.returncode == 0 else None for a in answers]
+        if all(s and s["actions"] == 3 for s in shown):
+            break
+        assert time.monotonic() < deadline, [a.stderr for a in answers]
+        time.sleep(0.5)
+    assert shown[0] == shown[1]
+    profile = shown[0]
+    assert sorted(profile["cookies"]) == sorted([laptop, phone])
+    assert profile["emails"] == [email] and len(profile["merged_from"]) == 1
+    assert profile["properties"] == {"email": email, "name": "Rio", "plan": "pro"}
+    by_cookie = json.loads(pipeline.profile("worker-2", "--cookie", phone).stdout)
+    assert by_cookie["profile"] == profile["profile"]
+    unknown = pipeline.profile("worker-1", "--email", "nobody-here@example.com")
+    assert unknown.returncode == 2 and "no profile" in unknown.stderr
 
 
 def test_conflicting_ids_are_not_merged(pipeline):
