@@ -99,6 +99,11 @@ class Processors:
         self.identities = self.app.Table("identities", **table)
         self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
         self.profiles = self.app.Table("profiles", **table)
+        declared = {settings.topic(spec.name) for spec in topics.TOPICS}
+        for table in self.app.tables.values():  # checked at boot, like every topic
+            name = table.changelog_topic.get_topic_name()
+            if name not in declared:
+                raise RuntimeError(f"{name} is missing from schemas.topics.TABLES")
         self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
         self.app.agent(self.profile_updates, name="profiles",
                        concurrency=1)(self._profiles_agent)

@@ -20,6 +20,14 @@ DEADLETTER = "deadletter"
 PROFILE_UPDATES = "profile-updates"
 PROFILES = "profiles"
 HOUR_MS = 3_600_000
+# The processors' faust tables; faust names their changelogs "<app id>-<table>-changelog" and
+# the app id is "<prefix>processors". Created here, not by racing workers at start-up.
+TABLES = ("visitors", "seen", "identities", "profiles")
+
+
+def changelog(table: str) -> str:
+    return f"processors-{table}-changelog"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +62,7 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="the current state of every profile (processors.profiles)"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
+    *(TopicSpec(changelog(table), compacted=True, partitions=None,
+                purpose=f"changelog of the processors' {table} table")
+      for table in TABLES),
 )

@@ -27,3 +27,10 @@ def test_compose_commands_exist_in_the_cli():
     for service in compose_services().values():
         if "command" in service:
             parser.parse_args(service["command"])  # exits (fails the test) on an unknown one
+
+
+def test_every_processor_table_has_its_changelog_in_the_topic_table():
+    from processors.app import Processors
+    from trackpipe.settings import Settings
+
+    Processors(Settings(kafka_bootstrap="127.0.0.1:1"), "127.0.0.1:1", 6066)  # raises if not
