@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: run test lint bench-gateway kafka-stop clean
+.PHONY: run test lint bench-gateway bench-processors kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 ## bench-gateway: wrk against the gateway and a bare ASGI app, same server settings (needs wrk)
 bench-gateway: $(STAMP)
 	$(BIN)/python bench/gateway.py
+
+## bench-processors: one worker against a bare decoding consumer, same records, one run
+bench-processors: $(STAMP)
+	$(BIN)/python bench/processors.py
 
 kafka-stop: $(STAMP)
 	$(BIN)/trackpipe kafka stop
