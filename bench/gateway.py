@@ -21,7 +21,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,10 +30,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import bench_kafka  # noqa: E402
 from schemas.project import ProjectRecord  # noqa: E402
-from tests.conftest import free_port_block  # noqa: E402
 from trackpipe import registry  # noqa: E402
-from trackpipe.kafka.launcher import LocalKafka  # noqa: E402
+from trackpipe.kafka.launcher import free_port_block  # noqa: E402
 from trackpipe.settings import Settings  # noqa: E402
 from trackpipe.topics import create_topics  # noqa: E402
 
@@ -98,20 +97,7 @@ def median_run(port: int, runs: int, seconds: int, delay_ms: int = 0,
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-
-    work = Path(tempfile.mkdtemp(prefix="trackpipe-bench-"))
-    kafka = None
-    bootstrap = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP", "")
-    if not bootstrap:
-        kafka = LocalKafka(work / "kafka", port=free_port_block())
-        bootstrap = kafka.start()
+def measure(bootstrap: str, work: Path, args: argparse.Namespace) -> tuple:
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                         data_dir=work / "data")
     processes = []
@@ -138,12 +124,21 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=20)
-        if kafka is not None:
-            kafka.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    return bare, null, gateway, half, delay_ms
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+
+    with bench_kafka() as (bootstrap, work, broker):
+        bare, null, gateway, half, delay_ms = measure(bootstrap, work, args)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, Kafka at {'local 1-node' if kafka else bootstrap}; "
+          f"{platform.python_version()}, Kafka at {broker}; "
           f"median of {args.runs} x {args.seconds}s, wrk -t2 -c{CONNECTIONS}\n")
     print("| server | req/s | p50 ms | p99 ms | 202 share | ratio to bare |")
     print("|---|---:|---:|---:|---:|---:|")

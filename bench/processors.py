@@ -22,7 +22,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from bench.common import bench_kafka  # noqa: E402
 from schemas.raw import RawRecord  # noqa: E402
-from tests.conftest import free_port_block  # noqa: E402
-from trackpipe.kafka.launcher import LocalKafka  # noqa: E402
+from trackpipe.kafka.launcher import free_port_block  # noqa: E402
 from trackpipe.settings import Settings  # noqa: E402
 from trackpipe.topics import create_topics  # noqa: E402
 
@@ -125,14 +124,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="trackpipe-bench-"))
-    kafka = None
-    bootstrap = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP", "")
-    if not bootstrap:
-        kafka = LocalKafka(work / "kafka", port=free_port_block())
-        bootstrap = kafka.start()
     bare, worker = [], []
-    try:
+    with bench_kafka() as (bootstrap, work, broker):
         for run in range(args.runs):
             settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
                                 topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
@@ -143,12 +136,9 @@ def main() -> None:
             worker.append(worker_rate(settings, args.records, work))
             print(f"run {run + 1}: bare {bare[-1]:.0f}/s, worker {worker[-1]:.0f}/s",
                   file=sys.stderr)
-    finally:
-        if kafka is not None:
-            kafka.stop()
     b, w = statistics.median(bare), statistics.median(worker)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, Kafka {'local 1-node' if kafka else bootstrap}; "
+          f"{platform.python_version()}, Kafka {broker}; "
           f"{args.records} records, 12 partitions, median of {args.runs} runs\n")
     print("| consumer | records/s | ratio |")
     print("|---|---:|---:|")

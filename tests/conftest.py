@@ -23,29 +23,11 @@ from schemas import topics
 from schemas.project import ProjectRecord
 from schemas.raw import RawRecord
 from trackpipe import registry
-from trackpipe.kafka.launcher import LauncherError, LocalKafka
+from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
 from trackpipe.settings import Settings
 from trackpipe.topics import create_topics
 
 CLIENT_IP = "203.0.113.9"
-
-
-def free_port_block(size: int = 101) -> int:
-    """A base port p such that p and p+100 (broker and controller) are free."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + size > 65000:
-            continue
-        try:
-            for port in (base, base + 100):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port pair found")
 
 
 def _docker_answers() -> bool:

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.main import Gateway
 from schemas.project import ProjectRecord
-from tests.conftest import _no_broker, free_port_block, read_raw, register, wait_for
-from trackpipe.kafka.launcher import LauncherError, LocalKafka
+from tests.conftest import _no_broker, read_raw, register, wait_for
+from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
 from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,7 @@ import socket
 
 import pytest
 
-from tests.conftest import free_port_block
-from trackpipe.kafka.launcher import LauncherError, LocalKafka
+from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
 
 pytestmark = pytest.mark.integration
 

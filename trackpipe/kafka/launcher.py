@@ -229,6 +229,25 @@ class LocalKafka:
             (self.node_dir(i) / "pid").unlink(missing_ok=True)
 
 
+def free_port_block(size: int = 101) -> int:
+    """A base port p such that p and p+100 (a node's broker and controller) are free:
+    for tests and benchmarks that run a broker of their own beside any other."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + size > 65000:
+            continue
+        try:
+            for port in (base, base + 100):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port pair found")
+
+
 async def _broker_count(bootstrap: str) -> int:
     from aiokafka import AIOKafkaClient
 

@@ -1,0 +1,29 @@
+"""What both benchmarks need: a real Kafka (the configured one, else a local broker started
+and stopped here) and a scratch folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from trackpipe.kafka.launcher import LocalKafka, free_port_block
+
+
+@contextlib.contextmanager
+def bench_kafka() -> Iterator[tuple[str, Path, str]]:
+    """(bootstrap servers, scratch folder, description of the broker for the report)."""
+    work = Path(tempfile.mkdtemp(prefix="trackpipe-bench-"))
+    bootstrap = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP", "")
+    kafka = None if bootstrap else LocalKafka(work / "kafka", port=free_port_block())
+    try:
+        if kafka is not None:
+            bootstrap = kafka.start()
+        yield bootstrap, work, "local 1-node" if kafka else bootstrap
+    finally:
+        if kafka is not None:
+            kafka.stop()
+        shutil.rmtree(work, ignore_errors=True)
