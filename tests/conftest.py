@@ -9,6 +9,7 @@ suite instead of skipping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -51,6 +52,27 @@ def _no_broker(reason: str) -> None:
     pytest.skip(f"no Kafka broker: {reason}")
 
 
+@contextlib.contextmanager
+def started_kafka(folder: Path, **options: object) -> Iterator[LocalKafka]:
+    """A local broker on free ports, stopped by pid afterwards. A port can be taken between
+    choosing it and the JVM binding it, so a failed start is tried once more on new ports."""
+    error: LauncherError | None = None
+    for attempt in range(2):
+        kafka = LocalKafka(folder / f"try-{attempt}", port=free_port_block(), **options)
+        try:
+            kafka.start(timeout_s=120)
+        except LauncherError as exc:
+            kafka.stop()
+            error = exc
+            continue
+        try:
+            yield kafka
+        finally:
+            kafka.stop()
+        return
+    _no_broker(str(error))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP")
@@ -63,13 +85,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port_block())
-    try:
-        yield kafka.start()
-    except LauncherError as exc:
-        _no_broker(str(exc))
-    finally:
-        kafka.stop()
+    with started_kafka(tmp_path_factory.mktemp("kafka")) as kafka:
+        yield kafka.bootstrap
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import pytest
 
 from gateway.main import Gateway
 from schemas.project import ProjectRecord
-from tests.conftest import _no_broker, read_raw, register, wait_for
-from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
+from tests.conftest import read_raw, register, started_kafka, wait_for
 from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -20,14 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path):
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port_block(), nodes=3, heap="384m")
-    try:
-        kafka.start(timeout_s=120)
-    except LauncherError as exc:
-        kafka.stop()
-        _no_broker(str(exc))
-    yield kafka
-    kafka.stop()
+    with started_kafka(tmp_path, nodes=3, heap="384m") as kafka:
+        yield kafka
 
 
 async def test_one_broker_down_still_acks(cluster, settings_factory):

@@ -9,8 +9,7 @@ import pytest
 
 from gateway.main import Gateway
 from schemas.project import ProjectRecord
-from tests.conftest import _no_broker, read_raw, register, wait_for
-from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
+from tests.conftest import read_raw, register, started_kafka, wait_for
 from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -19,14 +18,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def own_kafka(tmp_path):
     """A broker of this test's own, which it may stop and start."""
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port_block())
-    try:
-        kafka.start()
-    except LauncherError as exc:
-        kafka.stop()
-        _no_broker(str(exc))
-    yield kafka
-    kafka.stop()
+    with started_kafka(tmp_path) as kafka:
+        yield kafka
 
 
 @pytest.fixture
