@@ -30,7 +30,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors import identity, profiles, visits
+from processors import dedupe, identity, profiles, visits
 from processors.actions import Context, build_record, split
 from processors.daylog import DayLogWriter
 from processors.timestamps import event_time
@@ -59,6 +59,7 @@ class Processors:
     def __init__(self, settings: Settings, bootstrap: str, web_port: int) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
+        self._swept: dict[int, int] = {}  # partition → last dedupe sweep (ms), per process
         self.daylog = DayLogWriter(settings.data_dir / "logs")
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
@@ -214,10 +215,14 @@ class Processors:
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
                                     "partition": message.partition}
-        self.seen[raw.id.encode()] = raw.received_ms
+        self.seen[raw.id.encode()] = [raw.received_ms, message.partition]
 
     async def _tick(self, message: Any) -> None:
         now_ms = int(message.value)
+        if dedupe.sweep_due(self._swept.get(message.partition), now_ms):
+            for key in list(dedupe.expired(self.seen.items(), message.partition, now_ms)):
+                del self.seen[key]
+            self._swept[message.partition] = now_ms
         for key, entry in list(self.visitors_table.items()):
             if not entry or entry.get("partition") != message.partition or not entry["visit"]:
                 continue
