@@ -11,6 +11,8 @@ issue 606):
 - ``identities`` reads ``links`` (keyed by identifier), keeps who owns each identifier, emits
   merges and answers the asking visitor on ``rebinds``.
 
+Outputs are sent with ``send_soon``: buffered, and flushed by faust before it commits the
+offsets of the records that caused them, so at-least-once holds without an await per send.
 Any record that fails goes to the dead-letter topic with the error and its source offset, and
 the stream goes on. Timers cannot write tables, so a timer only sends a tick per owned
 partition; the visitors agent closes expired visits when the tick arrives in its stream.
@@ -188,10 +190,10 @@ class Processors:
                 is_action=raw.endpoint == "ce", new_visit_id="v" + raw.id.replace("-", ""),
                 properties=parts.visit)
             if step.ended is not None:
-                await self._visit_record("visit ended", raw.project, visitor_key,
+                self._visit_record("visit ended", raw.project, visitor_key,
                                          decision.profile, step.ended)
             if step.started and step.visit is not None:
-                await self._visit_record("visit started", raw.project, visitor_key,
+                self._visit_record("visit started", raw.project, visitor_key,
                                          decision.profile, step.visit)
             visit, started = step.visit, step.started
 
@@ -203,13 +205,13 @@ class Processors:
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
         if raw.endpoint in ("ce", "update"):
-            await self.actions.send(key=message.key, value=_json(record))
-        await self._to_profile(raw.project, decision.profile, {
+            self.actions.send_soon(key=message.key, value=_json(record))
+        self._to_profile(raw.project, decision.profile, {
             "kind": "update", "event_ms": when.ms, "id": ids.id, "email": ids.email,
             "cookie": ids.cookie, "properties": parts.visitor,
             "actions": int(raw.endpoint == "ce"), "visits": int(started)})
         for link in decision.links:
-            await self.links.send(key=f"{raw.project}\n{link.identifier}".encode(),
+            self.links.send_soon(key=f"{raw.project}\n{link.identifier}".encode(),
                                   value=_json({"project": raw.project, "at_ms": when.ms,
                                                **asdict(link)}))
         self.visitors_table[key] = {"state": asdict(decision.state),
@@ -229,7 +231,7 @@ class Processors:
             visit = visits.Visit(**entry["visit"])
             if visits.is_expired(visit, now_ms):
                 project, visitor_key = key.decode().split("\n", 1)
-                await self._visit_record("visit ended", project, visitor_key,
+                self._visit_record("visit ended", project, visitor_key,
                                          entry["state"]["profile"], visit)
                 self.visitors_table[key] = {**entry, "visit": None}
 
@@ -243,9 +245,9 @@ class Processors:
         if rebound is not None:
             self.visitors_table[key] = {**entry, "state": asdict(rebound)}
 
-    async def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
+    def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
                             visit: visits.Visit) -> None:
-        await self.visits.send(key=f"{project}\n{visitor_key}".encode(), value=_json({
+        self.visits.send_soon(key=f"{project}\n{visitor_key}".encode(), value=_json({
             "type": kind, "project": project, "visitor_key": visitor_key, "profile": profile,
             "visit": visit.id, "start_ms": visit.start_ms, "last_ms": visit.last_ms,
             "duration_ms": visit.duration_ms, "actions": visit.actions,
@@ -267,19 +269,19 @@ class Processors:
             identity.IdentityState(**current) if current else None, link)
         self.identities[key] = asdict(decision.state)
         if decision.merge is not None:
-            await self.merges.send(key=f"{project}\n{decision.merge.source}".encode(),
+            self.merges.send_soon(key=f"{project}\n{decision.merge.source}".encode(),
                                    value=_json({"project": project, "at_ms": at_ms,
                                                 "visitor_key": link.visitor_key,
                                                 **asdict(decision.merge)}))
-            await self._to_profile(project, decision.merge.source,
+            self._to_profile(project, decision.merge.source,
                                    {"kind": "merge", "into": decision.merge.into})
-        await self.rebinds.send(key=f"{project}\n{link.visitor_key}".encode(),
+        self.rebinds.send_soon(key=f"{project}\n{link.visitor_key}".encode(),
                                 value=_json({"link": asdict(link), "answer": decision.answer}))
 
     # -- the profiles agent --------------------------------------------------------------------
 
-    async def _to_profile(self, project: str, profile: str, body: dict[str, Any]) -> None:
-        await self.profile_updates.send(key=f"{project}\n{profile}".encode(), value=_json(body))
+    def _to_profile(self, project: str, profile: str, body: dict[str, Any]) -> None:
+        self.profile_updates.send_soon(key=f"{project}\n{profile}".encode(), value=_json(body))
 
     async def _profiles_agent(self, stream: Any) -> None:
         async for event in stream.events():
@@ -295,7 +297,7 @@ class Processors:
         kind = body.pop("kind")
         if current["merged_into"]:
             if kind != "merge":  # a merged profile's updates belong to its survivor
-                await self._to_profile(project, current["merged_into"], {"kind": kind, **body})
+                self._to_profile(project, current["merged_into"], {"kind": kind, **body})
             return
         if kind == "update":
             changed = profiles.apply_update(current, body)
@@ -303,9 +305,9 @@ class Processors:
             changed = profiles.fold(current, body["source"])
         else:  # merge: this profile is folded into another one
             changed = {**current, "merged_into": body["into"]}
-            await self._to_profile(project, body["into"], {"kind": "fold", "source": current})
+            self._to_profile(project, body["into"], {"kind": "fold", "source": current})
         self.profiles[key] = changed
-        await self.profiles_out.send(key=message.key, value=_json(profiles.shown(changed)))
+        self.profiles_out.send_soon(key=message.key, value=_json(profiles.shown(changed)))
 
     def _add_lookups(self) -> None:
         """Web views for `trackpipe profile`; each routes to the worker owning the key."""
@@ -349,7 +351,7 @@ class Processors:
             self.daylog.skip(message.partition, message.offset)
         log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
                     message.offset, exc)
-        await self.deadletter.send(key=message.key, value=_json({
+        self.deadletter.send_soon(key=message.key, value=_json({
             "error": f"{type(exc).__name__}: {exc}",
             "trace": traceback.format_exception_only(exc)[-1].strip(),
             "topic": message.topic, "partition": message.partition, "offset": message.offset,
