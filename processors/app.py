@@ -1,7 +1,7 @@
 """The faust app: agents that move records between Kafka, tables and the pure rules.
 
-Two agents, each ``concurrency=1`` with ``at_least_once`` (faust loses data with more, faust
-issue 606):
+Three agents, each ``concurrency=1`` with ``at_least_once`` (faust loses data with more,
+faust issue 606):
 
 - ``visitors`` reads the raw topic together with ``ticks`` and ``rebinds``; all three are
   co-partitioned (same partition count, same keys), so one partition's visitors, its clock and
@@ -10,6 +10,8 @@ issue 606):
   enriched record, writes the day log and emits actions, visits and links.
 - ``identities`` reads ``links`` (keyed by identifier), keeps who owns each identifier, emits
   merges and answers the asking visitor on ``rebinds``.
+- ``profiles`` reads ``profile-updates`` (keyed by profile), keeps each profile with
+  ``processors.profiles``, folds merged ones in and publishes them to ``profiles``.
 
 Outputs are sent with ``send_soon``: buffered, and flushed by faust before it commits the
 offsets of the records that caused them, so at-least-once holds without an await per send.
@@ -48,11 +50,6 @@ TICK_INTERVAL_S = 1.0
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def visitor_key_of(message_key: bytes) -> tuple[str, str]:
-    project, _, visitor_key = message_key.decode().partition("\n")
-    return project, visitor_key
 
 
 class Processors:
@@ -96,17 +93,17 @@ class Processors:
         self.profiles_out = self.app.topic(t(topics.PROFILES), **raw_codec)
         # Keys are the bytes of the record keys, so that faust routes a lookup by key to the
         # worker that owns it (its router hashes the serialized key like the producer did).
-        table = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
-        self.visitors_table = self.app.Table("visitors", **table)
-        self.seen = self.app.Table("seen", **table)
-        self.identities = self.app.Table("identities", **table)
-        self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
-        self.profiles = self.app.Table("profiles", **table)
+        options = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
+        self.visitors_table = self.app.Table("visitors", **options)
+        self.seen = self.app.Table("seen", **options)
+        self.identities = self.app.Table("identities", **options)
+        self.profiles = self.app.Table("profiles", **options)
         declared = {settings.topic(spec.name) for spec in topics.TOPICS}
         for table in self.app.tables.values():  # checked at boot, like every topic
             name = table.changelog_topic.get_topic_name()
             if name not in declared:
                 raise RuntimeError(f"{name} is missing from schemas.topics.TABLES")
+        self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
         self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
         self.app.agent(self.profile_updates, name="profiles",
                        concurrency=1)(self._profiles_agent)
@@ -126,7 +123,7 @@ class Processors:
         try:
             await handle(message)
         except Exception as exc:  # a record's own fault must not stop the partition
-            await self._dead(message, exc)
+            self._dead(message, exc)
 
     async def _raw(self, message: Any) -> None:
         """Process a raw record, first any records of its partition the stream skipped.
@@ -191,10 +188,10 @@ class Processors:
                 properties=parts.visit)
             if step.ended is not None:
                 self._visit_record("visit ended", raw.project, visitor_key,
-                                         decision.profile, step.ended)
+                                   decision.profile, step.ended)
             if step.started and step.visit is not None:
                 self._visit_record("visit started", raw.project, visitor_key,
-                                         decision.profile, step.visit)
+                                   decision.profile, step.visit)
             visit, started = step.visit, step.started
 
         record = build_record(
@@ -212,8 +209,8 @@ class Processors:
             "actions": int(raw.endpoint == "ce"), "visits": int(started)})
         for link in decision.links:
             self.links.send_soon(key=f"{raw.project}\n{link.identifier}".encode(),
-                                  value=_json({"project": raw.project, "at_ms": when.ms,
-                                               **asdict(link)}))
+                                 value=_json({"project": raw.project, "at_ms": when.ms,
+                                              **asdict(link)}))
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
                                     "partition": message.partition}
@@ -232,7 +229,7 @@ class Processors:
             if visits.is_expired(visit, now_ms):
                 project, visitor_key = key.decode().split("\n", 1)
                 self._visit_record("visit ended", project, visitor_key,
-                                         entry["state"]["profile"], visit)
+                                   entry["state"]["profile"], visit)
                 self.visitors_table[key] = {**entry, "visit": None}
 
     async def _rebind(self, message: Any) -> None:
@@ -246,7 +243,7 @@ class Processors:
             self.visitors_table[key] = {**entry, "state": asdict(rebound)}
 
     def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
-                            visit: visits.Visit) -> None:
+                      visit: visits.Visit) -> None:
         self.visits.send_soon(key=f"{project}\n{visitor_key}".encode(), value=_json({
             "type": kind, "project": project, "visitor_key": visitor_key, "profile": profile,
             "visit": visit.id, "start_ms": visit.start_ms, "last_ms": visit.last_ms,
@@ -270,13 +267,13 @@ class Processors:
         self.identities[key] = asdict(decision.state)
         if decision.merge is not None:
             self.merges.send_soon(key=f"{project}\n{decision.merge.source}".encode(),
-                                   value=_json({"project": project, "at_ms": at_ms,
-                                                "visitor_key": link.visitor_key,
-                                                **asdict(decision.merge)}))
+                                  value=_json({"project": project, "at_ms": at_ms,
+                                               "visitor_key": link.visitor_key,
+                                               **asdict(decision.merge)}))
             self._to_profile(project, decision.merge.source,
-                                   {"kind": "merge", "into": decision.merge.into})
+                             {"kind": "merge", "into": decision.merge.into})
         self.rebinds.send_soon(key=f"{project}\n{link.visitor_key}".encode(),
-                                value=_json({"link": asdict(link), "answer": decision.answer}))
+                               value=_json({"link": asdict(link), "answer": decision.answer}))
 
     # -- the profiles agent --------------------------------------------------------------------
 
@@ -331,11 +328,10 @@ class Processors:
     # -- plumbing ------------------------------------------------------------------------------
 
     async def _send_ticks(self) -> None:
-        raw = self.settings.topic(topics.RAW)
         now = str(int(time.time() * 1000)).encode()
         try:
             for tp in self.app.assignor.assigned_actives():
-                if tp.topic == raw:
+                if tp.topic == self.raw_topic:
                     await self.ticks.send(key=b"tick", value=now, partition=tp.partition)
         except Exception:  # a missed tick only delays closing visits; never crash the worker
             log.exception("could not send ticks")
@@ -346,7 +342,7 @@ class Processors:
                                                       if tp.topic == self.raw_topic))
         self.daylog.forget(tp.partition for tp in assigned)
 
-    async def _dead(self, message: Any, exc: BaseException) -> None:
+    def _dead(self, message: Any, exc: BaseException) -> None:
         if message.topic == self.raw_topic:
             self.daylog.skip(message.partition, message.offset)
         log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
