@@ -1,5 +1,9 @@
 """From a raw record's parameters to the records the processors emit. Pure.
 
+An update (``/track/update``) names the action it changes by the client id ``idptnc``; the
+visitor keeps its recent ones (``remember_action``), so the update record says which event it
+updates, or that it is an orphan (kept, never an error).
+
 ``split`` sorts the parameters by prefix (SPEC §2): ``ce_`` action, ``cv_`` visitor, ``cs_``
 visit, ``co_`` organisation properties (prefix stripped), the built-ins, and everything else
 kept as request metadata — never dropped. ``build_record`` assembles the enriched record that
@@ -56,6 +60,19 @@ def event_name(parts: Parts) -> str:
     return str(name) if name else "unnamed"
 
 
+RECENT_ACTIONS = 32
+
+
+def remember_action(recent: dict[str, str], idptnc: object, event_id: str) -> dict[str, str]:
+    """The visitor's recent client action ids (``idptnc``) → event ids, newest last, bounded:
+    an update refers to an action of the current page, so a short memory is enough."""
+    if not idptnc:
+        return recent
+    kept = {k: v for k, v in recent.items() if k != str(idptnc)}
+    kept[str(idptnc)] = event_id
+    return dict(list(kept.items())[-RECENT_ACTIONS:])
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What the processor decided about a raw record before building its output."""
@@ -70,6 +87,8 @@ class Context:
     cookie_assigned: bool
     visit_id: str | None
     time: EventTime
+    updates: str | None = None
+    """For an update: the event id of the action it updates (None: an orphan update)."""
 
 
 def build_record(ctx: Context, parts: Parts, referer: str = "",
@@ -93,4 +112,6 @@ def build_record(ctx: Context, parts: Parts, referer: str = "",
         "visitor_properties": parts.visitor, "visit_properties": parts.visit,
         "org_properties": parts.org, **device,
         "builtins": {k: v for k, v in builtins.items() if v is not None}, "meta": parts.meta,
+        **({"updates": ctx.updates, "orphan": ctx.updates is None}
+           if ctx.endpoint == "update" else {}),
     }

@@ -35,7 +35,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors import dedupe, identity, profiles, visits
-from processors.actions import Context, build_record, split
+from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
 from processors.timestamps import event_time
 from schemas import topics
@@ -194,11 +194,16 @@ class Processors:
                                    decision.profile, step.visit)
             visit, started = step.visit, step.started
 
+        recent = entry.get("recent") or {}
+        idptnc = parts.builtins.get("idptnc")
         record = build_record(
             Context(raw.id, raw.project, raw.endpoint, raw.received_ms, raw.ip, raw.user_agent,
                     decision.profile, visitor_key, cookie_assigned,
-                    visit.id if visit else None, when),
+                    visit.id if visit else None, when,
+                    updates=recent.get(str(idptnc)) if idptnc else None),
             parts, raw.referer, raw.language)
+        if raw.endpoint == "ce":
+            recent = remember_action(recent, idptnc, raw.id)
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
         if raw.endpoint in ("ce", "update"):
@@ -213,7 +218,7 @@ class Processors:
                                               **asdict(link)}))
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
-                                    "partition": message.partition}
+                                    "recent": recent, "partition": message.partition}
         self.seen[raw.id.encode()] = [raw.received_ms, message.partition]
 
     async def _tick(self, message: Any) -> None:

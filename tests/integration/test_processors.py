@@ -241,6 +241,18 @@ def test_a_request_without_identifier_gets_an_assigned_cookie(pipeline):
     assert record["visitor_key"] == "cookie:tp" + event_id.replace("-", "")
 
 
+def test_an_update_names_the_action_it_updates_and_unknown_ones_are_orphans(pipeline):
+    cookie = visitor()
+    page = pipeline.track(event="pv", cookie=cookie, idptnc="pg1").headers["x-event-id"]
+    update = pipeline.track("/track/update", cookie=cookie, idptnc="pg1", duration="5000",
+                            ce_scroll="80").headers["x-event-id"]
+    orphan = pipeline.track("/track/update", cookie=cookie, idptnc="nope").headers["x-event-id"]
+    record = pipeline.by_id(update)
+    assert (record["type"], record["updates"], record["orphan"]) == ("update", page, False)
+    assert record["builtins"]["duration"] == "5000" and record["properties"] == {"scroll": "80"}
+    assert pipeline.by_id(orphan)["orphan"] is True
+
+
 def test_campaign_from_utm(pipeline):
     event_id = pipeline.track(event="pv", cookie=visitor(),
                               ce_url="https://shop.example/?utm_source=news&utm_campaign=fall"

@@ -58,3 +58,23 @@ def test_classify(ua, expected):
 
 def test_classify_empty():
     assert classify("") == {}
+
+
+def test_remember_action_keeps_the_newest_client_ids_bounded():
+    from processors.actions import RECENT_ACTIONS, remember_action
+
+    recent = {}
+    for n in range(RECENT_ACTIONS + 5):
+        recent = remember_action(recent, f"c{n}", f"e{n}")
+    recent = remember_action(recent, "c10", "e10-again")
+    assert len(recent) == RECENT_ACTIONS and list(recent)[-1] == "c10"
+    assert "c0" not in recent and recent["c10"] == "e10-again"
+    assert remember_action(recent, None, "x") is recent
+
+
+@pytest.mark.parametrize(("updates", "expected"), [
+    ("e1", {"updates": "e1", "orphan": False}), (None, {"updates": None, "orphan": True})])
+def test_an_update_says_which_action_it_updates_or_that_it_is_an_orphan(updates, expected):
+    record = build_record(ctx(endpoint="update", updates=updates),
+                          split({"idptnc": "c1", "duration": "5"}))
+    assert {k: record[k] for k in expected} == expected and record["event"] == "update"
