@@ -11,7 +11,7 @@ them, the publisher and the socket.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -37,6 +37,7 @@ from gateway.params import (
 from gateway.projects import ProjectTable, admit
 from gateway.responses import Reply, render, response_format, success
 from schemas.identifiers import identifiers_of
+from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord, kafka_key
 
 TRACK_PATHS = {
@@ -57,6 +58,7 @@ EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
 }
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
+OVER_QUOTA = 402  # logged like any other request, but its project is over its monthly quota
 
 
 class ClientGone(Exception):
@@ -79,8 +81,10 @@ def route(path: str) -> tuple[str, str] | None:
 class TrackingApp:
     def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
                  max_url_bytes: int, max_body_bytes: int,
-                 trusted_proxies: tuple[Network, ...] = ()) -> None:
+                 trusted_proxies: tuple[Network, ...] = (),
+                 quotas: Mapping[str, QuotaState] | None = None) -> None:
         self.projects = projects
+        self.quotas = {} if quotas is None else quotas
         self.publish = publish
         self.metrics = metrics
         self.max_url_bytes = max_url_bytes
@@ -142,7 +146,8 @@ class TrackingApp:
                      headers: dict[bytes, bytes]) -> int:
         record = self._admit(event_id, now_ms, endpoint, path_project, query, params, form, ip,
                              headers)
-        return await self.publish(record.kafka_key(), record.to_bytes())
+        status = await self.publish(record.kafka_key(), record.to_bytes())
+        return OVER_QUOTA if record.over_quota else status
 
     def _admit(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
@@ -152,7 +157,9 @@ class TrackingApp:
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         project = admit(self.projects.find(path_project or project_param(params)), params, ip,
                         user_agent, headers.get(b"authorization", b"").decode("latin-1"))
+        quota = self.quotas.get(project.name)
         return RawRecord(
+            over_quota=quota is not None and quota.over_in(month_of(now_ms)),
             id=event_id, received_ms=now_ms, endpoint=endpoint, project=project.name, ip=ip,
             user_agent=user_agent,
             referer=headers.get(b"referer", b"").decode("latin-1"),
@@ -193,6 +200,8 @@ class TrackingApp:
         failures = [s for s in statuses if isinstance(s, BaseException)]
         if failures:  # a spool failure: some lines may be in Kafka, the sender must retry all
             raise failures[0]
+        if any(r.over_quota for r in records):
+            statuses.append(OVER_QUOTA)
         return max(statuses), {"accepted": len(records), "rejected": len(refusals)}
 
     async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:

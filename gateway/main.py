@@ -24,6 +24,8 @@ from gateway.projects import ProjectTable
 from gateway.publisher import Publisher
 from gateway.spool import Spool, claim_slot
 from schemas import topics
+from schemas.project import ProjectRecord
+from schemas.quota import QuotaState
 from trackpipe import registry
 from trackpipe.settings import Settings
 
@@ -38,6 +40,7 @@ class Gateway:
         self.bootstrap = bootstrap
         self.metrics = Metrics()
         self.projects = ProjectTable()
+        self.quotas: dict[str, QuotaState] = {}
         self.publisher: Publisher | None = None
         self.tracking: TrackingApp | None = None
         self.ops = self._ops_app()
@@ -62,27 +65,38 @@ class Gateway:
             self.projects, self.publisher.publish, self.metrics,
             max_url_bytes=self.settings.max_url_bytes,
             max_body_bytes=self.settings.max_body_bytes,
-            trusted_proxies=self.settings.trusted_networks)
-        follower = asyncio.create_task(self._follow_registry(), name="registry-follower")
+            trusted_proxies=self.settings.trusted_networks, quotas=self.quotas)
+        followers = [
+            asyncio.create_task(self._follow(topics.PROJECTS, self.projects.apply,
+                                             self.projects.mark_loaded, ProjectRecord.from_bytes),
+                                name="registry-follower"),
+            asyncio.create_task(self._follow(topics.QUOTA, self._apply_quota, lambda: None,
+                                             QuotaState.from_bytes), name="quota-follower"),
+        ]
         try:
             yield self
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
             await self.publisher.stop()
             os.close(lock_fd)
 
-    async def _follow_registry(self) -> None:
-        topic = self.settings.topic(topics.PROJECTS)
+    def _apply_quota(self, project: str, state: QuotaState | None) -> None:
+        if state is None:
+            self.quotas.pop(project, None)
+        else:
+            self.quotas[project] = state
+
+    async def _follow(self, name: str, on_change: Any, on_caught_up: Any, decode: Any) -> None:
+        topic = self.settings.topic(name)
         while True:  # Kafka may be down at start, or go away: keep the last view and retry
             try:
-                await registry.follow(self.bootstrap, topic, self.projects.apply,
-                                      self.projects.mark_loaded)
+                await registry.follow(self.bootstrap, topic, on_change, on_caught_up, decode)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("registry follower: %s; retrying", exc)
+                log.warning("following %s: %s; retrying", topic, exc)
                 await asyncio.sleep(1)
 
     def readiness(self) -> dict[str, bool]:

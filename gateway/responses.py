@@ -33,7 +33,12 @@ def response_format(requested: object) -> str:
     return value if value in CONTENT_TYPES else "js"
 
 
+OVER_QUOTA_MESSAGE = "the project is over its monthly quota: logged, but triggers do not run"
+
+
 def render(fmt: str, status: int, message: str | None = None, **extra: int) -> Reply:
+    if status == 402 and message is None:
+        message = OVER_QUOTA_MESSAGE
     success = status < 300
     if fmt == "json":
         doc: dict[str, object] = {"success": success}
@@ -52,9 +57,9 @@ def render(fmt: str, status: int, message: str | None = None, **extra: int) -> R
     return Reply(status, CONTENT_TYPES[fmt], body)
 
 
-_PLAIN = {(fmt, status): render(fmt, status) for fmt in FORMATS for status in (200, 202)}
+_PLAIN = {(fmt, status): render(fmt, status) for fmt in FORMATS for status in (200, 202, 402)}
 
 
 def success(fmt: str, status: int) -> Reply:
-    """The prebuilt answer to an accepted request."""
+    """The prebuilt answer to an accepted (logged) request: 200, 202, or 402 over quota."""
     return _PLAIN[(fmt, status)]

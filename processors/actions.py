@@ -89,6 +89,8 @@ class Context:
     time: EventTime
     updates: str | None = None
     """For an update: the event id of the action it updates (None: an orphan update)."""
+    over_quota: bool = False
+    """The gateway found the project over its monthly quota: logged, triggers must not run."""
 
 
 def build_record(ctx: Context, parts: Parts, referer: str = "",
@@ -108,7 +110,8 @@ def build_record(ctx: Context, parts: Parts, referer: str = "",
         "profile": ctx.profile, "visitor_key": ctx.visitor_key, "visit": ctx.visit_id,
         "event_ms": ctx.time.ms, "clock": str(ctx.time.clock), "future": ctx.time.future,
         "received_ms": ctx.received_ms, "ip": ctx.ip, "user_agent": ctx.user_agent,
-        "cookie_assigned": ctx.cookie_assigned, "properties": properties,
+        "cookie_assigned": ctx.cookie_assigned, "over_quota": ctx.over_quota,
+        "properties": properties,
         "visitor_properties": parts.visitor, "visit_properties": parts.visit,
         "org_properties": parts.org, **device,
         "builtins": {k: v for k, v in builtins.items() if v is not None}, "meta": parts.meta,

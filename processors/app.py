@@ -22,6 +22,7 @@ partition; the visitors agent closes expired visits when the tick arrives in its
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -34,13 +35,15 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors import dedupe, identity, profiles, visits
+from processors import dedupe, identity, profiles, quotas, visits
 from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
 from processors.timestamps import event_time
 from schemas import topics
 from schemas.identifiers import identifiers_of
+from schemas.quota import month_of
 from schemas.raw import RawRecord
+from trackpipe import registry
 from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Processors:
         self.settings = settings
         self.bootstrap = bootstrap
         self._swept: dict[int, int] = {}  # partition → last dedupe sweep (ms), per process
+        self._counts_sent: dict[bytes, int] = {}  # quota counter → count last published
+        self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
@@ -91,6 +96,8 @@ class Processors:
         self.deadletter = self.app.topic(t(topics.DEADLETTER), **raw_codec)
         self.profile_updates = self.app.topic(t(topics.PROFILE_UPDATES), **raw_codec)
         self.profiles_out = self.app.topic(t(topics.PROFILES), **raw_codec)
+        self.quota_counts_topic = self.app.topic(t(topics.QUOTA_COUNTS), **raw_codec)
+        self.quota_out = self.app.topic(t(topics.QUOTA), **raw_codec)
         # Keys are the bytes of the record keys, so that faust routes a lookup by key to the
         # worker that owns it (its router hashes the serialized key like the producer did).
         options = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
@@ -98,6 +105,8 @@ class Processors:
         self.seen = self.app.Table("seen", **options)
         self.identities = self.app.Table("identities", **options)
         self.profiles = self.app.Table("profiles", **options)
+        self.quota_counts = self.app.Table("quota_counts", **options)
+        self.quota_totals = self.app.Table("quota_totals", **options)
         declared = {settings.topic(spec.name) for spec in topics.TOPICS}
         for table in self.app.tables.values():  # checked at boot, like every topic
             name = table.changelog_topic.get_topic_name()
@@ -107,6 +116,8 @@ class Processors:
         self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
         self.app.agent(self.profile_updates, name="profiles",
                        concurrency=1)(self._profiles_agent)
+        self.app.agent(self.quota_counts_topic, name="quotas", concurrency=1)(self._quotas_agent)
+        self.app.task(self._follow_registry)
         self._add_lookups()
         self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
         self.app.on_partitions_assigned.connect(self._on_assigned)
@@ -200,10 +211,13 @@ class Processors:
             Context(raw.id, raw.project, raw.endpoint, raw.received_ms, raw.ip, raw.user_agent,
                     decision.profile, visitor_key, cookie_assigned,
                     visit.id if visit else None, when,
-                    updates=recent.get(str(idptnc)) if idptnc else None),
+                    updates=recent.get(str(idptnc)) if idptnc else None,
+                    over_quota=raw.over_quota),
             parts, raw.referer, raw.language)
         if raw.endpoint == "ce":
             recent = remember_action(recent, idptnc, raw.id)
+            counter = f"{raw.project}\n{month_of(raw.received_ms)}\n{message.partition}".encode()
+            self.quota_counts[counter] = (self.quota_counts.get(counter) or 0) + 1
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
         if raw.endpoint in ("ce", "update"):
@@ -227,6 +241,7 @@ class Processors:
             for key in list(dedupe.expired(self.seen.items(), message.partition, now_ms)):
                 del self.seen[key]
             self._swept[message.partition] = now_ms
+        self._send_counts(message.partition)
         for key, entry in list(self.visitors_table.items()):
             if not entry or entry.get("partition") != message.partition or not entry["visit"]:
                 continue
@@ -329,6 +344,54 @@ class Processors:
                 return await routed(view, request)
 
             self.app.page(f"/lookup/{name}")(page)
+
+    # -- quotas --------------------------------------------------------------------------------
+
+    def _send_counts(self, partition: int) -> None:
+        """Publish this partition's changed action counts (on ticks: at most once a second)."""
+        for key, count in list(self.quota_counts.items()):
+            project, month, counted_in = key.decode().split("\n")
+            if int(counted_in) == partition and self._counts_sent.get(key) != count:
+                self.quota_counts_topic.send_soon(key=project.encode(), value=_json(
+                    {"month": month, "partition": partition, "count": count}))
+                self._counts_sent[key] = count
+
+    async def _quotas_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            await self._guarded(self._quota_count, event.message)
+
+    async def _quota_count(self, message: Any) -> None:
+        body = json.loads(message.value)
+        total = quotas.add_count(self.quota_totals.get(message.key), body["month"],
+                                 body["partition"], body["count"])
+        if total is not None:
+            self.quota_totals[message.key] = total
+            self._publish_quota(message.key.decode(), total)
+
+    def _publish_quota(self, project: str, total: dict[str, Any]) -> None:
+        state = quotas.state(project, total, self.project_quotas.get(project))
+        self.quota_out.send_soon(key=project.encode(), value=state.to_bytes())
+
+    async def _follow_registry(self) -> None:
+        """Keep each project's quota; when one changes, republish its state (if this worker
+        holds the project's total), so raising a quota lifts the 402 within seconds."""
+        def changed(name: str, record: Any) -> None:
+            quota = record.quota if record is not None else None
+            if self.project_quotas.get(name) != quota:
+                self.project_quotas[name] = quota
+                total = self.quota_totals.get(name.encode())
+                if total is not None:
+                    self._publish_quota(name, total)
+
+        while True:
+            try:
+                await registry.follow(self.bootstrap, self.settings.topic(topics.PROJECTS),
+                                      changed, lambda: None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("following the registry: %s; retrying", exc)
+                await asyncio.sleep(1)
 
     # -- plumbing ------------------------------------------------------------------------------
 

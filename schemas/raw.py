@@ -47,6 +47,8 @@ class RawRecord:
     """Parameters decoded from the body (form, multipart, JSON or a push line)."""
     visitor_key: str = ""
     """What the record is keyed by: see schemas.identifiers."""
+    over_quota: bool = False
+    """The project was over its monthly quota: logged, but triggers must not run."""
 
     def params(self) -> dict[str, Any]:
         """All parameters, body over query; the last of repeated names wins."""
@@ -65,6 +67,7 @@ class RawRecord:
             "endpoint": self.endpoint, "project": self.project, "ip": self.ip,
             "user_agent": self.user_agent, "referer": self.referer, "language": self.language,
             "query": self.query, "form": self.form, "visitor_key": self.visitor_key,
+            "over_quota": self.over_quota,
         })
 
     @classmethod

@@ -19,10 +19,12 @@ MERGES = "merges"
 DEADLETTER = "deadletter"
 PROFILE_UPDATES = "profile-updates"
 PROFILES = "profiles"
+QUOTA_COUNTS = "quota-counts"
+QUOTA = "quota"
 HOUR_MS = 3_600_000
 # The processors' faust tables; faust names their changelogs "<app id>-<table>-changelog" and
 # the app id is "<prefix>processors". Created here, not by racing workers at start-up.
-TABLES = ("visitors", "seen", "identities", "profiles")
+TABLES = ("visitors", "seen", "identities", "profiles", "quota_counts", "quota_totals")
 
 
 def changelog(table: str) -> str:
@@ -60,6 +62,10 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="profile updates, merges and folds, keyed by project + profile id"),
     TopicSpec(PROFILES, compacted=True, partitions=None,
               purpose="the current state of every profile (processors.profiles)"),
+    TopicSpec(QUOTA_COUNTS, compacted=False, partitions=None,
+              purpose="per raw partition action counts of a project's month, keyed by project"),
+    TopicSpec(QUOTA, compacted=True, partitions=1,
+              purpose="each project's quota state for the month (schemas.quota)"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
     *(TopicSpec(changelog(table), compacted=True, partitions=None,

@@ -4,7 +4,8 @@ The topic is the source of truth: one record per project keyed by its canonical 
 tombstone for a removed one. The CLI reads it to the end before a change (to refuse an ``add``
 of an existing project or an alias that another project owns) and writes with ``acks=all``.
 Every gateway follows it from the beginning with a group-less consumer, so a change reaches
-every replica within about a second, without a restart.
+every replica within about a second, without a restart. ``follow`` serves the other compacted
+topics that processes keep a view of (the quota states) the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -20,44 +22,48 @@ from schemas.project import ProjectError, ProjectRecord
 log = logging.getLogger(__name__)
 
 METADATA_TRIES = 20
-OnChange = Callable[[str, ProjectRecord | None], None]
 
 
 async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
-    parts = None
-    for _ in range(METADATA_TRIES):  # a topic created a moment ago may not be known yet
-        # aiokafka has no public call for a fresh topic's partitions without a group.
-        cluster = await consumer._client.fetch_all_metadata()
-        parts = cluster.partitions_for_topic(topic)
-        if parts:
-            break
-        await asyncio.sleep(0.25)
-    if not parts:
+    try:
+        parts = None
+        for _ in range(METADATA_TRIES):  # a topic created a moment ago may not be known yet
+            # aiokafka has no public call for a fresh topic's partitions without a group.
+            cluster = await consumer._client.fetch_all_metadata()
+            parts = cluster.partitions_for_topic(topic)
+            if parts:
+                break
+            await asyncio.sleep(0.25)
+        if not parts:
+            raise ProjectError(f"topic {topic!r} does not exist: run `trackpipe topics create`")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+    except BaseException:  # including cancellation: never leave a started consumer behind
         await consumer.stop()
-        raise ProjectError(f"topic {topic!r} does not exist: run `trackpipe topics create`")
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
+        raise
     return consumer, tps
 
 
-def _decode(key: bytes | None, value: bytes | None) -> tuple[str, ProjectRecord | None] | None:
+def _decode(key: bytes | None, value: bytes | None,
+            decode: Callable[[bytes], Any]) -> tuple[str, Any] | None:
     if key is None:
         return None
     try:
-        return key.decode(), (ProjectRecord.from_bytes(value) if value is not None else None)
-    except Exception:  # a record this version cannot read must not stop the registry
-        log.exception("skipping unreadable project record %r", key)
+        return key.decode(), (decode(value) if value is not None else None)
+    except Exception:  # a record this version cannot read must not stop the follower
+        log.exception("skipping unreadable record %r", key)
         return None
 
 
-async def follow(bootstrap: str, topic: str, on_change: OnChange,
-                 on_caught_up: Callable[[], None]) -> None:
-    """Apply every registry record, forever; call ``on_caught_up`` once the existing ones are
-    in (every time the follower starts again)."""
+async def follow(bootstrap: str, topic: str, on_change: Callable[[str, Any], None],
+                 on_caught_up: Callable[[], None],
+                 decode: Callable[[bytes], Any] = ProjectRecord.from_bytes) -> None:
+    """Apply every record of a compacted topic (the registry by default), forever; call
+    ``on_caught_up`` once the existing ones are in (every time the follower starts again)."""
     consumer, tps = await _consumer(bootstrap, topic)
     try:
         end = await consumer.end_offsets(tps)
@@ -66,7 +72,7 @@ async def follow(bootstrap: str, topic: str, on_change: OnChange,
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for msg in records:
-                    change = _decode(msg.key, msg.value)
+                    change = _decode(msg.key, msg.value, decode)
                     if change is not None:
                         on_change(*change)
             if not caught_up and all([await consumer.position(tp) >= end[tp] for tp in tps]):

@@ -30,6 +30,8 @@ from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
+PROJECT = "shop.example"
+
 
 class Pipeline:
     """A gateway and workers as processes of their own, stopped by pid at the end."""
@@ -86,14 +88,20 @@ class Pipeline:
         for name in list(self.processes):
             self.stop(name)
 
-    def track(self, path: str = "/track/ce", **params: object) -> httpx.Response:
+    def track(self, path: str = "/track/ce", expect: int = 200, **params: object
+              ) -> httpx.Response:
         r = httpx.get(self.url + path, params={"project": PROJECT, **params}, timeout=10)
-        assert r.status_code == 200, r.text
+        assert r.status_code == expect, r.text
         return r
 
-    def logs(self, event_days: set[str] | None = None, days: list[str] | None = None):
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "trackpipe.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+
+    def logs(self, event_days: set[str] | None = None, days: list[str] | None = None,
+             project: str = PROJECT):
         today = datetime.now(UTC).strftime("%Y-%m-%d")
-        return list(read_lines(self.settings.data_dir / "logs", PROJECT, days or [today],
+        return list(read_lines(self.settings.data_dir / "logs", project, days or [today],
                                event_days))
 
     def wait_logs(self, predicate, timeout_s: float = 30, **kwargs):
@@ -109,14 +117,13 @@ class Pipeline:
         lines = self.wait_logs(lambda ls: any(r["id"] == event_id for r in ls), timeout_s)
         return next(r for r in lines if r["id"] == event_id)
 
-    def topic(self, name: str, predicate, timeout_s: float = 30) -> list[dict]:
-        return asyncio.run(_read_topic(self.settings, name, predicate, timeout_s))
+    def topic(self, name: str, predicate, timeout_s: float = 30, decode=json.loads
+              ) -> list[dict]:
+        return asyncio.run(_read_topic(self.settings, name, predicate, timeout_s, decode))
 
 
-PROJECT = "shop.example"
-
-
-async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float) -> list[dict]:
+async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float,
+                      decode) -> list:
     consumer = AIOKafkaConsumer(settings.topic(name), bootstrap_servers=settings.kafka_bootstrap,
                                 group_id=None, auto_offset_reset="earliest")
     await consumer.start()
@@ -126,7 +133,7 @@ async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float
         while not predicate(found):
             assert time.monotonic() < deadline, f"{name}: never matched; got {found[-5:]}"
             for records in (await consumer.getmany(timeout_ms=300)).values():
-                found += [json.loads(m.value) for m in records]
+                found += [decode(m.value) for m in records]
         return found
     finally:
         await consumer.stop()
@@ -345,6 +352,35 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_partition_flows_o
     assert any("not msgpack" in e for e in errors)
     assert any("version" in e for e in errors)
     assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
+
+
+def test_a_quota_of_5_gives_402_on_the_6th_action_and_raising_it_lifts_the_402(pipeline):
+    from schemas.quota import QuotaState
+
+    project = "quota.example"
+    assert pipeline.cli("projects", "add", project, "--quota", "5").returncode == 0
+    time.sleep(1.5)  # the gateway and the workers follow the registry
+    ids = [pipeline.track(project=project, event=f"a{n}", cookie=visitor()).headers["x-event-id"]
+           for n in range(5)]
+    pipeline.topic("quota", lambda states: any(s.project == project and s.count >= 5
+                                               for s in states), decode=QuotaState.from_bytes)
+    time.sleep(1.5)  # the gateway follows the quota topic
+    sixth = pipeline.track(project=project, expect=402, event="a5", cookie=visitor(),
+                           response="json")
+    assert sixth.json()["success"] is False and "quota" in sixth.json()["message"]
+    ids.append(sixth.headers["x-event-id"])
+    lines = pipeline.wait_logs(lambda ls: {r["id"] for r in ls} >= set(ids), project=project)
+    flags = {r["id"]: r["over_quota"] for r in lines}
+    assert [flags[i] for i in ids] == [False] * 5 + [True]
+
+    assert pipeline.cli("projects", "set", project, "--quota", "100").returncode == 0
+    deadline = time.monotonic() + 15
+    while True:
+        r = httpx.get(pipeline.url + "/track/ce", params={"project": project, "event": "poll"})
+        if r.status_code == 200:
+            break
+        assert r.status_code == 402 and time.monotonic() < deadline, r.status_code
+        time.sleep(0.5)
 
 
 def test_kill_9_of_a_worker_mid_stream_loses_and_repeats_nothing(pipeline):

@@ -3,6 +3,7 @@ and status mapping, fast and without a broker. What lands in Kafka is checked in
 tests/integration against the real broker."""
 
 import base64
+import time
 
 import httpx
 import pytest
@@ -46,6 +47,7 @@ def make_client():
 
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi),
                                    base_url="http://gw")
+        client.tracking = app  # for tests that change its quota view
         return client, publisher
 
     return make
@@ -130,3 +132,20 @@ async def test_every_answer_has_an_event_id_and_cors(make_client):
         for url in ("/track/ce?project=shop.example", "/track/ce?project=nope"):
             r = await client.get(url)
             assert r.headers["x-event-id"] and r.headers["access-control-allow-origin"] == "*"
+
+
+async def test_over_quota_is_402_and_still_published_flagged(make_client):
+    from gateway.app import OVER_QUOTA
+    from schemas.quota import QuotaState, month_of
+
+    client, publisher = make_client()
+    tracking = client.tracking
+    now_month = month_of(int(time.time() * 1000))
+    tracking.quotas["shop.example"] = QuotaState("shop.example", now_month, 5, 5)
+    async with client:
+        over = await client.get("/track/ce?project=shop.example&response=json")
+        tracking.quotas["shop.example"] = QuotaState("shop.example", "2000-01", 99, 5)
+        new_month = await client.get("/track/ce?project=shop.example&response=json")
+    assert over.status_code == OVER_QUOTA and over.json()["success"] is False
+    assert new_month.status_code == 200
+    assert [r.over_quota for r in publisher.records] == [True, False]
