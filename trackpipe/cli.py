@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +40,9 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.handler not in (run_gateway, run_worker, run_up):
+        # aiokafka logs the transient errors it retries itself; a command reports what failed.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         settings = Settings.from_env()
         return args.handler(settings, args) or 0

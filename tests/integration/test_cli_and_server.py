@@ -28,7 +28,8 @@ def env(settings):
     return {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
             "TRACKPIPE_DATA_DIR": str(settings.data_dir),
-            "TRACKPIPE_HTTP_PORT": str(free_port()), "TRACKPIPE_MAX_URL_BYTES": "16384"}
+            "TRACKPIPE_HTTP_PORT": str(free_port()), "TRACKPIPE_MAX_URL_BYTES": "16384",
+            "TRACKPIPE_ACK_DEADLINE_MS": str(settings.ack_deadline_ms)}
 
 
 def cli(env, *args):

@@ -44,7 +44,8 @@ class Pipeline:
                     "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
                     "TRACKPIPE_DATA_DIR": str(settings.data_dir),
                     "TRACKPIPE_RAW_PARTITIONS": str(settings.raw_partitions),
-                    "TRACKPIPE_HTTP_PORT": str(self.port)}
+                    "TRACKPIPE_HTTP_PORT": str(self.port),
+                    "TRACKPIPE_ACK_DEADLINE_MS": str(settings.ack_deadline_ms)}
         self.processes: dict[str, subprocess.Popen] = {}
         self.web_ports: dict[str, int] = {}
         self.url = f"http://127.0.0.1:{self.port}"
@@ -142,7 +143,7 @@ async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, raw_partitions=12,
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, raw_partitions=12, ack_deadline_ms=3000,
                         topic_prefix=f"t{uuid.uuid4().hex[:12]}.", data_dir=tmp / "data")
 
     async def prepare():
