@@ -34,7 +34,7 @@ class Settings:
     topic_prefix: str = _setting("trackpipe.",
         "Prefix of every topic name.")
     data_dir: Path = _setting(Path("data"),
-        "Folder for the spool, the local Kafka and (later) the day logs.")
+        "Folder for the spool, the day logs and the local Kafka.")
     http_host: str = _setting("127.0.0.1",
         "Address the gateway listens on.")
     http_port: int = _setting(8080,
