@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from processors import dedupe, identity, profiles, quotas, visits
 from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
+from processors.deadlines import DeadlineIndex
 from processors.timestamps import event_time
 from schemas import topics
 from schemas.identifiers import identifiers_of
@@ -62,6 +63,7 @@ class Processors:
         self.settings = settings
         self.bootstrap = bootstrap
         self._swept: dict[int, int] = {}  # partition → last dedupe sweep (ms), per process
+        self._deadlines = DeadlineIndex()  # an index of the visitors table, rebuilt from it
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last published
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
@@ -233,6 +235,8 @@ class Processors:
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
                                     "recent": recent, "partition": message.partition}
+        if visit is not None:
+            self._deadlines.push(message.partition, visit.deadline_ms, key)
         self.seen[raw.id.encode()] = [raw.received_ms, message.partition]
 
     async def _tick(self, message: Any) -> None:
@@ -242,11 +246,17 @@ class Processors:
                 del self.seen[key]
             self._swept[message.partition] = now_ms
         self._send_counts(message.partition)
-        for key, entry in list(self.visitors_table.items()):
-            if not entry or entry.get("partition") != message.partition or not entry["visit"]:
-                continue
+        if not self._deadlines.has(message.partition):  # first tick since start or rebalance
+            self._deadlines.rebuild(message.partition, [
+                (entry["visit"]["deadline_ms"], key)
+                for key, entry in self.visitors_table.items()
+                if entry and entry.get("partition") == message.partition and entry["visit"]])
+        for key in self._deadlines.due(message.partition, now_ms):
+            entry = self.visitors_table.get(key)
+            if not entry or not entry["visit"]:
+                continue  # closed meanwhile: a stale index entry
             visit = visits.Visit(**entry["visit"])
-            if visits.is_expired(visit, now_ms):
+            if visits.is_expired(visit, now_ms):  # else it was extended: indexed again
                 project, visitor_key = key.decode().split("\n", 1)
                 self._visit_record("visit ended", project, visitor_key,
                                    entry["state"]["profile"], visit)
@@ -409,6 +419,7 @@ class Processors:
         log.info("assigned raw partitions %s", sorted(tp.partition for tp in assigned
                                                       if tp.topic == self.raw_topic))
         self.daylog.forget(tp.partition for tp in assigned)
+        self._deadlines.forget()
 
     def _dead(self, message: Any, exc: BaseException) -> None:
         if message.topic == self.raw_topic:

@@ -11,7 +11,8 @@ PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schem
         "gateway/responses.py", "processors/identity.py", "processors/visits.py",
         "processors/campaigns.py", "processors/timestamps.py", "processors/actions.py",
         "processors/useragent.py", "processors/profiles.py",
-        "processors/dedupe.py", "processors/quotas.py"]
+        "processors/dedupe.py", "processors/quotas.py",
+        "processors/deadlines.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
          "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime"}
 
