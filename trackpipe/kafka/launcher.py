@@ -70,6 +70,15 @@ def jar_dir() -> Path:
     return target
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id like Kafka's own ``Uuid.randomUuid``: URL-safe base64 of 16 random
+    bytes, never starting with '-' (a command line would read it as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass(frozen=True)
 class LocalKafka:
     folder: Path
@@ -92,8 +101,7 @@ class LocalKafka:
         self.folder.mkdir(parents=True, exist_ok=True)
         cluster_file = self.folder / "cluster-id"
         if not cluster_file.exists():
-            raw = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            cluster_file.write_text(raw)
+            cluster_file.write_text(new_cluster_id())
         cluster_id = cluster_file.read_text().strip()
         for i in range(self.nodes):
             if self._pid(i) is None:
@@ -129,8 +137,8 @@ class LocalKafka:
         java = ["java", "-cp", f"{jars}/*", f"-Dlog4j.configuration=file:{log4j}"]
         if not (data / "meta.properties").exists():
             result = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                 str(config), "--ignore-formatted"], capture_output=True, text=True)
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                 "-c", str(config), "--ignore-formatted"], capture_output=True, text=True)
             if result.returncode != 0:
                 raise LauncherError(f"formatting node {i + 1} failed: {result.stderr[-1000:]}")
         # Detached through sh so the broker outlives a `trackpipe kafka start` and is never left
