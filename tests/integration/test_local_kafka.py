@@ -29,10 +29,3 @@ def test_stop_ignores_a_pid_file_that_names_another_process(tmp_path):
     kafka.stop()  # must not signal pid 1
     assert kafka.status() == [(1, None)]
 
-
-def test_cluster_ids_never_start_with_a_dash():
-    from trackpipe.kafka.launcher import new_cluster_id
-
-    ids = {new_cluster_id() for _ in range(5000)}  # about 78 would start with '-' otherwise
-    assert len(ids) == 5000 and not any(i.startswith("-") for i in ids)
-    assert all(len(i) == 22 for i in ids)
