@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -353,6 +355,27 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_partition_flows_o
     assert any("not msgpack" in e for e in errors)
     assert any("version" in e for e in errors)
     assert all({"topic", "partition", "offset"} <= set(d) for d in dead)
+
+
+def test_logs_follow_prints_new_lines_as_they_are_written(pipeline):
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "trackpipe.cli", "logs", PROJECT, "--follow"], env=pipeline.env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout])
+    reader.start()
+    try:
+        time.sleep(2)  # it has printed what was there and is polling
+        event_id = pipeline.track(event="followed", cookie=visitor()).headers["x-event-id"]
+        deadline = time.monotonic() + 30
+        while json.loads(lines.get(timeout=max(0.1, deadline - time.monotonic())))["id"] \
+                != event_id:
+            assert time.monotonic() < deadline, "the new line never came"
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
+        reader.join(timeout=10)  # EOF after the process ended
+        follower.stdout.close()
 
 
 def test_a_quota_of_5_gives_402_on_the_6th_action_and_raising_it_lifts_the_402(pipeline):
