@@ -55,7 +55,8 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
-        """Start the publisher and the registry follower; stop both on exit."""
+        """Start the publisher and the followers of the registry and quota topics; stop them
+        on exit, so that nothing accepted is left behind."""
         folder, lock_fd = claim_slot(self.settings.spool_dir)
         self.publisher = Publisher(self.bootstrap, self.settings.topic(topics.RAW),
                                    Spool(folder, self.settings.spool_max_bytes),
