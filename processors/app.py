@@ -13,6 +13,7 @@ faust issue 606):
 - ``profiles`` reads ``profile-updates`` (keyed by profile), keeps each profile with
   ``processors.profiles``, folds merged ones in and publishes them to ``profiles``.
 
+Transient I/O errors are retried with backoff; anything else a record causes is its own fault.
 Outputs are sent with ``send_soon``: buffered, and flushed by faust before it commits the
 offsets of the records that caused them, so at-least-once holds without an await per send.
 Any record that fails goes to the dead-letter topic with the error and its source offset, and
@@ -34,6 +35,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from processors import dedupe, identity, profiles, quotas, visits
 from processors.actions import Context, build_record, remember_action, split
@@ -50,6 +52,8 @@ from trackpipe.settings import Settings
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -133,10 +137,22 @@ class Processors:
             await self._guarded(names.get(event.message.topic, self._raw), event.message)
 
     async def _guarded(self, handle: Any, message: Any) -> None:
-        try:
-            await handle(message)
-        except Exception as exc:  # a record's own fault must not stop the partition
-            self._dead(message, exc)
+        """Handle a record: a fault of the record goes to the dead-letter topic and the stream
+        goes on; transient I/O (Kafka, the disk) is retried, holding the partition, because
+        dead-lettering a good record would take it out of the day logs."""
+        backoff_s = RETRY_FIRST_S
+        while True:
+            try:
+                await handle(message)
+                return
+            except (KafkaError, OSError) as exc:
+                log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic,
+                            message.partition, message.offset, backoff_s, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+            except Exception as exc:  # a record's own fault must not stop the partition
+                self._dead(message, exc)
+                return
 
     async def _raw(self, message: Any) -> None:
         """Process a raw record, first any records of its partition the stream skipped.
