@@ -17,18 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from gateway.metrics import Metrics
-from gateway.spool import EntryId, Spool
+from gateway.spool import EntryId, Spool, claim_orphans
 
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500
 DRAIN_IDLE_S = 0.5
 RECONNECT_S = 1.0
+ADOPT_EVERY_S = 10.0
 
 
 class Publisher:
@@ -112,18 +114,37 @@ class Publisher:
             log.info("connected to kafka at %s", self.bootstrap)
 
     async def _drain(self) -> None:
+        adopted_at = -ADOPT_EVERY_S
         while True:
             sent = 0
             if self.producer is not None:
-                sent = await self._drain_once(self.producer)
+                sent = await self._drain_once(self.producer, self.spool)
+                now = asyncio.get_running_loop().time()
+                if sent == 0 and now - adopted_at >= ADOPT_EVERY_S:
+                    adopted_at = now
+                    await self._adopt_orphans(self.producer)
             self.metrics.spool_depth = self.spool.depth
             self.metrics.spool_bytes = self.spool.bytes
             if sent == 0:
                 await asyncio.sleep(DRAIN_IDLE_S)
 
-    async def _drain_once(self, producer: AIOKafkaProducer) -> int:
-        batch = [(entry, key, value) for entry, key, value in self.spool.unacked(DRAIN_BATCH)
-                 if entry not in self._inflight]
+    async def _adopt_orphans(self, producer: AIOKafkaProducer) -> None:
+        """Drain the slots that no live gateway process holds (see gateway.spool)."""
+        for folder, fd in claim_orphans(self.spool.folder.parent, self.spool.folder):
+            orphan = Spool(folder, self.spool.max_bytes)
+            try:
+                orphan.open()
+                log.info("draining the orphaned spool %s (%d entries)", folder, orphan.depth)
+                while await self._drain_once(producer, orphan):
+                    pass
+            finally:
+                orphan.close()
+                os.close(fd)
+
+    async def _drain_once(self, producer: AIOKafkaProducer, spool: Spool) -> int:
+        inflight = self._inflight if spool is self.spool else {}
+        batch = [(entry, key, value) for entry, key, value in spool.unacked(DRAIN_BATCH)
+                 if entry not in inflight]
         deliveries = []
         for entry, key, value in batch:
             try:
@@ -138,7 +159,7 @@ class Publisher:
             except KafkaError:
                 self.metrics.kafka_errors += 1
                 continue
-            self.spool.ack(entry)
+            spool.ack(entry)
             delivered += 1
         self.metrics.spool_drained += delivered
         return delivered

@@ -12,7 +12,8 @@ acknowledged is deleted. A torn entry at the end of a segment (a crash mid-write
 acknowledged to anyone and is ignored.
 
 One process owns a spool folder at a time (``flock`` on ``lock``); with several gateway
-processes each claims its own slot below the spool root.
+processes each claims its own slot below the spool root, and a slot that no live process holds
+but that still has entries (fewer processes than before) is adopted and drained by one.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def claim_slot(root: Path) -> tuple[Path, int]:
             continue
         return folder, fd
     raise SpoolFull(f"all {MAX_SLOTS} spool slots under {root} are in use")
+
+
+def claim_orphans(root: Path, own: Path) -> Iterator[tuple[Path, int]]:
+    """Slots below ``root`` that hold spooled entries but no live process: left behind when
+    fewer gateway processes run than before. Each comes with its lock fd; close it when done."""
+    for folder in sorted(root.glob("slot-*")):
+        if folder == own or not any(folder.glob("*.seg")):
+            continue
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        yield folder, fd
 
 
 class Spool:

@@ -75,3 +75,29 @@ async def test_spooled_records_are_delivered_after_a_gateway_restart(own_kafka, 
     assert set(landed) == {event_id for _, event_id in during}
     assert set(landed.values()) == {1}
     assert not list((outage_settings.spool_dir / "slot-0").glob("*.seg"))
+
+
+async def test_a_slot_left_by_a_process_that_no_longer_runs_is_drained(outage_settings):
+    """Fewer gateway processes than before: their slots still hold entries and no live
+    process claims them; a running gateway adopts and drains them, exactly once."""
+    import time as clock
+
+    from gateway.spool import Spool
+    from schemas.raw import RawRecord
+
+    orphan = Spool(outage_settings.spool_dir / "slot-7", 10**6)
+    orphan.open()
+    records = [RawRecord(id=f"orphan-{n}", received_ms=int(clock.time() * 1000),
+                         endpoint="ce", project="shop.example", ip="192.0.2.1",
+                         query=b"event=left&cookie=c1", visitor_key="cookie:c1")
+               for n in range(10)]
+    for record in records:
+        await orphan.append(record.kafka_key(), record.to_bytes())
+    orphan.close()
+
+    gw = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with gw.running():
+        await wait_for(lambda: not list((outage_settings.spool_dir / "slot-7").glob("*.seg")),
+                       timeout_s=30)
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 10, settle_s=2))
+    assert landed == Counter({record.id: 1 for record in records})
