@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from gateway import snapshot
 from gateway.app import TrackingApp, route
 from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
@@ -67,10 +68,14 @@ class Gateway:
             max_url_bytes=self.settings.max_url_bytes,
             max_body_bytes=self.settings.max_body_bytes,
             trusted_proxies=self.settings.trusted_networks, quotas=self.quotas)
+        snapshot_file = self.settings.data_dir / "registry.snapshot"
+        known = snapshot.load(snapshot_file)
+        if known is not None:  # Kafka may be down right now: start from the last view
+            for record in known:
+                self.projects.apply(record.name, record)
+            self.projects.mark_loaded()
         followers = [
-            asyncio.create_task(self._follow(topics.PROJECTS, self.projects.apply,
-                                             self.projects.mark_loaded, ProjectRecord.from_bytes),
-                                name="registry-follower"),
+            asyncio.create_task(self._follow_registry(snapshot_file), name="registry-follower"),
             asyncio.create_task(self._follow(topics.QUOTA, self._apply_quota, lambda: None,
                                              QuotaState.from_bytes), name="quota-follower"),
         ]
@@ -82,6 +87,27 @@ class Gateway:
             await asyncio.gather(*followers, return_exceptions=True)
             await self.publisher.stop()
             os.close(lock_fd)
+
+    async def _follow_registry(self, snapshot_file: Any) -> None:
+        """Follow the registry topic; once read to its end, the view is exactly the topic's and
+        is saved to the snapshot, and so is every later change."""
+        seen: set[str] = set()
+        caught_up = False
+
+        def changed(name: str, record: ProjectRecord | None) -> None:
+            seen.add(name)
+            self.projects.apply(name, record)
+            if caught_up:
+                snapshot.save(snapshot_file, self.projects.records())
+
+        def read_to_end() -> None:
+            nonlocal caught_up
+            caught_up = True
+            self.projects.retain(seen)
+            self.projects.mark_loaded()
+            snapshot.save(snapshot_file, self.projects.records())
+
+        await self._follow(topics.PROJECTS, changed, read_to_end, ProjectRecord.from_bytes)
 
     def _apply_quota(self, project: str, state: QuotaState | None) -> None:
         if state is None:

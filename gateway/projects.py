@@ -68,6 +68,15 @@ class ProjectTable:
     def mark_loaded(self) -> None:
         self.loaded = True
 
+    def records(self) -> list[ProjectRecord]:
+        return [project.record for project in self._projects.values()]
+
+    def retain(self, names: set[str]) -> None:
+        """Forget every project not in ``names`` (what a snapshot had but Kafka no longer has,
+        e.g. removed while this gateway was down and its tombstone since compacted away)."""
+        for name in [n for n in self._projects if n not in names]:
+            self.apply(name, None)
+
     def find(self, name: str) -> CompiledProject | None:
         return self._lookup.get(name.strip().lower()) if name else None
 

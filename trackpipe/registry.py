@@ -27,8 +27,8 @@ METADATA_TRIES = 20
 async def _consumer(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()
         parts = None
         for _ in range(METADATA_TRIES):  # a topic created a moment ago may not be known yet
             # aiokafka has no public call for a fresh topic's partitions without a group.

@@ -101,3 +101,24 @@ async def test_a_slot_left_by_a_process_that_no_longer_runs_is_drained(outage_se
                        timeout_s=30)
     landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 10, settle_s=2))
     assert landed == Counter({record.id: 1 for record in records})
+
+
+async def test_a_gateway_restarted_during_an_outage_knows_its_projects_and_spools(
+        own_kafka, outage_settings):
+    first = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with first.running():
+        await wait_for(lambda: all(first.readiness().values()), timeout_s=20)
+    snapshot_file = outage_settings.data_dir / "registry.snapshot"
+    assert snapshot_file.exists() and snapshot_file.stat().st_mode & 0o077 == 0
+
+    await asyncio.to_thread(own_kafka.stop)
+    second = Gateway(outage_settings, outage_settings.kafka_bootstrap)
+    async with second.running():
+        assert second.readiness() == {"kafka": False, "registry": True}
+        during = await send(second, 5, "restarted")
+        assert {status for status, _ in during} == {202}
+        await asyncio.to_thread(own_kafka.start)
+        await wait_for(lambda: second.publisher.connected and second.publisher.spool.depth == 0,
+                       timeout_s=60)
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 5, settle_s=2))
+    assert set(landed) == {event_id for _, event_id in during} and set(landed.values()) == {1}
