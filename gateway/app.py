@@ -155,8 +155,9 @@ class TrackingApp:
         if not self.projects.loaded:  # a 403 now would tell senders a real project is unknown
             raise RegistryNotLoaded()
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
-        project = admit(self.projects.find(path_project or project_param(params)), params, ip,
-                        user_agent, headers.get(b"authorization", b"").decode("latin-1"))
+        ids = identifiers_of(params)
+        project = admit(self.projects.find(path_project or project_param(params)), params, ids,
+                        ip, user_agent, headers.get(b"authorization", b"").decode("latin-1"))
         quota = self.quotas.get(project.name)
         return RawRecord(
             over_quota=quota is not None and quota.over_in(month_of(now_ms)),
@@ -164,7 +165,7 @@ class TrackingApp:
             user_agent=user_agent,
             referer=headers.get(b"referer", b"").decode("latin-1"),
             language=headers.get(b"accept-language", b"").decode("latin-1"),
-            query=query, form=form, visitor_key=identifiers_of(params).visitor_key)
+            query=query, form=form, visitor_key=ids.visitor_key)
 
     async def _push(self, batch_id: str, now_ms: int, path_project: str, query: bytes,
                     facts: dict[str, str], form: dict[str, Any], ip: str,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import Excluded, Unauthenticated, UnknownProject
-from schemas.identifiers import identifiers_of
+from schemas.identifiers import Identifiers
 from schemas.project import ProjectRecord
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -84,8 +84,8 @@ class ProjectTable:
         return len(self._projects)
 
 
-def admit(project: CompiledProject | None, params: dict[str, Any], ip: str, user_agent: str,
-          authorization: str) -> CompiledProject:
+def admit(project: CompiledProject | None, params: dict[str, Any], ids: Identifiers, ip: str,
+          user_agent: str, authorization: str) -> CompiledProject:
     """The project a request may be logged to, or the NotAllowed error that refuses it."""
     if project is None:
         raise UnknownProject()
@@ -98,7 +98,6 @@ def admit(project: CompiledProject | None, params: dict[str, Any], ip: str, user
         if any(needle in agent for needle in project.ua_needles):
             raise Excluded()
     if project.visitors:
-        ids = identifiers_of(params)
         name = str(params.get("cv_name") or "").strip().lower()
         candidates = {ids.id and ids.id.lower(), ids.email, ids.cookie and ids.cookie.lower(),
                       name}

@@ -57,19 +57,26 @@ class _Segment:
         return len(self.acked) == len(self.offsets)
 
 
+def _lock(folder: Path) -> int | None:
+    """The fd of the slot's lock if no other live process holds it, else None."""
+    fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def claim_slot(root: Path) -> tuple[Path, int]:
     """The first spool slot below ``root`` that no other live process holds, and its lock fd."""
     root.mkdir(parents=True, exist_ok=True)
     for n in range(MAX_SLOTS):
         folder = root / f"slot-{n}"
         folder.mkdir(exist_ok=True)
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return folder, fd
+        fd = _lock(folder)
+        if fd is not None:
+            return folder, fd
     raise SpoolFull(f"all {MAX_SLOTS} spool slots under {root} are in use")
 
 
@@ -77,15 +84,10 @@ def claim_orphans(root: Path, own: Path) -> Iterator[tuple[Path, int]]:
     """Slots below ``root`` that hold spooled entries but no live process: left behind when
     fewer gateway processes run than before. Each comes with its lock fd; close it when done."""
     for folder in sorted(root.glob("slot-*")):
-        if folder == own or not any(folder.glob("*.seg")):
-            continue
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        yield folder, fd
+        if folder != own and any(folder.glob("*.seg")):
+            fd = _lock(folder)
+            if fd is not None:
+                yield folder, fd
 
 
 class Spool:
@@ -97,6 +99,7 @@ class Spool:
         self._active: _Segment | None = None
         self._file = None
         self._pending: list[tuple[bytes, asyncio.Future[EntryId]]] = []
+        self._pending_bytes = 0  # kept, not summed: appends under load must stay O(1)
         self._flushing: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -125,10 +128,11 @@ class Spool:
     async def append(self, key: bytes, value: bytes) -> EntryId:
         """Store one entry durably; returns once it is fsynced. Raises SpoolFull."""
         entry = HEADER.pack(len(key), len(value), zlib.crc32(value, zlib.crc32(key))) + key + value
-        if self.bytes + sum(len(e) for e, _ in self._pending) + len(entry) > self.max_bytes:
+        if self.bytes + self._pending_bytes + len(entry) > self.max_bytes:
             raise SpoolFull()
         future: asyncio.Future[EntryId] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
+        self._pending_bytes += len(entry)
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return await future
@@ -136,7 +140,7 @@ class Spool:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
                 try:
                     ids = await asyncio.to_thread(self._write, [e for e, _ in batch])
                 except OSError as exc:

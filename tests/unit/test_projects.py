@@ -4,6 +4,7 @@ import pytest
 
 from gateway.errors import Excluded, Unauthenticated, UnknownProject
 from gateway.projects import CompiledProject, ProjectTable, admit, authenticated
+from schemas.identifiers import identifiers_of
 from schemas.project import ProjectError, ProjectRecord
 
 
@@ -99,8 +100,9 @@ GUARDED = CompiledProject.of(ProjectRecord.build(
 ], ids=["unknown", "no-auth", "wrong-secret", "ip-cidr", "ip-exact", "user-agent", "email",
         "id", "cookie", "name", "admitted", "unparseable-ip-not-excluded"])
 def test_admit(project, params, ip, ua, auth, error):
+    ids = identifiers_of(params)
     if error is None:
-        assert admit(project, params, ip, ua, auth) is project
+        assert admit(project, params, ids, ip, ua, auth) is project
     else:
         with pytest.raises(error):
-            admit(project, params, ip, ua, auth)
+            admit(project, params, ids, ip, ua, auth)
