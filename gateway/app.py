@@ -27,6 +27,7 @@ from gateway.errors import (
     status_of,
 )
 from gateway.ids import EventIds
+from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
 from gateway.params import (
     decode_body,
@@ -35,7 +36,7 @@ from gateway.params import (
     scan_query,
 )
 from gateway.projects import ProjectTable, admit
-from gateway.responses import Reply, render, response_format, success
+from gateway.responses import Reply, render, response_format, script, success
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord, kafka_key
@@ -58,6 +59,7 @@ EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
 }
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
+Forget = Callable[[list[str]], None]
 OVER_QUOTA = 402  # logged like any other request, but its project is over its monthly quota
 
 
@@ -82,8 +84,11 @@ class TrackingApp:
     def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
                  max_url_bytes: int, max_body_bytes: int,
                  trusted_proxies: tuple[Network, ...] = (),
-                 quotas: Mapping[str, QuotaState] | None = None) -> None:
+                 quotas: Mapping[str, QuotaState] | None = None,
+                 js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
         self.projects = projects
+        self.js_actions = js_actions or JsQueue()
+        self.forget_js = forget_js or (lambda keys: None)
         self.quotas = {} if quotas is None else quotas
         self.publish = publish
         self.metrics = metrics
@@ -125,13 +130,21 @@ class TrackingApp:
             peer = (scope.get("client") or ("",))[0]
             ip = client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
                            str(params.get("ip") or ""), self.trusted)
+            queued = b""
             if endpoint == "push":
                 status, extra = await self._push(event_id, now_ms, path_project, query, facts,
                                                  form, ip, headers)
             else:
-                status = await self._track(event_id, now_ms, endpoint, path_project, query,
-                                           params, form, ip, headers)
-            reply = success(fmt, status) if not extra else render(fmt, status, **extra)
+                status, record = await self._track(event_id, now_ms, endpoint, path_project,
+                                                   query, params, form, ip, headers)
+                if fmt == "js":
+                    taken, queued = self.js_actions.take(record.project, record.visitor_key)
+                    if taken:
+                        self.forget_js(taken)
+            if queued:
+                reply = script(status, queued)
+            else:
+                reply = success(fmt, status) if not extra else render(fmt, status, **extra)
             extra_headers = CORS
         except ClientGone:
             return
@@ -143,11 +156,11 @@ class TrackingApp:
 
     async def _track(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                      query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
-                     headers: dict[bytes, bytes]) -> int:
+                     headers: dict[bytes, bytes]) -> tuple[int, RawRecord]:
         record = self._admit(event_id, now_ms, endpoint, path_project, query, params, form, ip,
                              headers)
         status = await self.publish(record.kafka_key(), record.to_bytes())
-        return OVER_QUOTA if record.over_quota else status
+        return (OVER_QUOTA if record.over_quota else status), record
 
     def _admit(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway import snapshot
 from gateway.app import TrackingApp, route
+from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
 from gateway.publisher import Publisher
@@ -42,6 +43,7 @@ class Gateway:
         self.metrics = Metrics()
         self.projects = ProjectTable()
         self.quotas: dict[str, QuotaState] = {}
+        self.js_actions = JsQueue()
         self.publisher: Publisher | None = None
         self.tracking: TrackingApp | None = None
         self.ops = self._ops_app()
@@ -67,7 +69,8 @@ class Gateway:
             self.projects, self.publisher.publish, self.metrics,
             max_url_bytes=self.settings.max_url_bytes,
             max_body_bytes=self.settings.max_body_bytes,
-            trusted_proxies=self.settings.trusted_networks, quotas=self.quotas)
+            trusted_proxies=self.settings.trusted_networks, quotas=self.quotas,
+            js_actions=self.js_actions, forget_js=self._forget_js)
         snapshot_file = self.settings.data_dir / "registry.snapshot"
         known = snapshot.load(snapshot_file)
         if known is not None:  # Kafka may be down right now: start from the last view
@@ -78,6 +81,8 @@ class Gateway:
             asyncio.create_task(self._follow_registry(snapshot_file), name="registry-follower"),
             asyncio.create_task(self._follow(topics.QUOTA, self._apply_quota, lambda: None,
                                              QuotaState.from_bytes), name="quota-follower"),
+            asyncio.create_task(self._follow(topics.JS_ACTIONS, self.js_actions.apply,
+                                             lambda: None, bytes), name="js-follower"),
         ]
         try:
             yield self
@@ -108,6 +113,18 @@ class Gateway:
             snapshot.save(snapshot_file, self.projects.records())
 
         await self._follow(topics.PROJECTS, changed, read_to_end, ProjectRecord.from_bytes)
+
+    def _forget_js(self, keys: list[str]) -> None:
+        """Tombstone JS actions this gateway handed out, so that no other gateway does."""
+        producer = self.publisher.producer if self.publisher is not None else None
+        if producer is None:
+            log.warning("Kafka is away: %d handed-out JS action(s) stay queued for the other "
+                        "gateways", len(keys))
+            return
+        topic = self.settings.topic(topics.JS_ACTIONS)
+        for key in keys:
+            task = asyncio.ensure_future(producer.send(topic, None, key=key.encode()))
+            task.add_done_callback(_log_failure)
 
     def _apply_quota(self, project: str, state: QuotaState | None) -> None:
         if state is None:
@@ -157,6 +174,11 @@ class Gateway:
                                      media_type="text/plain; version=0.0.4")
 
         return app
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("tombstoning a handed-out JS action failed: %s", task.exception())
 
 
 def create_app() -> Gateway:

@@ -2,7 +2,7 @@
 
 Pure and precomputed: every (format, status) body is built once at import, so the hot path
 only picks one. JavaScript is the default because browsers load the request as a script: a
-success is an empty statement (or the JS actions queued for the visitor, a later feature), an
+success is an empty statement (or the JS actions triggers queued for the visitor), an
 error is a comment that says why, so a page's console shows it without breaking anything.
 """
 
@@ -63,3 +63,8 @@ _PLAIN = {(fmt, status): render(fmt, status) for fmt in FORMATS for status in (2
 def success(fmt: str, status: int) -> Reply:
     """The prebuilt answer to an accepted (logged) request: 200, 202, or 402 over quota."""
     return _PLAIN[(fmt, status)]
+
+
+def script(status: int, code: bytes) -> Reply:
+    """An accepted request's JavaScript answer that runs the visitor's queued actions."""
+    return Reply(status, CONTENT_TYPES["js"], code)

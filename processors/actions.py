@@ -91,6 +91,8 @@ class Context:
     """For an update: the event id of the action it updates (None: an orphan update)."""
     over_quota: bool = False
     """The gateway found the project over its monthly quota: logged, triggers must not run."""
+    visit_properties: Mapping[str, Any] | None = None
+    """The visit's ``cs_*`` properties so far (this request's included); None: this request's."""
 
 
 def build_record(ctx: Context, parts: Parts, referer: str = "",
@@ -112,7 +114,9 @@ def build_record(ctx: Context, parts: Parts, referer: str = "",
         "received_ms": ctx.received_ms, "ip": ctx.ip, "user_agent": ctx.user_agent,
         "cookie_assigned": ctx.cookie_assigned, "over_quota": ctx.over_quota,
         "properties": properties,
-        "visitor_properties": parts.visitor, "visit_properties": parts.visit,
+        "visitor_properties": parts.visitor,
+        "visit_properties": dict(parts.visit if ctx.visit_properties is None
+                                 else ctx.visit_properties),
         "org_properties": parts.org, **device,
         "builtins": {k: v for k, v in builtins.items() if v is not None}, "meta": parts.meta,
         **({"updates": ctx.updates, "orphan": ctx.updates is None}

@@ -230,7 +230,8 @@ class Processors:
                     decision.profile, visitor_key, cookie_assigned,
                     visit.id if visit else None, when,
                     updates=recent.get(str(idptnc)) if idptnc else None,
-                    over_quota=raw.over_quota),
+                    over_quota=raw.over_quota,
+                    visit_properties=visit.properties if visit else None),
             parts, raw.referer, raw.language)
         if raw.endpoint == "ce":
             recent = remember_action(recent, idptnc, raw.id)

@@ -21,6 +21,9 @@ PROFILE_UPDATES = "profile-updates"
 PROFILES = "profiles"
 QUOTA_COUNTS = "quota-counts"
 QUOTA = "quota"
+TRIGGERS = "triggers"
+FIRINGS = "firings"
+JS_ACTIONS = "js-actions"
 HOUR_MS = 3_600_000
 # The processors' faust tables; faust names their changelogs "<app id>-<table>-changelog" and
 # the app id is "<prefix>processors". Created here, not by racing workers at start-up.
@@ -66,6 +69,12 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="per raw partition action counts of a project's month, keyed by project"),
     TopicSpec(QUOTA, compacted=True, partitions=1,
               purpose="each project's quota state for the month (schemas.quota)"),
+    TopicSpec(TRIGGERS, compacted=True, partitions=1,
+              purpose="trigger rules, keyed by project + rule name (schemas.trigger)"),
+    TopicSpec(FIRINGS, compacted=True, partitions=None,
+              purpose="trigger firings not yet delivered, in their action's partition number"),
+    TopicSpec(JS_ACTIONS, compacted=True, partitions=1,
+              purpose="JavaScript actions queued for a visitor's next tracking response"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
     *(TopicSpec(changelog(table), compacted=True, partitions=None,

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from schemas import topics
 from schemas.identifiers import identifiers_of
 from schemas.project import ProjectError, ProjectRecord, check_name
+from schemas.trigger import Condition, TriggerRule
 from trackpipe import registry
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, bootstrap_servers
 from trackpipe.settings import Settings, SettingsError
@@ -40,7 +41,7 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.handler not in (run_gateway, run_worker, run_up):
+    if args.handler not in (run_gateway, run_worker, run_triggers, run_up):
         # aiokafka logs the transient errors it retries itself; a command reports what failed.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
@@ -94,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("file", type=Path)
     apply.set_defaults(handler=projects_apply)
 
+    triggers = roles.add_parser("triggers", help="rules that act on tracked actions")
+    trigger_cmds = triggers.add_subparsers(dest="action", required=True)
+    add = trigger_cmds.add_parser("add", help="add or replace a project's trigger")
+    add.add_argument("project")
+    add.add_argument("--name", required=True)
+    add.add_argument("--event", required=True, help="the action's event name")
+    add.add_argument("--where", nargs="+", action="append", default=[],
+                     metavar="KEY OP [VALUE]", help="a condition: ce_/cv_/cs_ property, one of "
+                     "= != contains > < exists, and a value (repeat for more; all must hold)")
+    does = add.add_mutually_exclusive_group(required=True)
+    does.add_argument("--webhook", metavar="URL", help="POST the action and profile here")
+    does.add_argument("--js", metavar="CODE", help="run this in the visitor's browser on "
+                      "their next tracking request")
+    add.set_defaults(handler=triggers_add)
+    listing = trigger_cmds.add_parser("list", help="a project's triggers")
+    listing.add_argument("project")
+    listing.set_defaults(handler=triggers_list)
+    remove = trigger_cmds.add_parser("remove", help="remove a project's trigger")
+    remove.add_argument("project")
+    remove.add_argument("name")
+    remove.set_defaults(handler=triggers_remove)
+    trigger_cmds.add_parser("run", help="run the triggers service").set_defaults(
+        handler=run_triggers)
+
     gateway = roles.add_parser("gateway", help="run the HTTP gateway")
     add_server_options(gateway)
     gateway.set_defaults(handler=run_gateway)
@@ -123,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--web-port", type=int, help="a worker's web port (any worker)")
     profile.set_defaults(handler=print_profile)
 
-    up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway "
-                          "and a processor worker")
+    up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway, "
+                          "a processor worker and the triggers service")
     add_server_options(up)
     up.add_argument("--no-demo", action="store_true", help="do not register the demo project")
     up.set_defaults(handler=run_up)
@@ -295,6 +320,60 @@ def projects_apply(settings: Settings, args: argparse.Namespace) -> None:
     print(f"applied {len(records)} project(s): {', '.join(r.name for r in records)}")
 
 
+# -- triggers ----------------------------------------------------------------------------------
+
+def _triggers(settings: Settings, project: str) -> dict[str, TriggerRule]:
+    """The project's rules by name; a project that is not registered is an error."""
+    bootstrap = bootstrap_servers(settings)
+    if project not in asyncio.run(registry.read_all(*_registry(settings))):
+        raise CliError(f"project {project!r} does not exist (use `projects add`)")
+    rules = asyncio.run(registry.read_all(bootstrap, settings.topic(topics.TRIGGERS),
+                                          TriggerRule.from_bytes))
+    return {r.name: r for r in rules.values() if r.project == project}
+
+
+def triggers_add(settings: Settings, args: argparse.Namespace) -> None:
+    rule = TriggerRule.build(args.project, args.name, args.event,
+                             conditions=tuple(Condition.parse(w) for w in args.where),
+                             webhook=args.webhook, js=args.js)
+    replaced = rule.name in _triggers(settings, rule.project)
+    asyncio.run(registry.write(bootstrap_servers(settings), settings.topic(topics.TRIGGERS),
+                               rule.key, rule))
+    print(f"{'replaced' if replaced else 'added'} trigger {rule.name} of {rule.project}")
+
+
+def triggers_list(settings: Settings, args: argparse.Namespace) -> None:
+    for _, rule in sorted(_triggers(settings, check_name(args.project)).items()):
+        print(json.dumps(rule.shown(), ensure_ascii=False))
+
+
+def triggers_remove(settings: Settings, args: argparse.Namespace) -> None:
+    project, name = check_name(args.project), check_name(args.name, "trigger name")
+    rule = _triggers(settings, project).get(name)
+    if rule is None:
+        raise CliError(f"project {project!r} has no trigger {name!r}")
+    asyncio.run(registry.write(bootstrap_servers(settings), settings.topic(topics.TRIGGERS),
+                               rule.key, None))
+    print(f"removed trigger {name} of {project}")
+
+
+def run_triggers(settings: Settings, args: argparse.Namespace) -> None:
+    from triggers.service import TriggerService
+
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = TriggerService(settings, bootstrap_servers(settings))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await service.run(stop)
+
+    asyncio.run(main())
+
+
 # -- running -----------------------------------------------------------------------------------
 
 def _server_env(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -418,8 +497,9 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         if not args.no_demo:
             asyncio.run(_ensure_demo(settings))
         # The processors run as their own process: faust and uvicorn each own an event loop.
-        worker = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "worker"],
-                                  env={**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap})
+        env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap}
+        children = [subprocess.Popen([sys.executable, "-m", "trackpipe.cli", *role], env=env)
+                    for role in (["worker"], ["triggers", "run"])]
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"\ntrackpipe is up: Kafka at {bootstrap}, gateway at {url}\n"
               "try:\n"
@@ -430,7 +510,8 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         try:
             serve_gateway(settings, args.workers)
         finally:
-            _stop(worker)
+            for child in children:
+                _stop(child)
     finally:
         if kafka is not None:
             print("stopping the local Kafka...", flush=True)

@@ -82,17 +82,19 @@ async def follow(bootstrap: str, topic: str, on_change: Callable[[str, Any], Non
         await consumer.stop()
 
 
-async def read_all(bootstrap: str, topic: str) -> dict[str, ProjectRecord]:
-    projects: dict[str, ProjectRecord] = {}
+async def read_all(bootstrap: str, topic: str,
+                   decode: Callable[[bytes], Any] = ProjectRecord.from_bytes) -> dict[str, Any]:
+    """Every live record of a compacted topic (the registry by default), by key."""
+    projects: dict[str, Any] = {}
 
-    def apply(name: str, record: ProjectRecord | None) -> None:
+    def apply(name: str, record: Any) -> None:
         if record is None:
             projects.pop(name, None)
         else:
             projects[name] = record
 
     caught_up = asyncio.Event()
-    task = asyncio.create_task(follow(bootstrap, topic, apply, caught_up.set))
+    task = asyncio.create_task(follow(bootstrap, topic, apply, caught_up.set, decode))
     waiter = asyncio.create_task(caught_up.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30,
                                  return_when=asyncio.FIRST_COMPLETED)
@@ -102,12 +104,13 @@ async def read_all(bootstrap: str, topic: str) -> dict[str, ProjectRecord]:
     if task in done and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
     if waiter not in done:
-        raise TimeoutError(f"could not read the registry topic {topic!r} within 30 s")
+        raise TimeoutError(f"could not read the topic {topic!r} within 30 s")
     return projects
 
 
-async def write(bootstrap: str, topic: str, name: str, record: ProjectRecord | None) -> None:
-    """Publish a definition (or a tombstone when ``record`` is None), acknowledged by all ISRs."""
+async def write(bootstrap: str, topic: str, name: str, record: Any) -> None:
+    """Publish a definition (anything with ``to_bytes``, or a tombstone when ``record`` is
+    None), acknowledged by all in-sync replicas."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:

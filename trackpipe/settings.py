@@ -51,6 +51,16 @@ class Settings:
         "Comma-separated IPs/CIDRs whose X-Forwarded-For is believed.")
     worker_web_port: int = _setting(6066,
         "Web port of a processor worker (profile lookups, faust's own views).")
+    worker_url: str = _setting("",
+        "Where the triggers service looks profiles up; empty: the local worker web port.")
+    webhook_timeout_ms: int = _setting(5000,
+        "How long one webhook attempt may take before it counts as failed.")
+    webhook_attempts: int = _setting(6,
+        "Attempts per webhook firing before it goes to the dead-letter topic.")
+    webhook_backoff_ms: int = _setting(1000,
+        "Wait after a webhook's first failed attempt; doubled after each further one.")
+    webhook_concurrency: int = _setting(4,
+        "Webhook deliveries in flight per project, so one slow receiver never stalls others.")
     raw_partitions: int = _setting(12,
         "Partitions of the raw topic (bounds how many processors can share the work).")
     replication_factor: int = _setting(1,
@@ -67,6 +77,10 @@ class Settings:
     @property
     def kafka_dir(self) -> Path:
         return self.data_dir / "kafka"
+
+    @property
+    def worker_base_url(self) -> str:
+        return (self.worker_url or f"http://127.0.0.1:{self.worker_web_port}").rstrip("/")
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -88,7 +102,9 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes",
-                    "max_body_bytes", "spool_max_bytes", "raw_partitions", "replication_factor",
+                    "max_body_bytes", "spool_max_bytes", "raw_partitions",
+                    "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
+                    "webhook_concurrency", "replication_factor",
                     "local_kafka_port", "local_kafka_nodes")
         for name in positive:
             if getattr(self, name) <= 0:

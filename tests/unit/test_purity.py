@@ -12,9 +12,10 @@ PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schem
         "processors/campaigns.py", "processors/timestamps.py", "processors/actions.py",
         "processors/useragent.py", "processors/profiles.py",
         "processors/dedupe.py", "processors/quotas.py",
-        "processors/deadlines.py"]
+        "processors/deadlines.py", "schemas/trigger.py", "triggers/rules.py",
+        "gateway/jsactions.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
-         "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime"}
+         "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime", "aiohttp"}
 
 
 @pytest.mark.parametrize("module", PURE)

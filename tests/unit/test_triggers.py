@@ -1,0 +1,186 @@
+"""Trigger rules: what a user may type, which actions fire, and the delivery decisions."""
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from gateway.jsactions import JsQueue
+from schemas.project import ProjectError
+from schemas.trigger import Condition, TriggerError, TriggerRule
+from triggers import rules
+from triggers.service import Firing
+
+
+def rule(*where, event="signup", name="r"):
+    return TriggerRule.build("shop", name, event, webhook="http://127.0.0.1:9/hook",
+                             conditions=tuple(Condition.parse(w.split(" ", 2)) for w in where))
+
+
+def action(**over):
+    base = {"id": "e1", "project": "shop", "type": "ce", "event": "signup",
+            "over_quota": False, "profile": "p1", "visitor_key": "cookie:c1",
+            "properties": {"plan": "Pro Annual", "amount": "49.5"},
+            "visitor_properties": {"email": "a@x.io"}, "visit_properties": {"source": "ad"}}
+    return {**base, **over}
+
+
+# -- building rules ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("words", "message"), [
+    (["plan"], "KEY OP VALUE"),
+    (["plan", "=", "x"], "must start with ce_"),
+    (["ce_", "=", "x"], "must start with ce_"),
+    (["ce_plan", "~", "x"], "not one of"),
+    (["ce_plan", "="], "exactly one value"),
+    (["ce_plan", "=", "x", "y"], "exactly one value"),
+    (["ce_plan", "exists", "x"], "takes no value"),
+    (["ce_amount", ">", "lots"], "needs a number"),
+])
+def test_malformed_conditions_are_refused_with_the_reason(words, message):
+    with pytest.raises(TriggerError, match=message):
+        Condition.parse(words)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"webhook": "ftp://example.com/x"}, "not an http"),
+    ({"webhook": "file:///etc/passwd"}, "not an http"),
+    ({"webhook": "http:///nohost"}, "not an http"),
+    ({}, "exactly one action"),
+    ({"webhook": "http://h/x", "js": "alert(1)"}, "exactly one action"),
+    ({"js": "  "}, "must not be empty"),
+    ({"js": "x" * 20000}, "over 16384 bytes"),
+])
+def test_malformed_rules_are_refused_with_the_reason(kwargs, message):
+    with pytest.raises(TriggerError, match=message):
+        TriggerRule.build("shop", "r", "signup", **kwargs)
+
+
+def test_rule_names_and_projects_are_checked_like_project_names():
+    with pytest.raises(ProjectError, match="trigger name"):
+        TriggerRule.build("shop", "../x", "signup", js="x()")
+    with pytest.raises(ProjectError, match="project name"):
+        TriggerRule.build("Shop/..", "r", "signup", js="x()")
+    with pytest.raises(TriggerError, match="event name"):
+        TriggerRule.build("shop", "r", " ", js="x()")
+
+
+def test_a_rule_survives_its_topic_record():
+    r = rule("ce_plan contains pro", "cv_email exists")
+    assert TriggerRule.from_bytes(r.to_bytes()) == r
+    assert r.key == "shop\nr"
+    assert r.shown()["where"] == ["ce_plan contains pro", "cv_email exists"]
+
+
+# -- matching ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("where", "fires"), [
+    ("ce_plan = Pro Annual", True),
+    ("ce_plan = pro annual", False),          # = is exact
+    ("ce_plan != Basic", True),
+    ("ce_plan != Pro Annual", False),
+    ("ce_missing != x", True),                # absent differs from everything
+    ("ce_plan contains PRO", True),           # contains ignores case
+    ("ce_plan contains basic", False),
+    ("ce_amount > 49", True),
+    ("ce_amount > 49.5", False),
+    ("ce_amount < 50", True),
+    ("ce_plan > 1", False),                   # not a number: never greater
+    ("ce_plan exists", True),
+    ("ce_missing exists", False),
+    ("ce_missing = x", False),
+    ("ce_missing contains x", False),
+    ("cv_email contains @x.io", True),
+    ("cs_source = ad", True),
+    ("cs_plan exists", False),                # scopes do not leak into each other
+])
+def test_conditions(where, fires):
+    assert bool(rules.matching([rule(where)], action(), None)) is fires
+
+
+def test_an_empty_value_does_not_exist():
+    assert not rules.matching([rule("ce_plan exists")], action(properties={"plan": ""}), None)
+
+
+def test_booleans_are_not_numbers():
+    assert not rules.matching([rule("ce_flag > 0")], action(properties={"flag": True}), None)
+
+
+def test_visitor_conditions_see_the_profile_overlaid_by_this_request():
+    profile = {"properties": {"company": "Acme", "email": "old@x.io"}}
+    assert rules.matching([rule("cv_company = Acme")], action(), profile)
+    assert rules.matching([rule("cv_email = a@x.io")], action(), profile)
+    assert not rules.matching([rule("cv_company = Acme")], action(), None)
+
+
+def test_all_conditions_must_hold():
+    assert rules.matching([rule("ce_plan contains pro", "cs_source = ad")], action(), None)
+    assert not rules.matching([rule("ce_plan contains pro", "cs_source = tv")], action(), None)
+
+
+def test_only_the_rules_of_the_event_fire_in_name_order():
+    found = rules.matching([rule(name="b"), rule(name="a"), rule(event="other", name="c")],
+                           action(), None)
+    assert [r.name for r in found] == ["a", "b"]
+
+
+@pytest.mark.parametrize("over", [{"over_quota": True}, {"type": "update"}, {"type": "ping"}])
+def test_over_quota_actions_and_other_records_never_fire(over):
+    assert rules.matching([rule()], action(**over), None) == []
+
+
+# -- delivery decisions -----------------------------------------------------------------------
+
+def test_the_signature_is_the_hmac_of_the_exact_body():
+    body = b'{"a":1}'
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert rules.signature("s3cret", body) == "sha256=" + expected
+
+
+def test_retry_delays_double_and_stop_after_the_last_attempt():
+    assert [rules.retry_delay(a, 4, 0.5) for a in range(1, 5)] == [0.5, 1.0, 2.0, None]
+    assert rules.retry_delay(30, 40, 1.0) == rules.MAX_DELAY_S
+
+
+@pytest.mark.parametrize(("status", "again"), [
+    (None, True), (500, True), (503, True), (408, True), (429, True),
+    (400, False), (404, False), (410, False)])
+def test_which_failures_are_retried(status, again):
+    assert rules.retryable(status) is again
+
+
+def test_a_firing_survives_its_topic_record_and_its_body_is_json():
+    firing = Firing(rules.firing_id("e1", "r"), 3, rule("ce_plan exists"), action(),
+                    {"profile": "p1"})
+    again = Firing.from_bytes(firing.id, 3, firing.to_bytes())
+    assert again == firing
+    body = json.loads(firing.body())
+    assert body == {"trigger": "r", "project": "shop", "delivery": "e1/r",
+                    "action": action(), "profile": {"profile": "p1"}}
+
+
+# -- the gateway's JS queue -------------------------------------------------------------------
+
+def test_queued_js_is_taken_once_and_tombstones_are_applied():
+    queue = JsQueue()
+    queue.apply("shop\ncookie:c1\ne1/a", b"alert(1)")
+    queue.apply("shop\ncookie:c1\ne2/b", b"alert(2)")
+    queue.apply("shop\ncookie:c2\ne3/a", b"alert(3)")
+    queue.apply("shop\ncookie:c2\ne3/a", None)           # another gateway handed it out
+    assert len(queue) == 2
+    keys, script = queue.take("shop", "cookie:c1")
+    assert keys == ["shop\ncookie:c1\ne1/a", "shop\ncookie:c1\ne2/b"]
+    assert script.count(b"try {") == 2 and b"alert(1)" in script and b"alert(2)" in script
+    assert queue.take("shop", "cookie:c1") == ([], b"")
+    assert queue.take("shop", "cookie:c2") == ([], b"")
+    assert queue.take("other", "") == ([], b"")
+    for key in keys:  # our own tombstones coming back change nothing
+        queue.apply(key, None)
+    assert len(queue) == 0
+
+
+def test_a_visitor_key_with_a_newline_cannot_shift_the_delivery_id():
+    queue = JsQueue()
+    queue.apply("shop\ncookie:a\nb\ne1/r", b"x()")
+    assert queue.take("shop", "cookie:a\nb")[0] == ["shop\ncookie:a\nb\ne1/r"]

@@ -1,0 +1,95 @@
+"""Which rules an action fires, and the small decisions around a firing. Pure.
+
+A rule fires for an action of its event whose conditions all hold. Properties are looked up by
+the sender's prefix: ``ce_`` in the action's properties, ``cs_`` in the visit's, ``cv_`` in the
+visitor's: the profile's known properties overlaid by the ones this very request sent (the
+newest). Comparisons are on text, except ``>`` and ``<``, which compare numbers and are false
+for a property that is not one; ``contains`` ignores case; ``exists`` means present and not
+empty. Over-quota actions and updates never fire (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from schemas.trigger import Condition, TriggerRule
+
+MAX_DELAY_S = 300.0
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def holds(condition: Condition, value: Any) -> bool:
+    present = value is not None and value != ""
+    if condition.op == "exists":
+        return present
+    if not present:
+        return condition.op == "!="
+    text = value if isinstance(value, str) else str(value)
+    wanted = condition.value or ""
+    if condition.op == "=":
+        return text == wanted
+    if condition.op == "!=":
+        return text != wanted
+    if condition.op == "contains":
+        return wanted.casefold() in text.casefold()
+    number, limit = _number(value), _number(wanted)
+    if number is None or limit is None:
+        return False
+    return number > limit if condition.op == ">" else number < limit
+
+
+def scopes(action: Mapping[str, Any],
+           profile: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    visitor = dict((profile or {}).get("properties") or {})
+    visitor.update(action.get("visitor_properties") or {})
+    return {"action": action.get("properties") or {}, "visitor": visitor,
+            "visit": action.get("visit_properties") or {}}
+
+
+def can_fire(action: Mapping[str, Any]) -> bool:
+    return action.get("type") == "ce" and not action.get("over_quota")
+
+
+def matching(rules: Iterable[TriggerRule], action: Mapping[str, Any],
+             profile: Mapping[str, Any] | None) -> list[TriggerRule]:
+    """The rules ``action`` fires, in name order."""
+    if not can_fire(action):
+        return []
+    found = scopes(action, profile)
+    return sorted((rule for rule in rules if rule.event == action.get("event") and all(
+        holds(c, found[c.scope].get(c.name)) for c in rule.conditions)), key=lambda r: r.name)
+
+
+def firing_id(event_id: str, rule_name: str) -> str:
+    """One firing per action and rule: the dedupe key, and the delivery id receivers see."""
+    return f"{event_id}/{rule_name}"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``X-Trackpipe-Signature``: HMAC-SHA256 of the exact body, keyed with the project secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_delay(attempt: int, attempts: int, first_s: float) -> float | None:
+    """Seconds to wait after failed attempt ``attempt`` (1-based) of ``attempts``, doubling
+    from ``first_s`` up to five minutes; None: that was the last one."""
+    if attempt >= attempts:
+        return None
+    return min(first_s * 2 ** (attempt - 1), MAX_DELAY_S)
+
+
+def retryable(status: int | None) -> bool:
+    """A network failure (None), a timeout-ish or server answer is worth another attempt; a
+    4xx other than 408/429 is the receiver refusing this body, which will not change."""
+    return status is None or status >= 500 or status in (408, 429)

@@ -1,0 +1,375 @@
+"""The triggers service: reads processed actions, fires the rules they match, delivers.
+
+Firing at most once per action and rule, across restarts, without holding every firing ever
+made: a firing is first written, with everything its delivery needs, to the compacted
+``firings`` topic, into the partition number of the action it came from; then the action's
+offset is committed; only then does delivery start. A delivered (or dead-lettered) firing is
+tombstoned. So after a crash or a rebalance the new owner of a partition reads that partition
+of ``firings`` to its end: what is there is pending, is delivered now, and is what the
+uncommitted actions it reads again would fire (they are skipped). The one window left is a
+crash between a receiver's answer and the tombstone, which delivers that firing again with the
+same ``X-Trackpipe-Delivery`` id, so receivers can drop it.
+
+Webhooks are POSTed with a timeout and retried with backoff; a project's deliveries share a
+semaphore, so a slow or failing receiver holds only its own project's slots. JavaScript actions
+are queued for the visitor in the compacted ``js-actions`` topic that gateways follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from schemas import topics
+from schemas.project import ProjectRecord
+from schemas.trigger import TriggerRule
+from trackpipe import registry
+from trackpipe.settings import Settings
+from triggers import rules
+
+log = logging.getLogger(__name__)
+
+LOOKUP_TIMEOUT_S = 2.0
+LOOKUP_PAUSE_S = 5.0
+STOP_GRACE_S = 10.0
+KAFKA_RETRY_S = 1.0
+
+
+class _Left(Exception):
+    """The firing's partition went to another owner (or the service stops): leave it pending."""
+
+
+@dataclass(slots=True)
+class Firing:
+    """One rule fired by one action: what its delivery needs, as kept in ``firings``."""
+    id: str
+    partition: int
+    rule: TriggerRule
+    action: dict[str, Any]
+    profile: dict[str, Any] | None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"rule": json.loads(self.rule.to_bytes()), "action": self.action,
+                           "profile": self.profile}).encode()
+
+    @classmethod
+    def from_bytes(cls, firing_id: str, partition: int, data: bytes) -> Firing:
+        obj = json.loads(data)
+        rule = TriggerRule.from_bytes(json.dumps(obj["rule"]).encode())
+        return cls(firing_id, partition, rule, obj["action"], obj.get("profile"))
+
+    def body(self) -> bytes:
+        """The webhook's body: exactly these bytes are signed."""
+        return json.dumps({"trigger": self.rule.name, "project": self.rule.project,
+                           "delivery": self.id, "action": self.action, "profile": self.profile},
+                          separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class TriggerService:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.rules: dict[str, dict[str, TriggerRule]] = defaultdict(dict)
+        self.projects: dict[str, ProjectRecord] = {}
+        self.topic = {name: settings.topic(name) for name in (
+            topics.ACTIONS, topics.FIRINGS, topics.JS_ACTIONS, topics.DEADLETTER,
+            topics.TRIGGERS, topics.PROJECTS)}
+        self.counts: dict[str, int] = defaultdict(int)
+        self._deliveries: dict[int, dict[str, asyncio.Task[None]]] = defaultdict(dict)
+        self._resumed: dict[int, set[str]] = defaultdict(set)
+        self._leaving: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._lookup_paused_until = 0.0
+        self._producer: AIOKafkaProducer | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume actions until ``stop`` is set; then let deliveries in flight finish."""
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          enable_idempotence=True)
+        await self._producer.start()
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_ms / 1000))
+        rules_ready = asyncio.Event()
+        projects_ready = asyncio.Event()
+        followers = [
+            asyncio.create_task(self._follow(topics.TRIGGERS, self._apply_rule,
+                                             TriggerRule.from_bytes, rules_ready)),
+            asyncio.create_task(self._follow(topics.PROJECTS, self._apply_project,
+                                             ProjectRecord.from_bytes, projects_ready)),
+        ]
+        try:
+            await rules_ready.wait()  # firing against half the rules would miss firings
+            await projects_ready.wait()
+            await self._consume(stop)
+        finally:
+            for follower in followers:
+                follower.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+            await self._http.close()
+            await self._producer.stop()
+
+    async def _follow(self, name: str, apply: Any, decode: Any, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                await registry.follow(self.bootstrap, self.topic[name], apply, ready.set, decode)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("following %s: %s; retrying", self.topic[name], exc)
+                await asyncio.sleep(KAFKA_RETRY_S)
+
+    def _apply_rule(self, key: str, rule: TriggerRule | None) -> None:
+        project, name = key.split("\n", 1)
+        if rule is None:
+            self.rules[project].pop(name, None)
+        else:
+            self.rules[project][name] = rule
+
+    def _apply_project(self, name: str, record: ProjectRecord | None) -> None:
+        if record is None:
+            self.projects.pop(name, None)
+        else:
+            self.projects[name] = record
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.settings.topic("triggers"),
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
+        self._consumer = consumer
+        consumer.subscribe([self.topic[topics.ACTIONS]], listener=_Rebalance(self))
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500)
+                for tp, records in batches.items():
+                    await self._handle(consumer, tp, records)
+        finally:
+            await self._finish(list(self._deliveries))
+            await consumer.stop()
+
+    # -- firing --------------------------------------------------------------------------------
+
+    async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                      records: list[Any]) -> None:
+        firings: list[Firing] = []
+        for record in records:
+            try:
+                action = json.loads(record.value)
+                firings.extend(await self._fire(tp.partition, action))
+            except Exception as exc:  # a record we cannot read must not stop the partition
+                await self._send(topics.DEADLETTER, record.key, json.dumps({
+                    "kind": "action", "error": repr(exc),
+                    "source": f"{tp.topic}[{tp.partition}]@{record.offset}"}).encode())
+        known = self._resumed[tp.partition]
+        fresh = [f for f in firings if f.id not in known]
+        await asyncio.gather(*(self._send(topics.FIRINGS, f.id.encode(), f.to_bytes(),
+                                          tp.partition) for f in fresh))
+        try:
+            await consumer.commit({tp: records[-1].offset + 1})
+        except (KafkaError, IllegalStateError) as exc:  # revoked meanwhile
+            log.warning("commit of %s failed (%s); its firings are left to its next owner",
+                        tp, exc)
+            return
+        for firing in fresh:
+            self._start(firing)
+
+    async def _fire(self, partition: int, action: dict[str, Any]) -> list[Firing]:
+        if not rules.can_fire(action):
+            return []
+        candidates = [r for r in self.rules.get(action.get("project", ""), {}).values()
+                      if r.event == action.get("event")]
+        if not candidates:
+            return []
+        profile = await self._profile(action["project"], action.get("profile"))
+        return [Firing(rules.firing_id(action["id"], rule.name), partition, rule, action,
+                       profile)
+                for rule in rules.matching(candidates, action, profile)]
+
+    async def _profile(self, project: str, profile_id: str | None) -> dict[str, Any] | None:
+        """The visitor's profile from the workers, following merges; None when no worker
+        answers (the rule then sees only the properties this action sent)."""
+        if not profile_id or time.monotonic() < self._lookup_paused_until:
+            return None
+        url = self.settings.worker_base_url + "/lookup/profile"
+        try:
+            for _ in range(8):
+                async with self._http.get(  # type: ignore[union-attr]
+                        url, params={"key": f"{project}\n{profile_id}"},
+                        timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_S)) as answer:
+                    found = await answer.json(content_type=None) if answer.status == 200 else None
+                if not found or not found.get("merged_into"):
+                    break
+                profile_id = found["merged_into"]
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("profile lookup at %s failed (%s); firing on the action's own "
+                        "properties for %.0f s", url, exc, LOOKUP_PAUSE_S)
+            self._lookup_paused_until = time.monotonic() + LOOKUP_PAUSE_S
+            return None
+        if not found:
+            return None
+        from processors.profiles import shown
+
+        return shown(found)
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    def _start(self, firing: Firing) -> None:
+        task = asyncio.create_task(self._deliver(firing), name=f"deliver {firing.id}")
+        self._deliveries[firing.partition][firing.id] = task
+        task.add_done_callback(lambda _: self._deliveries[firing.partition].pop(firing.id, None))
+
+    async def _deliver(self, firing: Firing) -> None:
+        rule = firing.rule
+        try:
+            outcome = await (self._queue_js(firing) if rule.js is not None
+                             else self._post(firing))
+        except _Left:
+            return
+        if outcome is not None:
+            self.counts["dead"] += 1
+            await self._send(topics.DEADLETTER, firing.id.encode(), json.dumps({
+                "kind": "trigger", "delivery": firing.id, "trigger": rule.name,
+                "project": rule.project, "webhook": rule.webhook, "error": outcome,
+                "action": firing.action, "profile": firing.profile}).encode())
+        await self._send(topics.FIRINGS, firing.id.encode(), None, firing.partition)
+
+    async def _post(self, firing: Firing) -> str | None:
+        """Deliver a webhook; None when delivered, else why it was given up."""
+        rule = firing.rule
+        body = firing.body()
+        limit = self._limits.setdefault(
+            rule.project, asyncio.Semaphore(self.settings.webhook_concurrency))
+        leaving = self._leaving[firing.partition]
+        attempt = 0
+        while True:
+            attempt += 1
+            project = self.projects.get(rule.project)
+            headers = {"Content-Type": "application/json", "User-Agent": "trackpipe",
+                       "X-Trackpipe-Delivery": firing.id, "X-Trackpipe-Trigger": rule.name}
+            if project is not None and project.secret:
+                headers["X-Trackpipe-Signature"] = rules.signature(project.secret, body)
+            status: int | None = None
+            async with limit:
+                if leaving.is_set():
+                    raise _Left()
+                try:
+                    async with self._http.post(  # type: ignore[union-attr]
+                            rule.webhook, data=body, headers=headers) as answer:
+                        status = answer.status
+                        await answer.read()
+                    error = None if status < 300 else f"HTTP {status}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if error is None:
+                self.counts["delivered"] += 1
+                return None
+            self.counts["failed attempts"] += 1
+            delay_s = rules.retry_delay(attempt, self.settings.webhook_attempts,
+                                        self.settings.webhook_backoff_ms / 1000)
+            if delay_s is None or not rules.retryable(status):
+                return f"{error} after {attempt} attempt(s)"
+            log.info("webhook %s for %s: %s; retrying in %.1f s", rule.webhook, firing.id,
+                     error, delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leaving.wait(), delay_s)
+            if leaving.is_set():
+                raise _Left()
+
+    async def _queue_js(self, firing: Firing) -> str | None:
+        visitor_key = firing.action.get("visitor_key")
+        if firing.action.get("cookie_assigned") or not visitor_key:
+            return "the visitor sent no cookie or identifier, so no later request can take it"
+        key = f"{firing.rule.project}\n{visitor_key}\n{firing.id}"
+        await self._send(topics.JS_ACTIONS, key.encode(),
+                         firing.rule.js.encode())  # type: ignore[union-attr]
+        self.counts["queued js"] += 1
+        return None
+
+    async def _send(self, name: str, key: bytes | None, value: bytes | None,
+                    partition: int | None = None) -> None:
+        """Write one record, acknowledged by all in-sync replicas; Kafka being away is waited
+        out, never a lost firing."""
+        while True:
+            try:
+                await self._producer.send_and_wait(  # type: ignore[union-attr]
+                    self.topic[name], value, key=key, partition=partition)
+                return
+            except KafkaError as exc:
+                log.warning("writing to %s failed (%s); retrying", self.topic[name], exc)
+                await asyncio.sleep(KAFKA_RETRY_S)
+
+    # -- partitions coming and going -----------------------------------------------------------
+
+    async def resume(self, partitions: list[int]) -> None:
+        """Deliver what ``firings`` holds for newly assigned partitions."""
+        for partition in partitions:
+            pending = await self._pending(partition)
+            self._resumed[partition] = {firing.id for firing in pending}
+            for firing in pending:
+                self._start(firing)
+
+    async def _pending(self, partition: int) -> list[Firing]:
+        topic = self.topic[topics.FIRINGS]
+        tp = TopicPartition(topic, partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        pending: dict[str, bytes] = {}
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            await consumer.seek_to_beginning(tp)
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset >= end:
+                        break
+                    if record.value is None:
+                        pending.pop(record.key.decode(), None)
+                    else:
+                        pending[record.key.decode()] = record.value
+        finally:
+            await consumer.stop()
+        if pending:
+            log.info("partition %s: resuming %d pending firing(s)", partition, len(pending))
+        return [Firing.from_bytes(key, partition, value) for key, value in pending.items()]
+
+    async def _finish(self, partitions: list[int]) -> None:
+        """Let webhook requests in flight end and be recorded (a cut-off one would be sent
+        again by the next owner); deliveries waiting for their turn or a retry stay pending."""
+        tasks = []
+        for partition in partitions:
+            self._leaving[partition].set()
+            tasks.extend(self._deliveries[partition].values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE_S + self.settings.webhook_timeout_ms
+                               / 1000)
+        for task in tasks:
+            task.cancel()
+        for partition in partitions:
+            for table in (self._deliveries, self._resumed, self._leaving):
+                table.pop(partition, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: TriggerService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.service._finish([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.service.resume([tp.partition for tp in assigned])
