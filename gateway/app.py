@@ -87,7 +87,7 @@ class TrackingApp:
                  quotas: Mapping[str, QuotaState] | None = None,
                  js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
         self.projects = projects
-        self.js_actions = js_actions or JsQueue()
+        self.js_actions = JsQueue() if js_actions is None else js_actions
         self.forget_js = forget_js or (lambda keys: None)
         self.quotas = {} if quotas is None else quotas
         self.publish = publish

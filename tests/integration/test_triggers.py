@@ -1,0 +1,252 @@
+"""Triggers end to end (SPEC §8): HTTP in, through the processors and the actions topic, to a
+local webhook receiver and the visitor's next script response; a real broker throughout."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.integration.pipeline import PROJECT, started_pipeline
+from tests.integration.test_cli_and_server import free_port
+
+pytestmark = pytest.mark.integration
+
+SECRET = "hook-s3cret"
+SIGNED = "signed.example"
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: ``/ok/*`` answers 200, ``/flaky/*`` fails a
+    delivery's first three attempts, ``/down/*`` always answers 500."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.calls.append((self.path, dict(self.headers), body))
+                    attempts = sum(1 for p, h, _ in receiver.calls if p == self.path and
+                                   h["X-Trackpipe-Delivery"] == self.headers[
+                                       "X-Trackpipe-Delivery"])
+                failing = self.path.startswith("/down/") or (
+                    self.path.startswith("/flaky/") and attempts <= 3)
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def received(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return [(h, b) for p, h, b in self.calls if p == path]
+
+    def wait(self, path: str, count: int, timeout_s: float = 60
+             ) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout_s
+        while len(found := self.received(path)) < count:
+            assert time.monotonic() < deadline, f"{path}: {len(found)} of {count} calls"
+            time.sleep(0.1)
+        return found
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap, tmp_path_factory):
+    fast_retries = {"TRACKPIPE_WEBHOOK_BACKOFF_MS": "200", "TRACKPIPE_WEBHOOK_ATTEMPTS": "4",
+                    "TRACKPIPE_WEBHOOK_TIMEOUT_MS": "2000"}
+    with started_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("triggers"),
+                          workers=("worker-1",), env=fast_retries, triggers=True) as p:
+        assert p.cli("projects", "add", SIGNED, "--secret", SECRET).returncode == 0
+        yield p
+
+
+def add(pipeline, project: str, name: str, *args: str) -> None:
+    done = pipeline.cli("triggers", "add", project, "--name", name, *args)
+    assert done.returncode == 0, done.stderr
+    time.sleep(1.5)  # the triggers service follows the rules topic
+
+
+def track(pipeline, project: str = PROJECT, auth: tuple[str, str] | None = None,
+          expect: int = 200, **params: object) -> httpx.Response:
+    r = httpx.get(pipeline.url + "/track/ce", params={"project": project, **params},
+                  auth=auth, timeout=10)
+    assert r.status_code == expect, r.text
+    return r
+
+
+def quiet_then(receiver: Receiver, path: str, seconds: float = 3.0) -> list:
+    """What ``path`` received once nothing more arrives for a while (to see repeats)."""
+    time.sleep(seconds)
+    return receiver.received(path)
+
+
+def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, receiver):
+    add(pipeline, SIGNED, "pro-signup", "--event", "signup", "--where", "ce_plan", "=", "pro",
+        "--webhook", receiver.url + "/ok/signed")
+    auth = ("", SECRET)
+    sent = [track(pipeline, SIGNED, auth, event="signup", ce_plan="pro", cookie=f"s{i}",
+                  cv_name=f"N{i}").headers["x-event-id"] for i in range(3)]
+    track(pipeline, SIGNED, auth, event="signup", ce_plan="free", cookie="s-free")
+    track(pipeline, SIGNED, auth, event="pageview", ce_plan="pro", cookie="s-pv")
+    receiver.wait("/ok/signed", 3)
+    calls = quiet_then(receiver, "/ok/signed")
+    assert len(calls) == 3
+    seen = set()
+    for headers, body in calls:
+        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Trackpipe-Signature"] == f"sha256={expected}"
+        doc = json.loads(body)
+        assert doc["trigger"] == "pro-signup" and doc["action"]["properties"]["plan"] == "pro"
+        assert headers["X-Trackpipe-Delivery"] == f"{doc['action']['id']}/pro-signup"
+        assert doc["profile"] is None or doc["profile"]["profile"] == doc["action"]["profile"]
+        seen.add(doc["action"]["id"])
+    assert seen == set(sent)
+
+
+def test_an_unsigned_project_gets_no_signature_header(pipeline, receiver):
+    add(pipeline, PROJECT, "plain", "--event", "plain", "--webhook", receiver.url + "/ok/plain")
+    track(pipeline, event="plain", cookie="p1")
+    headers, _ = receiver.wait("/ok/plain", 1)[0]
+    assert "X-Trackpipe-Signature" not in headers
+
+
+def test_over_quota_actions_never_fire(pipeline, receiver):
+    from schemas.quota import QuotaState
+
+    project = f"q{uuid.uuid4().hex[:8]}.example"
+    assert pipeline.cli("projects", "add", project, "--quota", "2").returncode == 0
+    add(pipeline, project, "any-buy", "--event", "buy", "--webhook", receiver.url + "/ok/quota")
+    time.sleep(1.5)  # the gateway knows the project
+    for i in range(2):
+        track(pipeline, project, event="buy", cookie=f"q{i}")
+    pipeline.topic("quota", lambda states: any(s.project == project and s.count >= 2
+                                               for s in states), decode=QuotaState.from_bytes)
+    time.sleep(1.5)  # the gateway follows the quota topic
+    over = track(pipeline, project, expect=402, event="buy", cookie="q-over")
+    over_id = over.headers["x-event-id"]
+    assert pipeline.by_id(over_id, project=project)["over_quota"] is True  # logged nevertheless
+    calls = quiet_then(receiver, "/ok/quota")
+    fired = {json.loads(body)["action"]["id"] for _, body in calls}
+    assert len(calls) == 2 and over_id not in fired
+
+
+def test_a_webhook_failing_three_times_is_retried_and_delivered_once(pipeline, receiver):
+    add(pipeline, PROJECT, "flaky", "--event", "flaky", "--webhook", receiver.url + "/flaky/1")
+    event_id = track(pipeline, event="flaky", cookie="f1").headers["x-event-id"]
+    receiver.wait("/flaky/1", 4)
+    calls = quiet_then(receiver, "/flaky/1")
+    assert [h["X-Trackpipe-Delivery"] for h, _ in calls] == [f"{event_id}/flaky"] * 4
+    assert len({body for _, body in calls}) == 1  # the same bytes every time
+
+
+def test_a_dead_webhook_ends_in_the_dead_letter_topic_while_others_fire(pipeline, receiver):
+    add(pipeline, PROJECT, "doomed", "--event", "order", "--webhook", receiver.url + "/down/1")
+    add(pipeline, PROJECT, "healthy", "--event", "order", "--webhook", receiver.url + "/ok/order")
+    event_id = track(pipeline, event="order", cookie="o1").headers["x-event-id"]
+    receiver.wait("/ok/order", 1, timeout_s=30)
+    dead = pipeline.topic("deadletter", lambda ds: any(
+        d.get("delivery") == f"{event_id}/doomed" for d in ds))
+    letter = next(d for d in dead if d.get("delivery") == f"{event_id}/doomed")
+    assert letter["kind"] == "trigger" and "HTTP 500 after 4 attempt(s)" in letter["error"]
+    assert letter["action"]["id"] == event_id
+    assert len(receiver.received("/down/1")) == 4
+
+
+def test_a_js_action_is_in_the_visitors_next_script_response_exactly_once(pipeline):
+    add(pipeline, PROJECT, "greet", "--event", "checkout", "--js", "window.tpGreeted = true;")
+    cookie = "js" + uuid.uuid4().hex[:8]
+    track(pipeline, event="checkout", cookie=cookie)
+    deadline = time.monotonic() + 30
+    while True:  # queued a moment later: actions → triggers → js-actions → gateway
+        json_answer = track(pipeline, event="wait", cookie=cookie, response="json")
+        assert json_answer.json() == {"success": True}  # JSON answers never take the JS
+        other = track(pipeline, event="other", cookie="someone-else")
+        assert other.text == ";"
+        answer = httpx.get(pipeline.url + "/track/ping",
+                           params={"project": PROJECT, "cookie": cookie}, timeout=10)
+        if answer.text != ";":
+            break
+        assert time.monotonic() < deadline, "the JS action never reached the gateway"
+        time.sleep(0.3)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/javascript")
+    assert answer.text.count("window.tpGreeted = true;") == 1
+    again = httpx.get(pipeline.url + "/track/ping", params={"project": PROJECT,
+                                                            "cookie": cookie}, timeout=10)
+    assert again.text == ";"
+
+
+def test_restarting_the_triggers_service_mid_stream_neither_loses_nor_repeats(pipeline,
+                                                                              receiver):
+    add(pipeline, PROJECT, "stream", "--event", "stream", "--webhook",
+        receiver.url + "/ok/stream")
+    sent = []
+    for i in range(60):
+        sent.append(track(pipeline, event="stream", cookie=f"r{i % 7}").headers["x-event-id"])
+        if i == 25:
+            pipeline.stop("triggers")
+            pipeline.start("triggers", "triggers", "run")
+    receiver.wait("/ok/stream", 60, timeout_s=90)
+    calls = quiet_then(receiver, "/ok/stream", 4)
+    fired = Counter(json.loads(body)["action"]["id"] for _, body in calls)
+    assert set(fired) == set(sent)
+    assert max(fired.values()) == 1, [k for k, n in fired.items() if n > 1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nowhere.example", "--name", "x", "--event", "e", "--webhook", "http://h/x"],
+     "does not exist"),
+    ([PROJECT, "--name", "x", "--event", "e", "--webhook", "ftp://h/x"], "not an http"),
+    ([PROJECT, "--name", "x", "--event", "e", "--where", "plan", "=", "pro", "--webhook",
+      "http://h/x"], "must start with ce_"),
+    ([PROJECT, "--name", "x", "--event", "e", "--where", "ce_n", ">", "many", "--js", "f()"],
+     "needs a number"),
+    ([PROJECT, "--name", "../x", "--event", "e", "--js", "f()"], "trigger name"),
+])
+def test_bad_rules_are_refused_and_change_nothing(pipeline, args, message):
+    before = pipeline.cli("triggers", "list", PROJECT).stdout
+    refused = pipeline.cli("triggers", "add", *args)
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1  # one line, no traceback
+    assert pipeline.cli("triggers", "list", PROJECT).stdout == before
+
+
+def test_list_and_remove(pipeline):
+    add(pipeline, PROJECT, "temp", "--event", "t", "--where", "cv_email", "exists", "--js", "f()")
+    listed = [json.loads(line) for line in
+              pipeline.cli("triggers", "list", PROJECT).stdout.splitlines()]
+    assert {"name": "temp", "event": "t", "where": ["cv_email exists"], "js": "f()"} in listed
+    assert pipeline.cli("triggers", "remove", PROJECT, "temp").returncode == 0
+    names = pipeline.cli("triggers", "list", PROJECT).stdout
+    assert '"temp"' not in names
+    again = pipeline.cli("triggers", "remove", PROJECT, "temp")
+    assert again.returncode == 2 and "has no trigger" in again.stderr
