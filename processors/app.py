@@ -27,6 +27,7 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ from processors import dedupe, identity, profiles, quotas, visits
 from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
 from processors.deadlines import DeadlineIndex
+from processors.metrics import WorkerMetrics
 from processors.timestamps import event_time
 from schemas import topics
 from schemas.identifiers import identifiers_of
@@ -60,6 +62,14 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def advertised_host(bind_host: str) -> str:
+    """The address other workers reach this one at (faust redirects table lookups there):
+    the bind address, or this host's own address when bound to every interface."""
+    if bind_host in ("0.0.0.0", "::", ""):
+        return socket.gethostbyname(socket.gethostname())
+    return bind_host
+
+
 class Processors:
     """Builds the faust app for one worker process; state lives in its tables."""
 
@@ -71,6 +81,7 @@ class Processors:
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last published
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
+        self.metrics = WorkerMetrics()
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
         self.raw_topic = t(topics.RAW)
@@ -83,8 +94,8 @@ class Processors:
             topic_replication_factor=settings.replication_factor,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
-            web_enabled=True, web_host="127.0.0.1", web_port=web_port,
-            canonical_url=f"http://127.0.0.1:{web_port}",
+            web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
+            canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
             datadir=str(settings.data_dir / "processors"),
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
@@ -216,6 +227,7 @@ class Processors:
                 is_action=raw.endpoint == "ce", new_visit_id="v" + raw.id.replace("-", ""),
                 properties=parts.visit)
             if step.ended is not None:
+                self.metrics.visits_closed += 1
                 self._visit_record("visit ended", raw.project, visitor_key,
                                    decision.profile, step.ended)
             if step.started and step.visit is not None:
@@ -237,8 +249,15 @@ class Processors:
             recent = remember_action(recent, idptnc, raw.id)
             counter = f"{raw.project}\n{month_of(raw.received_ms)}\n{message.partition}".encode()
             self.quota_counts[counter] = (self.quota_counts.get(counter) or 0) + 1
+        started_s = time.perf_counter()
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
+        self.metrics.log_write.observe(time.perf_counter() - started_s)
+        self.metrics.records[raw.endpoint] += 1
+        if raw.endpoint == "ce":
+            self.metrics.actions[raw.project] += 1
+        self.metrics.visit_opened(message.partition,
+                                  int(visit is not None) - int(current is not None))
         if raw.endpoint in ("ce", "update"):
             self.actions.send_soon(key=message.key, value=_json(record))
         self._to_profile(raw.project, decision.profile, {
@@ -264,10 +283,12 @@ class Processors:
             self._swept[message.partition] = now_ms
         self._send_counts(message.partition)
         if not self._deadlines.has(message.partition):  # first tick since start or rebalance
-            self._deadlines.rebuild(message.partition, [
-                (entry["visit"]["deadline_ms"], key)
-                for key, entry in self.visitors_table.items()
-                if entry and entry.get("partition") == message.partition and entry["visit"]])
+            open_visits = [(entry["visit"]["deadline_ms"], key)
+                           for key, entry in self.visitors_table.items()
+                           if entry and entry.get("partition") == message.partition
+                           and entry["visit"]]
+            self._deadlines.rebuild(message.partition, open_visits)
+            self.metrics.open_visits[message.partition] = len(open_visits)
         for key in self._deadlines.due(message.partition, now_ms):
             entry = self.visitors_table.get(key)
             if not entry or not entry["visit"]:
@@ -278,6 +299,8 @@ class Processors:
                 self._visit_record("visit ended", project, visitor_key,
                                    entry["state"]["profile"], visit)
                 self.visitors_table[key] = {**entry, "visit": None}
+                self.metrics.visits_closed += 1
+                self.metrics.visit_opened(message.partition, -1)
 
     async def _rebind(self, message: Any) -> None:
         answer = json.loads(message.value)
@@ -313,6 +336,7 @@ class Processors:
             identity.IdentityState(**current) if current else None, link)
         self.identities[key] = asdict(decision.state)
         if decision.merge is not None:
+            self.metrics.merges += 1
             self.merges.send_soon(key=f"{project}\n{decision.merge.source}".encode(),
                                   value=_json({"project": project, "at_ms": at_ms,
                                                "visitor_key": link.visitor_key,
@@ -371,6 +395,27 @@ class Processors:
                 return await routed(view, request)
 
             self.app.page(f"/lookup/{name}")(page)
+
+        async def metrics(view: Any, request: Any) -> Any:
+            return view.text(self.metrics.render(self._lag()),
+                             content_type="text/plain; version=0.0.4")
+
+        self.app.page("/metrics")(metrics)
+
+    def _lag(self) -> dict[int, int]:
+        """Per raw partition held: records after the last one handled (day-log position)."""
+        lag = {}
+        try:
+            consumer = self.app.consumer
+            for tp in self.app.assignor.assigned_actives():
+                if tp.topic == self.raw_topic:
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        handled = self.daylog.position(tp.partition)
+                        lag[tp.partition] = max(0, highwater - handled - 1)
+        except Exception:  # no consumer yet, or a rebalance in progress: no gauge this time
+            log.debug("no lag right now", exc_info=True)
+        return lag
 
     # -- quotas --------------------------------------------------------------------------------
 
@@ -437,8 +482,10 @@ class Processors:
                                                       if tp.topic == self.raw_topic))
         self.daylog.forget(tp.partition for tp in assigned)
         self._deadlines.forget()
+        self.metrics.open_visits.clear()
 
     def _dead(self, message: Any, exc: BaseException) -> None:
+        self.metrics.dead_letters += 1
         if message.topic == self.raw_topic:
             self.daylog.skip(message.partition, message.offset)
         log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,

@@ -49,6 +49,8 @@ class Settings:
         "Disk the spool may use before the gateway answers 503.")
     trusted_proxies: tuple[str, ...] = _setting((),
         "Comma-separated IPs/CIDRs whose X-Forwarded-For is believed.")
+    worker_web_host: str = _setting("127.0.0.1",
+        "Address a processor worker's web server listens on (0.0.0.0 in containers).")
     worker_web_port: int = _setting(6066,
         "Web port of a processor worker (profile lookups, faust's own views).")
     worker_url: str = _setting("",
