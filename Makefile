@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: run test lint bench-gateway bench-processors kafka-stop clean
+.PHONY: run test lint system-deps bench-gateway bench-processors kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ run: $(STAMP)
 	$(BIN)/trackpipe up
 
 ## test: the whole suite against a real Kafka broker that the suite starts and stops itself
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	docker-compose -f docker-compose.yml config --quiet
 	$(BIN)/pytest
+
+## system-deps: Debian's chromium and docker-compose, which the suite drives (apt, as root)
+system-deps:
+	sh scripts/system-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -41,7 +43,7 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.handler not in (run_gateway, run_worker, run_triggers, run_up):
+    if args.handler not in (run_gateway, run_worker, run_triggers, run_dashboard, run_up):
         # aiokafka logs the transient errors it retries itself; a command reports what failed.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
@@ -129,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="warning")
     worker.set_defaults(handler=run_worker)
 
+    dashboard = roles.add_parser("dashboard", help="serve the live dashboard on the admin port")
+    dashboard.add_argument("--host", help="listen address (TRACKPIPE_ADMIN_HOST)")
+    dashboard.add_argument("--port", type=int, help="listen port (TRACKPIPE_ADMIN_PORT)")
+    dashboard.set_defaults(handler=run_dashboard)
+
     logs = roles.add_parser("logs", help="print a project's day logs as JSON lines")
     logs.add_argument("project")
     logs.add_argument("--date", type=_day, help="one day, YYYY-MM-DD (default: today, UTC)")
@@ -149,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.set_defaults(handler=print_profile)
 
     up = roles.add_parser("up", help="everything: local Kafka, topics, demo project, gateway, "
-                          "a processor worker and the triggers service")
+                          "a processor worker, the triggers service and the dashboard")
     add_server_options(up)
     up.add_argument("--no-demo", action="store_true", help="do not register the demo project")
     up.set_defaults(handler=run_up)
@@ -374,6 +381,18 @@ def run_triggers(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
+def run_dashboard(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from trackpipe.dashboard.server import create_app
+
+    overrides = {"admin_host": args.host, "admin_port": args.port}
+    if any(v is not None for v in overrides.values()):
+        settings = Settings.from_env(**overrides)  # validated again: a token off loopback
+    uvicorn.run(create_app(settings, bootstrap_servers(settings)), host=settings.admin_host,
+                port=settings.admin_port, log_level="warning", access_log=False)
+
+
 # -- running -----------------------------------------------------------------------------------
 
 def _server_env(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -499,14 +518,17 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         # The processors run as their own process: faust and uvicorn each own an event loop.
         env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap}
         children = [subprocess.Popen([sys.executable, "-m", "trackpipe.cli", *role], env=env)
-                    for role in (["worker"], ["triggers", "run"])]
+                    for role in (["worker"], ["triggers", "run"], ["dashboard"])]
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"\ntrackpipe is up: Kafka at {bootstrap}, gateway at {url}\n"
               "try:\n"
               f"  curl -i '{url}/track/ce?project={DEMO_PROJECT}&event=pv&cookie=c1"
               "&ce_url=%2Fhome&response=json'\n"
               f"logs: .venv/bin/trackpipe logs {DEMO_PROJECT} --follow\n"
+              f"dashboard: http://{settings.admin_host}:{settings.admin_port}/\n"
               "Ctrl-C stops everything.\n", flush=True)
+        if sys.stdout.isatty():
+            threading.Thread(target=_status_line, args=(settings,), daemon=True).start()
         try:
             serve_gateway(settings, args.workers)
         finally:
@@ -516,6 +538,27 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         if kafka is not None:
             print("stopping the local Kafka...", flush=True)
             kafka.stop()
+
+
+def _status_line(settings: Settings) -> None:
+    """Keep one terminal line with the dashboard's numbers, rewritten every second."""
+    import urllib.request
+
+    from trackpipe.dashboard.summary import status_line
+
+    url = f"http://127.0.0.1:{settings.admin_port}/api/summary"
+    if settings.admin_token:
+        url += f"?token={settings.admin_token}"
+    while True:
+        time.sleep(1)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                summary = json.loads(answer.read())["summary"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if summary:
+            sys.stdout.write("\r\x1b[2K" + status_line(summary))
+            sys.stdout.flush()
 
 
 def _stop(process: subprocess.Popen, timeout_s: float = 30) -> None:

@@ -63,6 +63,16 @@ class Settings:
         "Wait after a webhook's first failed attempt; doubled after each further one.")
     webhook_concurrency: int = _setting(4,
         "Webhook deliveries in flight per project, so one slow receiver never stalls others.")
+    admin_host: str = _setting("127.0.0.1",
+        "Address of the live dashboard (`trackpipe dashboard`); off loopback it needs a token.")
+    admin_port: int = _setting(8090,
+        "Port of the live dashboard.")
+    admin_token: str = _setting("",
+        "Token the dashboard asks for (`?token=` or `Authorization: Bearer`); required when "
+        "the dashboard listens beyond loopback.")
+    metrics_targets: tuple[str, ...] = _setting((),
+        "Comma-separated base URLs of gateways and workers the dashboard scrapes (a name that "
+        "resolves to several addresses is every replica); empty: the local gateway and worker.")
     raw_partitions: int = _setting(12,
         "Partitions of the raw topic (bounds how many processors can share the work).")
     replication_factor: int = _setting(1,
@@ -106,7 +116,7 @@ class Settings:
         positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes",
                     "max_body_bytes", "spool_max_bytes", "raw_partitions",
                     "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
-                    "webhook_concurrency", "replication_factor",
+                    "webhook_concurrency", "admin_port", "replication_factor",
                     "local_kafka_port", "local_kafka_nodes")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -116,16 +126,33 @@ class Settings:
         if not self.topic_prefix or any(c not in _TOPIC_CHARS for c in self.topic_prefix):
             raise SettingsError(
                 f"{ENV_PREFIX}TOPIC_PREFIX may only hold letters, digits, '.', '_' and '-'")
+        if not self.admin_token and not _loopback(self.admin_host):
+            raise SettingsError(f"{ENV_PREFIX}ADMIN_TOKEN must be set when the dashboard listens "
+                                f"on {self.admin_host!r} (beyond loopback)")
         try:
             _ = self.trusted_networks
         except ValueError as exc:
             raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES: {exc}") from None
+
+    @property
+    def scrape_targets(self) -> tuple[str, ...]:
+        return self.metrics_targets or (f"http://127.0.0.1:{self.http_port}",
+                                        self.worker_base_url)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _convert(name: str, default: object, raw: str) -> object:

@@ -1,0 +1,153 @@
+"""The live dashboard in headless Chromium while traffic flows through a real pipeline; the
+screenshot is kept under ``artifacts/`` (and the test's tmp folder)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.pipeline import PROJECT, started_pipeline
+from tests.integration.test_cli_and_server import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Chromium is missing: `make test` installs Debian's chromium (make system-deps)"
+    return found
+
+
+class Values(HTMLParser):
+    """The text of every element with an id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self._open: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self._open.append(dict(attrs).get("id"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        for element in reversed(self._open):
+            if element:
+                self.values[element] = self.values.get(element, "") + data
+                return
+
+
+def render(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    profile = tmp / f"chromium-{time.monotonic_ns()}"
+    return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                           "--virtual-time-budget=4000", *extra, url],
+                          capture_output=True, text=True, timeout=90)
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", "").split()[0])
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap, tmp_path_factory):
+    with started_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("dashboard"),
+                          workers=("worker-1",)) as p:
+        yield p
+
+
+def test_the_dashboard_shows_live_numbers_while_traffic_flows(pipeline, tmp_path):
+    port = free_port()
+    worker = f"http://127.0.0.1:{pipeline.web_ports['worker-1']}"
+    pipeline.env.update({"TRACKPIPE_ADMIN_PORT": str(port),
+                         "TRACKPIPE_METRICS_TARGETS": f"{pipeline.url},{worker}"})
+    pipeline.start("dashboard", "dashboard")
+    url = f"http://127.0.0.1:{port}/"
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(timeout=10) as client:
+            i = 0
+            while not stop.is_set():
+                client.get(pipeline.url + "/track/ce", params={
+                    "project": PROJECT, "event": "dash", "cookie": f"d{i % 25}"})
+                i += 1
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the dashboard is up and has scraped twice
+            try:
+                summary = httpx.get(url + "api/summary").json()["summary"]
+                if summary and summary["accepted_total"] > 0:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard never had numbers"
+            time.sleep(0.5)
+        readings = []
+        for _ in range(2):
+            page = render(url, tmp_path, "--dump-dom")
+            assert page.returncode == 0, page.stderr[-2000:]
+            parsed = Values()
+            parsed.feed(page.stdout)
+            readings.append(parsed.values)
+            time.sleep(2)
+        shot = tmp_path / "dashboard.png"
+        done = render(url, tmp_path, f"--screenshot={shot}", "--window-size=1400,900")
+        assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        shutil.copy(shot, ROOT / "artifacts" / "dashboard.png")
+    finally:
+        stop.set()
+        sender.join(timeout=15)
+    first, second = readings
+    for values in readings:
+        assert number(values["events-per-s"]) > 0, values
+        assert re.fullmatch(r"[\d.,]+ / [\d.,]+ ms", values["ack"]), values["ack"]
+        assert "1 gateway(s), 1 worker(s)" in values["processes"]
+        assert PROJECT in values["projects"] and "dash" in values["latest"]
+    assert number(second["accepted-total"]) > number(first["accepted-total"])  # live
+
+
+def test_the_dashboard_wants_its_token_beyond_loopback(pipeline):
+    refused = pipeline.cli("dashboard", "--host", "0.0.0.0")
+    assert refused.returncode == 2 and "TRACKPIPE_ADMIN_TOKEN" in refused.stderr
+
+
+def test_with_a_token_every_request_must_carry_it(pipeline):
+    port = free_port()
+    pipeline.env.update({"TRACKPIPE_ADMIN_PORT": str(port), "TRACKPIPE_ADMIN_TOKEN": "t0ken"})
+    try:
+        pipeline.start("dashboard-token", "dashboard")
+    finally:
+        del pipeline.env["TRACKPIPE_ADMIN_TOKEN"]
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert httpx.get(base + "/").status_code == 401
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.3)
+    assert httpx.get(base + "/api/summary?token=wrong").status_code == 401
+    assert httpx.get(base + "/?token=t0ken").status_code == 200
+    assert httpx.get(base + "/api/summary",
+                     headers={"Authorization": "Bearer t0ken"}).status_code == 200

@@ -1,0 +1,169 @@
+"""The dashboard process: a collector that scrapes every gateway and worker once a second and
+tails the actions topic, and a small FastAPI app that serves the page and its JSON.
+
+Targets are base URLs; a host name is resolved to all its addresses on every round, so with
+compose (where a service name resolves to each replica) scaling a role needs no change here.
+Bound to 127.0.0.1 by default; anywhere else the settings insist on a token, which every
+request must carry (``?token=`` for the page, which hands it on to its API calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from schemas import topics
+from trackpipe import prometheus as prom
+from trackpipe.dashboard.summary import merged, summarize
+from trackpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCRAPE_EVERY_S = 1.0
+LATEST = 20
+PAGE = Path(__file__).with_name("page.html")
+
+
+class Collector:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.latest: deque[dict[str, Any]] = deque(maxlen=LATEST)
+        self.summary: dict[str, Any] | None = None
+        self._previous: tuple[float, prom.Series] | None = None
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._scrape_forever()),
+                 asyncio.create_task(self._tail_actions())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _scrape_forever(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.scrape(http)
+                except Exception:  # a bad round must not end the dashboard
+                    log.exception("scrape round failed")
+                await asyncio.sleep(max(0.0, SCRAPE_EVERY_S - (time.monotonic() - started)))
+
+    async def scrape(self, http: aiohttp.ClientSession) -> None:
+        urls = [url for target in self.settings.scrape_targets for url in await _expand(target)]
+        answers = await asyncio.gather(*(_fetch(http, url) for url in urls))
+        series = [s for s in answers if s is not None]
+        processes = {"gateways": sum(1 for s in series if _has(s, "trackpipe_gateway_")),
+                     "workers": sum(1 for s in series if _has(s, "trackpipe_worker_")),
+                     "unreachable": answers.count(None)}
+        now, current = time.monotonic(), merged(series)
+        before_at, before = self._previous or (now - SCRAPE_EVERY_S, {})
+        self.summary = summarize(before, current, now - before_at, processes)
+        self._previous = (now, current)
+
+    async def _tail_actions(self) -> None:
+        """The newest actions, read from the end of the actions topic (no consumer group)."""
+        while True:
+            consumer = AIOKafkaConsumer(self.settings.topic(topics.ACTIONS),
+                                        bootstrap_servers=self.bootstrap, group_id=None,
+                                        auto_offset_reset="latest")
+            try:
+                await consumer.start()
+                async for message in consumer:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        action = json.loads(message.value)
+                        if action.get("type") == "ce":
+                            self.latest.appendleft({
+                                k: action.get(k) for k in ("received_ms", "project", "event",
+                                                           "profile", "visitor_key", "id")})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("tailing the actions topic: %s; retrying", exc)
+                await asyncio.sleep(2)
+            finally:
+                await consumer.stop()
+
+
+def _has(series: prom.Series, prefix: str) -> bool:
+    return any(name.startswith(prefix) for name, _ in series)
+
+
+async def _expand(target: str) -> list[str]:
+    """Every address a target's host name resolves to, as a /metrics URL."""
+    parts = urlsplit(target.rstrip("/"))
+    host, port = parts.hostname or "", parts.port or 80
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except OSError:
+        return [f"{parts.scheme}://{parts.netloc}{parts.path}/metrics"]
+    addresses = sorted({info[4][0] for info in infos})
+    return [f"{parts.scheme}://{f'[{a}]' if ':' in a else a}:{port}{parts.path}/metrics"
+            for a in addresses]
+
+
+async def _fetch(http: aiohttp.ClientSession, url: str) -> prom.Series | None:
+    try:
+        async with http.get(url) as answer:
+            if answer.status != 200:
+                return None
+            return prom.parse(await answer.text())
+    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+        return None
+
+
+def create_app(settings: Settings, bootstrap: str) -> FastAPI:
+    collector = Collector(settings, bootstrap)
+    token = settings.admin_token
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(collector.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    app = FastAPI(title="trackpipe dashboard", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Any:
+        if token:
+            given = request.query_params.get("token") or request.headers.get(
+                "authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "a valid token is required"}, status_code=401)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE.read_text()
+
+    @app.get("/api/summary")
+    async def summary() -> JSONResponse:
+        return JSONResponse({"summary": collector.summary, "latest": list(collector.latest),
+                             "targets": list(settings.scrape_targets)},
+                            headers={"cache-control": "no-store"})
+
+    return app
