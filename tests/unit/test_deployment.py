@@ -34,3 +34,53 @@ def test_every_processor_table_has_its_changelog_in_the_topic_table():
     from trackpipe.settings import Settings
 
     Processors(Settings(kafka_bootstrap="127.0.0.1:1"), "127.0.0.1:1", 6066)  # raises if not
+
+
+def test_the_cluster_is_three_kraft_brokers_that_keep_two_copies_in_sync():
+    services = compose_services()
+    brokers = {name: s for name, s in services.items() if s.get("image", "").startswith(
+        "apache/kafka:3.9")}
+    assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
+    for broker in brokers.values():
+        env = broker["environment"]
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert "healthcheck" in broker
+    assert services["topics"]["environment"]["TRACKPIPE_REPLICATION_FACTOR"] == "3"
+
+
+def test_gateways_trust_forwarded_for_from_nginx_only():
+    services = compose_services()
+    nginx_ip = services["nginx"]["networks"]["backend"]["ipv4_address"]
+    assert services["gateway"]["environment"]["TRACKPIPE_TRUSTED_PROXIES"] == nginx_ip
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in conf
+
+
+def test_roles_scale_by_replicas_and_observability_is_a_profile():
+    services = compose_services()
+    assert services["gateway"]["deploy"]["replicas"] == 2
+    assert services["processors"]["deploy"]["replicas"] == 3
+    for name in ("gateway", "processors"):
+        assert "container_name" not in services[name] and "healthcheck" in services[name]
+        assert not any(":" in str(p) for p in services[name].get("ports", []))  # scalable
+    for name in ("dashboard", "prometheus", "grafana"):
+        assert services[name]["profiles"] == ["observability"]
+
+
+def test_the_grafana_dashboard_only_asks_for_metrics_that_exist():
+    import json
+    import re
+
+    from gateway.metrics import Metrics
+    from processors.metrics import WorkerMetrics
+    from trackpipe import prometheus as prom
+
+    exposed = {name for name, _ in prom.parse(Metrics().render() + WorkerMetrics().render({}))}
+    exposed |= {"trackpipe_gateway_requests_total", "trackpipe_worker_actions_total",
+                "trackpipe_worker_consumer_lag"}  # labelled families, empty when idle
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/trackpipe.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"trackpipe_[a-z_]+", target["expr"]):
+                assert name in exposed, f"{panel['title']}: {name}"
