@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 1.0
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
+BACKLOG_MS = 2000  # a partition whose newest record read is older than this, with more to read
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -79,6 +80,7 @@ class Processors:
         self._swept: dict[int, int] = {}  # partition → last dedupe sweep (ms), per process
         self._deadlines = DeadlineIndex()  # an index of the visitors table, rebuilt from it
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last published
+        self._stream_ms: dict[int, int] = {}  # partition → newest receipt time processed
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
         self.metrics = WorkerMetrics()
@@ -263,7 +265,8 @@ class Processors:
         self._to_profile(raw.project, decision.profile, {
             "kind": "update", "event_ms": when.ms, "id": ids.id, "email": ids.email,
             "cookie": ids.cookie, "properties": parts.visitor,
-            "actions": int(raw.endpoint == "ce"), "visits": int(started)})
+            "actions": int(raw.endpoint == "ce"), "visits": int(started),
+            "origin": [message.partition, message.offset]})
         for link in decision.links:
             self.links.send_soon(key=f"{raw.project}\n{link.identifier}".encode(),
                                  value=_json({"project": raw.project, "at_ms": when.ms,
@@ -274,6 +277,8 @@ class Processors:
         if visit is not None:
             self._deadlines.push(message.partition, visit.deadline_ms, key)
         self.seen[raw.id.encode()] = [raw.received_ms, message.partition]
+        self._stream_ms[message.partition] = max(raw.received_ms,
+                                                 self._stream_ms.get(message.partition, 0))
 
     async def _tick(self, message: Any) -> None:
         now_ms = int(message.value)
@@ -289,6 +294,8 @@ class Processors:
                            and entry["visit"]]
             self._deadlines.rebuild(message.partition, open_visits)
             self.metrics.open_visits[message.partition] = len(open_visits)
+        if self._catching_up(message.partition, now_ms):
+            return  # records still to read may extend these visits; close them once read
         for key in self._deadlines.due(message.partition, now_ms):
             entry = self.visitors_table.get(key)
             if not entry or not entry["visit"]:
@@ -365,7 +372,9 @@ class Processors:
         kind = body.pop("kind")
         if current["merged_into"]:
             if kind != "merge":  # a merged profile's updates belong to its survivor
-                self._to_profile(project, current["merged_into"], {"kind": kind, **body})
+                self._to_profile(project, current["merged_into"],
+                                 {**body, "kind": kind,
+                                  "via": f"{body.get('via') or ''}>{profile_id}"})
             return
         if kind == "update":
             changed = profiles.apply_update(current, body)
@@ -374,6 +383,8 @@ class Processors:
         else:  # merge: this profile is folded into another one
             changed = {**current, "merged_into": body["into"]}
             self._to_profile(project, body["into"], {"kind": "fold", "source": current})
+        if changed is None:
+            return  # applied before a crash: a replay
         self.profiles[key] = changed
         self.profiles_out.send_soon(key=message.key, value=_json(profiles.shown(changed)))
 
@@ -401,6 +412,14 @@ class Processors:
                              content_type="text/plain; version=0.0.4")
 
         self.app.page("/metrics")(metrics)
+
+    def _catching_up(self, partition: int, now_ms: int) -> bool:
+        """True while a partition reads a backlog (after downtime or a rebalance): records
+        not yet read, and the newest one read was received well before now. Closing visits by
+        the clock then would end visits that the backlog extends."""
+        lag = self._lag().get(partition, 0)
+        newest = self._stream_ms.get(partition)
+        return lag > 0 and (newest is None or now_ms - newest > BACKLOG_MS)
 
     def _lag(self) -> dict[int, int]:
         """Per raw partition held: records after the last one handled (day-log position)."""

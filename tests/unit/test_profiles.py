@@ -43,3 +43,44 @@ def test_fold_of_an_empty_profile_changes_only_the_history():
     merged = fold(a, new_profile("shop", "pb"))
     assert {k: v for k, v in merged.items() if k != "merged_from"} == {
         k: v for k, v in a.items() if k != "merged_from"}
+
+
+def test_a_replayed_update_changes_nothing():
+    p = apply_update(new_profile("shop", "p1"), update(100, actions=1, origin=[3, 10]))
+    p = apply_update(p, update(110, actions=1, origin=[3, 11]))
+    assert apply_update(p, update(100, actions=1, origin=[3, 10])) is None   # replays
+    assert apply_update(p, update(110, actions=1, origin=[3, 11])) is None
+    p = apply_update(p, update(120, actions=1, origin=[5, 2]))               # another partition
+    assert p["actions"] == 3 and "applied" not in shown(p)
+
+
+def test_updates_forwarded_by_a_merged_profile_are_a_path_of_their_own():
+    p = apply_update(new_profile("shop", "p1"), update(100, actions=1, origin=[3, 50]))
+    # an older update of the same partition that reached a merged profile first, forwarded
+    forwarded = apply_update(p, update(90, actions=1, origin=[3, 40], via=">m1"))
+    assert forwarded is not None and forwarded["actions"] == 2
+    assert apply_update(forwarded, update(90, actions=1, origin=[3, 40], via=">m1")) is None
+    longer = apply_update(forwarded, update(80, actions=1, origin=[3, 30], via=">m0>m1"))
+    assert longer is not None and longer["actions"] == 3
+
+
+def test_updates_without_an_origin_always_apply():
+    p = apply_update(new_profile("shop", "p1"), update(100, actions=1))
+    assert apply_update(p, update(100, actions=1))["actions"] == 2
+
+
+def test_a_replayed_fold_changes_nothing():
+    into = apply_update(new_profile("shop", "p1"), update(100, actions=2))
+    source = apply_update(new_profile("shop", "p2"), update(50, actions=1))
+    folded = fold(into, source)
+    assert folded["actions"] == 3 and fold(folded, source) is None
+
+
+def test_an_update_counted_by_a_fold_and_forwarded_again_is_a_replay():
+    source = apply_update(new_profile("shop", "m1"), update(50, actions=1, origin=[2, 7]))
+    into = fold(apply_update(new_profile("shop", "p1"), update(100, actions=1)), source)
+    assert into["actions"] == 2
+    # the source's worker crashed after the merge and forwards what it had applied again
+    assert apply_update(into, update(50, actions=1, origin=[2, 7], via=">m1")) is None
+    later = apply_update(into, update(60, actions=1, origin=[2, 8], via=">m1"))
+    assert later["actions"] == 3

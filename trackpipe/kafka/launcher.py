@@ -174,6 +174,9 @@ class LocalKafka:
             "offsets.topic.num.partitions=12",
             "auto.create.topics.enable=false",
             "group.initial.rebalance.delay.ms=0",
+            # a killed node is fenced (leaders move, ISRs shrink) in seconds, not nine
+            "broker.session.timeout.ms=4000",
+            "broker.heartbeat.interval.ms=1000",
             "num.network.threads=2",
             "num.io.threads=4",
             "log.segment.bytes=67108864",
