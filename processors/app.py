@@ -16,6 +16,9 @@ faust issue 606):
 Transient I/O errors are retried with backoff; anything else a record causes is its own fault.
 Outputs are sent with ``send_soon``: buffered, and flushed by faust before it commits the
 offsets of the records that caused them, so at-least-once holds without an await per send.
+A raw record's outputs go to ``processors.outbox`` before its day-log line is written, and a
+record that comes back after a crash with its line written sends them again (the day log is
+the commit point; consumers of the outputs are idempotent, see that module).
 Any record that fails goes to the dead-letter topic with the error and its source offset, and
 the stream goes on. Timers cannot write tables, so a timer only sends a tick per owned
 partition; the visitors agent closes expired visits when the tick arrives in its stream.
@@ -43,6 +46,7 @@ from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
 from processors.deadlines import DeadlineIndex
 from processors.metrics import WorkerMetrics
+from processors.outbox import Outbox
 from processors.timestamps import event_time
 from schemas import topics
 from schemas.identifiers import identifiers_of
@@ -83,6 +87,8 @@ class Processors:
         self._stream_ms: dict[int, int] = {}  # partition → newest receipt time processed
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
+        self.outbox = Outbox(settings.data_dir / "processors" / "outbox")
+        self._collected: list[tuple[Any, bytes | None, bytes]] | None = None
         self.metrics = WorkerMetrics()
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
@@ -117,6 +123,8 @@ class Processors:
         self.profiles_out = self.app.topic(t(topics.PROFILES), **raw_codec)
         self.quota_counts_topic = self.app.topic(t(topics.QUOTA_COUNTS), **raw_codec)
         self.quota_out = self.app.topic(t(topics.QUOTA), **raw_codec)
+        self._outputs = {topic.get_topic_name(): topic for topic in (
+            self.actions, self.visits, self.links, self.profile_updates)}  # outbox → topic
         # Keys are the bytes of the record keys, so that faust routes a lookup by key to the
         # worker that owns it (its router hashes the serialized key like the producer did).
         options = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
@@ -203,7 +211,17 @@ class Processors:
 
     async def _raw_one(self, message: Any) -> None:
         if message.offset <= self.daylog.position(message.partition):
-            return  # handled before a crash or a rebalance
+            # Handled before a crash or a rebalance; its outputs may not have left then.
+            for name, key, value in self.outbox.find(message.partition, message.offset) or ():
+                self._outputs[name].send_soon(key=key, value=value)
+            return
+        self._collected = []
+        try:
+            await self._process_raw(message)
+        finally:
+            self._collected = None
+
+    async def _process_raw(self, message: Any) -> None:
         raw = RawRecord.from_bytes(message.value)
         if self.seen.get(raw.id.encode()) is not None:  # a replay (spool, retry)
             self.daylog.skip(message.partition, message.offset)
@@ -251,26 +269,30 @@ class Processors:
             recent = remember_action(recent, idptnc, raw.id)
             counter = f"{raw.project}\n{month_of(raw.received_ms)}\n{message.partition}".encode()
             self.quota_counts[counter] = (self.quota_counts.get(counter) or 0) + 1
-        started_s = time.perf_counter()
-        self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
-                          record)
-        self.metrics.log_write.observe(time.perf_counter() - started_s)
-        self.metrics.records[raw.endpoint] += 1
-        if raw.endpoint == "ce":
-            self.metrics.actions[raw.project] += 1
-        self.metrics.visit_opened(message.partition,
-                                  int(visit is not None) - int(current is not None))
         if raw.endpoint in ("ce", "update"):
-            self.actions.send_soon(key=message.key, value=_json(record))
+            self._emit(self.actions, message.key, _json(record))
         self._to_profile(raw.project, decision.profile, {
             "kind": "update", "event_ms": when.ms, "id": ids.id, "email": ids.email,
             "cookie": ids.cookie, "properties": parts.visitor,
             "actions": int(raw.endpoint == "ce"), "visits": int(started),
             "origin": [message.partition, message.offset]})
         for link in decision.links:
-            self.links.send_soon(key=f"{raw.project}\n{link.identifier}".encode(),
-                                 value=_json({"project": raw.project, "at_ms": when.ms,
-                                              **asdict(link)}))
+            self._emit(self.links, f"{raw.project}\n{link.identifier}".encode(),
+                       _json({"project": raw.project, "at_ms": when.ms, **asdict(link)}))
+        outputs = self._collected or []
+        self.outbox.record(message.partition, message.offset,
+                           [(topic.get_topic_name(), key, value) for topic, key, value in outputs])
+        started_s = time.perf_counter()
+        self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
+                          record)
+        self.metrics.log_write.observe(time.perf_counter() - started_s)
+        for topic, key, value in outputs:
+            topic.send_soon(key=key, value=value)
+        self.metrics.records[raw.endpoint] += 1
+        if raw.endpoint == "ce":
+            self.metrics.actions[raw.project] += 1
+        self.metrics.visit_opened(message.partition,
+                                  int(visit is not None) - int(current is not None))
         self.visitors_table[key] = {"state": asdict(decision.state),
                                     "visit": asdict(visit) if visit else None,
                                     "recent": recent, "partition": message.partition}
@@ -319,9 +341,17 @@ class Processors:
         if rebound is not None:
             self.visitors_table[key] = {**entry, "state": asdict(rebound)}
 
+    def _emit(self, topic: Any, key: bytes | None, value: bytes) -> None:
+        """Send an output; while a raw record is processed, collect it instead (to the outbox
+        first, then sent once its day-log line is written)."""
+        if self._collected is not None:
+            self._collected.append((topic, key, value))
+        else:
+            topic.send_soon(key=key, value=value)
+
     def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
                       visit: visits.Visit) -> None:
-        self.visits.send_soon(key=f"{project}\n{visitor_key}".encode(), value=_json({
+        self._emit(self.visits, f"{project}\n{visitor_key}".encode(), _json({
             "type": kind, "project": project, "visitor_key": visitor_key, "profile": profile,
             "visit": visit.id, "start_ms": visit.start_ms, "last_ms": visit.last_ms,
             "duration_ms": visit.duration_ms, "actions": visit.actions,
@@ -356,7 +386,7 @@ class Processors:
     # -- the profiles agent --------------------------------------------------------------------
 
     def _to_profile(self, project: str, profile: str, body: dict[str, Any]) -> None:
-        self.profile_updates.send_soon(key=f"{project}\n{profile}".encode(), value=_json(body))
+        self._emit(self.profile_updates, f"{project}\n{profile}".encode(), _json(body))
 
     async def _profiles_agent(self, stream: Any) -> None:
         async for event in stream.events():
@@ -500,6 +530,7 @@ class Processors:
         log.info("assigned raw partitions %s", sorted(tp.partition for tp in assigned
                                                       if tp.topic == self.raw_topic))
         self.daylog.forget(tp.partition for tp in assigned)
+        self.outbox.forget([tp.partition for tp in assigned])
         self._deadlines.forget()
         self.metrics.open_visits.clear()
 

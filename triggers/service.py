@@ -8,7 +8,8 @@ tombstoned. So after a crash or a rebalance the new owner of a partition reads t
 of ``firings`` to its end: what is there is pending, is delivered now, and is what the
 uncommitted actions it reads again would fire (they are skipped). The one window left is a
 crash between a receiver's answer and the tombstone, which delivers that firing again with the
-same ``X-Trackpipe-Delivery`` id, so receivers can drop it.
+same ``X-Trackpipe-Delivery`` id, so receivers can drop it. An action a processor sends again
+after its own crash (``processors.outbox``) fires nothing new: recent firing ids are kept.
 
 Webhooks are POSTed with a timeout and retried with backoff; a project's deliveries share a
 semaphore, so a slow or failing receiver holds only its own project's slots. JavaScript actions
@@ -22,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 LOOKUP_TIMEOUT_S = 2.0
 LOOKUP_PAUSE_S = 5.0
 STOP_GRACE_S = 10.0
+RECENT_FIRINGS = 100_000  # a processor that crashed sends its last actions again: skip them
 KAFKA_RETRY_S = 1.0
 
 
@@ -87,6 +89,7 @@ class TriggerService:
         self.counts: dict[str, int] = defaultdict(int)
         self._deliveries: dict[int, dict[str, asyncio.Task[None]]] = defaultdict(dict)
         self._resumed: dict[int, set[str]] = defaultdict(set)
+        self._fired: OrderedDict[str, None] = OrderedDict()  # recent firing ids, oldest first
         self._leaving: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._lookup_paused_until = 0.0
@@ -175,7 +178,11 @@ class TriggerService:
                     "kind": "action", "error": repr(exc),
                     "source": f"{tp.topic}[{tp.partition}]@{record.offset}"}).encode())
         known = self._resumed[tp.partition]
-        fresh = [f for f in firings if f.id not in known]
+        fresh = [f for f in firings if f.id not in known and f.id not in self._fired]
+        for firing in fresh:
+            self._fired[firing.id] = None
+        while len(self._fired) > RECENT_FIRINGS:
+            self._fired.popitem(last=False)
         await asyncio.gather(*(self._send(topics.FIRINGS, f.id.encode(), f.to_bytes(),
                                           tp.partition) for f in fresh))
         try:
