@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: run test lint system-deps bench-gateway bench-processors kafka-stop clean
+.PHONY: run test lint system-deps scale-demo bench-gateway bench-processors kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-gateway: $(STAMP)
 ## bench-processors: one worker against a bare decoding consumer, same records, one run
 bench-processors: $(STAMP)
 	$(BIN)/python bench/processors.py
+
+## scale-demo: 3 brokers, 2 gateways, 3 workers, 50,000 requests, a broker and a worker killed
+scale-demo: $(STAMP)
+	TRACKPIPE_SCALE_REQUESTS=50000 $(BIN)/pytest -s -p no:cacheprovider \
+		tests/integration/test_scale.py::test_three_brokers_two_gateways_three_workers_with_failures
 
 kafka-stop: $(STAMP)
 	$(BIN)/trackpipe kafka stop

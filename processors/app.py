@@ -108,6 +108,7 @@ class Processors:
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
+            producer_linger=0.005,
         )
         raw_codec = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS),

@@ -1,8 +1,9 @@
-"""The scaled topology without Docker: a 3-node Kafka, two gateways and three workers, 50,000
+"""The scaled topology without Docker: a 3-node Kafka, two gateways and three workers, many
 requests of mixed endpoints through both gateways, one broker and one worker killed (-9)
 midway and the worker restarted. Then: every request answered 2xx is in the day logs exactly
 once, no visit is closed twice, and profiles and merges are those a single worker makes of
-the very same raw records. ``make scale-demo`` runs this test with its numbers printed.
+the very same raw records. ``make scale-demo`` runs this test with 50,000 requests and its
+numbers printed.
 
 Profiles are compared by content, not by id: which of a person's devices ends up owning an
 email depends on which link lands first (docs/architecture.md), so ids differ between runs;
@@ -35,7 +36,9 @@ from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
-REQUESTS = int(os.environ.get("TRACKPIPE_SCALE_REQUESTS", "50000"))
+# `make scale-demo` sends the full 50,000; the suite sends 5,000 to stay within CI's budget on
+# a 2-core machine (docs/benchmarks.md has the times of both).
+REQUESTS = int(os.environ.get("TRACKPIPE_SCALE_REQUESTS", "5000"))
 LANES = 48
 KILL_AT = 0.4
 PARTITIONS = 6  # two per worker: every replica a broker keeps in sync costs this machine CPU
