@@ -108,7 +108,6 @@ class Processors:
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
-            producer_linger=0.005,
         )
         raw_codec = {"key_serializer": "raw", "value_serializer": "raw"}
         self.source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS),
@@ -282,13 +281,13 @@ class Processors:
                        _json({"project": raw.project, "at_ms": when.ms, **asdict(link)}))
         outputs = self._collected or []
         self.outbox.record(message.partition, message.offset,
-                           [(topic.get_topic_name(), key, value) for topic, key, value in outputs])
+                           [(topic.get_topic_name(), k, v) for topic, k, v in outputs])
         started_s = time.perf_counter()
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
         self.metrics.log_write.observe(time.perf_counter() - started_s)
-        for topic, key, value in outputs:
-            topic.send_soon(key=key, value=value)
+        for topic, out_key, value in outputs:
+            topic.send_soon(key=out_key, value=value)
         self.metrics.records[raw.endpoint] += 1
         if raw.endpoint == "ce":
             self.metrics.actions[raw.project] += 1
