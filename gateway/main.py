@@ -133,15 +133,8 @@ class Gateway:
             self.quotas[project] = state
 
     async def _follow(self, name: str, on_change: Any, on_caught_up: Any, decode: Any) -> None:
-        topic = self.settings.topic(name)
-        while True:  # Kafka may be down at start, or go away: keep the last view and retry
-            try:
-                await registry.follow(self.bootstrap, topic, on_change, on_caught_up, decode)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("following %s: %s; retrying", topic, exc)
-                await asyncio.sleep(1)
+        await registry.follow_forever(self.bootstrap, self.settings.topic(name), on_change,
+                                      on_caught_up, decode)
 
     def readiness(self) -> dict[str, bool]:
         return {

@@ -504,15 +504,8 @@ class Processors:
                 if total is not None:
                     self._publish_quota(name, total)
 
-        while True:
-            try:
-                await registry.follow(self.bootstrap, self.settings.topic(topics.PROJECTS),
+        await registry.follow_forever(self.bootstrap, self.settings.topic(topics.PROJECTS),
                                       changed, lambda: None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("following the registry: %s; retrying", exc)
-                await asyncio.sleep(1)
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -82,6 +82,21 @@ async def follow(bootstrap: str, topic: str, on_change: Callable[[str, Any], Non
         await consumer.stop()
 
 
+async def follow_forever(bootstrap: str, topic: str, on_change: Callable[[str, Any], None],
+                         on_caught_up: Callable[[], None],
+                         decode: Callable[[bytes], Any] = ProjectRecord.from_bytes) -> None:
+    """``follow``, started again after any failure (Kafka away at start, or gone later):
+    the view kept so far stays in use meanwhile."""
+    while True:
+        try:
+            await follow(bootstrap, topic, on_change, on_caught_up, decode)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("following %s: %s; retrying", topic, exc)
+            await asyncio.sleep(1)
+
+
 async def read_all(bootstrap: str, topic: str,
                    decode: Callable[[bytes], Any] = ProjectRecord.from_bytes) -> dict[str, Any]:
     """Every live record of a compacted topic (the registry by default), by key."""

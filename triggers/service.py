@@ -95,7 +95,6 @@ class TriggerService:
         self._lookup_paused_until = 0.0
         self._producer: AIOKafkaProducer | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._consumer: AIOKafkaConsumer | None = None
 
     # -- running -------------------------------------------------------------------------------
 
@@ -126,14 +125,7 @@ class TriggerService:
             await self._producer.stop()
 
     async def _follow(self, name: str, apply: Any, decode: Any, ready: asyncio.Event) -> None:
-        while True:
-            try:
-                await registry.follow(self.bootstrap, self.topic[name], apply, ready.set, decode)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("following %s: %s; retrying", self.topic[name], exc)
-                await asyncio.sleep(KAFKA_RETRY_S)
+        await registry.follow_forever(self.bootstrap, self.topic[name], apply, ready.set, decode)
 
     def _apply_rule(self, key: str, rule: TriggerRule | None) -> None:
         project, name = key.split("\n", 1)
@@ -152,7 +144,6 @@ class TriggerService:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.settings.topic("triggers"),
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=500)
-        self._consumer = consumer
         consumer.subscribe([self.topic[topics.ACTIONS]], listener=_Rebalance(self))
         await consumer.start()
         try:

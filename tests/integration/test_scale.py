@@ -311,6 +311,24 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
         print(f"profiles: {people_count} people, {sum(got[1].values())} merged-away "
               f"profiles, identical to the single-worker run")
         assert people_count == len(persons)
+        assert {k[:4] + (k[5],) for k in got[0]} == {expected_person(p) for p in persons}
+
+
+def expected_person(steps: list[dict[str, str]]) -> tuple:
+    """What a person's profile must say, from their requests alone (as ``people_of``'s
+    content, without the visit count, which depends on when requests were received)."""
+    properties: dict[str, tuple[str, str]] = {}
+    for step in steps:
+        for name, value in step.items():
+            if name.startswith("cv_"):
+                at = step["timestamp"]
+                if name[3:] not in properties or at >= properties[name[3:]][1]:
+                    properties[name[3:]] = (value, at)
+    return (tuple(sorted({s["cv_id"] for s in steps if "cv_id" in s})),
+            tuple(sorted({s["cv_email"] for s in steps if "cv_email" in s})),
+            tuple(sorted({s["cookie"] for s in steps})),
+            sum(1 for s in steps if s["path"] == "/track/ce"),
+            tuple(sorted((k, v) for k, (v, _) in properties.items())))
 
 
 def _settled(settings: Settings):
