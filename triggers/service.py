@@ -91,6 +91,7 @@ class TriggerService:
         self._resumed: dict[int, set[str]] = defaultdict(set)
         self._fired: OrderedDict[str, None] = OrderedDict()  # recent firing ids, oldest first
         self._leaving: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self._loaded: dict[int, asyncio.Event] = {}  # set once a partition's pending are read
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._lookup_paused_until = 0.0
         self._producer: AIOKafkaProducer | None = None
@@ -159,6 +160,9 @@ class TriggerService:
 
     async def _handle(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
                       records: list[Any]) -> None:
+        loaded = self._loaded.get(tp.partition)
+        if loaded is not None:  # aiokafka may hand out records while `resume` still reads
+            await loaded.wait()
         firings: list[Firing] = []
         for record in records:
             try:
@@ -315,10 +319,13 @@ class TriggerService:
     async def resume(self, partitions: list[int]) -> None:
         """Deliver what ``firings`` holds for newly assigned partitions."""
         for partition in partitions:
+            self._loaded[partition] = asyncio.Event()
+        for partition in partitions:
             pending = await self._pending(partition)
             self._resumed[partition] = {firing.id for firing in pending}
             for firing in pending:
                 self._start(firing)
+            self._loaded[partition].set()
 
     async def _pending(self, partition: int) -> list[Firing]:
         topic = self.topic[topics.FIRINGS]
@@ -351,6 +358,8 @@ class TriggerService:
         tasks = []
         for partition in partitions:
             self._leaving[partition].set()
+            if partition in self._loaded:  # a batch waiting for it goes on, and its commit fails
+                self._loaded[partition].set()
             tasks.extend(self._deliveries[partition].values())
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE_S + self.settings.webhook_timeout_ms
@@ -358,7 +367,7 @@ class TriggerService:
         for task in tasks:
             task.cancel()
         for partition in partitions:
-            for table in (self._deliveries, self._resumed, self._leaving):
+            for table in (self._deliveries, self._resumed, self._leaving, self._loaded):
                 table.pop(partition, None)
 
 

@@ -31,6 +31,9 @@ KAFKA_VERSION = "3.9.1"
 POM = Path(__file__).with_name("pom.xml")
 
 
+JVM_INIT_FAILURE = "Error occurred during initialization of VM"
+
+
 class LauncherError(RuntimeError):
     """The local Kafka cannot be started or stopped; the message says what to do."""
 
@@ -107,7 +110,19 @@ class LocalKafka:
             if self._pid(i) is None:
                 self._check_ports_free(i)
                 self._start_node(i, jars, cluster_id)
-        self.wait_ready(timeout_s)
+        try:
+            self.wait_ready(timeout_s)
+        except LauncherError:
+            # A JVM that failed before Kafka ran (seen once on a loaded machine: "Error
+            # occurred during initialization of VM") is worth one more try; Kafka's own
+            # failures are not.
+            stillborn = [i for i in range(self.nodes)
+                         if self._pid(i) is None and JVM_INIT_FAILURE in self._tail(i)]
+            if not stillborn:
+                raise
+            for i in stillborn:
+                self._start_node(i, jars, cluster_id)
+            self.wait_ready(timeout_s)
         return self.bootstrap
 
     def _check_ports_free(self, i: int) -> None:
