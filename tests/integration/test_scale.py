@@ -7,7 +7,10 @@ numbers printed.
 
 Profiles are compared by content, not by id: which of a person's devices ends up owning an
 email depends on which link lands first (docs/architecture.md), so ids differ between runs;
-the people, their identifiers, properties and counts must not.
+the people, their identifiers, properties and action counts must not. Visit counts are left
+out: they follow receipt times and the clock, and a request spooled (202) during the broker
+outage can arrive after its visit timed out, which starts a new visit in the live run and not
+in a replay that reads everything at once.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ def people_of(settings: Settings) -> tuple[Counter, Counter]:
 
     def content(p):
         return (tuple(sorted(p["ids"])), tuple(sorted(p["emails"])), tuple(sorted(p["cookies"])),
-                p["actions"], p["visits"], tuple(sorted(p["properties"].items())))
+                p["actions"], tuple(sorted(p["properties"].items())))
 
     survivors = {p["profile"]: p for p in latest.values() if not p["merged_into"]}
     final = {}
@@ -311,12 +314,12 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
         print(f"profiles: {people_count} people, {sum(got[1].values())} merged-away "
               f"profiles, identical to the single-worker run")
         assert people_count == len(persons)
-        assert {k[:4] + (k[5],) for k in got[0]} == {expected_person(p) for p in persons}
+        assert set(got[0]) == {expected_person(p) for p in persons}
 
 
 def expected_person(steps: list[dict[str, str]]) -> tuple:
     """What a person's profile must say, from their requests alone (as ``people_of``'s
-    content, without the visit count, which depends on when requests were received)."""
+    content)."""
     properties: dict[str, tuple[str, str]] = {}
     for step in steps:
         for name, value in step.items():
