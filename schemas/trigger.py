@@ -98,15 +98,21 @@ class TriggerRule:
     def key(self) -> str:
         return f"{self.project}\n{self.name}"
 
+    def to_dict(self) -> dict[str, object]:
+        return {"v": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, object]) -> TriggerRule:
+        fields = {k: v for k, v in obj.items() if k in cls.__dataclass_fields__}
+        fields["conditions"] = tuple(Condition(**c) for c in obj.get("conditions") or ())
+        return cls(**fields)  # type: ignore[arg-type]
+
     def to_bytes(self) -> bytes:
-        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}).encode()
+        return json.dumps(self.to_dict()).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TriggerRule:
-        obj = json.loads(data)
-        obj.pop("v", None)
-        obj["conditions"] = tuple(Condition(**c) for c in obj.get("conditions") or ())
-        return cls(**{k: v for k, v in obj.items() if k in cls.__dataclass_fields__})
+        return cls.from_dict(json.loads(data))
 
     def shown(self) -> dict[str, object]:
         """What `triggers list` prints."""

@@ -61,14 +61,14 @@ class Firing:
     profile: dict[str, Any] | None
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"rule": json.loads(self.rule.to_bytes()), "action": self.action,
+        return json.dumps({"rule": self.rule.to_dict(), "action": self.action,
                            "profile": self.profile}).encode()
 
     @classmethod
     def from_bytes(cls, firing_id: str, partition: int, data: bytes) -> Firing:
         obj = json.loads(data)
-        rule = TriggerRule.from_bytes(json.dumps(obj["rule"]).encode())
-        return cls(firing_id, partition, rule, obj["action"], obj.get("profile"))
+        return cls(firing_id, partition, TriggerRule.from_dict(obj["rule"]), obj["action"],
+                   obj.get("profile"))
 
     def body(self) -> bytes:
         """The webhook's body: exactly these bytes are signed."""
