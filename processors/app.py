@@ -279,7 +279,7 @@ class Processors:
         for link in decision.links:
             self._emit(self.links, f"{raw.project}\n{link.identifier}".encode(),
                        _json({"project": raw.project, "at_ms": when.ms, **asdict(link)}))
-        outputs = self._collected or []
+        outputs = self._collected
         self.outbox.record(message.partition, message.offset,
                            [(topic.get_topic_name(), k, v) for topic, k, v in outputs])
         started_s = time.perf_counter()
@@ -447,24 +447,29 @@ class Processors:
         """True while a partition reads a backlog (after downtime or a rebalance): records
         not yet read, and the newest one read was received well before now. Closing visits by
         the clock then would end visits that the backlog extends."""
-        lag = self._lag().get(partition, 0)
         newest = self._stream_ms.get(partition)
-        return lag > 0 and (newest is None or now_ms - newest > BACKLOG_MS)
+        lag = self._lag_of(TopicPartition(self.raw_topic, partition))
+        return bool(lag) and (newest is None or now_ms - newest > BACKLOG_MS)
 
     def _lag(self) -> dict[int, int]:
         """Per raw partition held: records after the last one handled (day-log position)."""
-        lag = {}
         try:
-            consumer = self.app.consumer
-            for tp in self.app.assignor.assigned_actives():
-                if tp.topic == self.raw_topic:
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        handled = self.daylog.position(tp.partition)
-                        lag[tp.partition] = max(0, highwater - handled - 1)
-        except Exception:  # no consumer yet, or a rebalance in progress: no gauge this time
-            log.debug("no lag right now", exc_info=True)
-        return lag
+            held = [tp for tp in self.app.assignor.assigned_actives()
+                    if tp.topic == self.raw_topic]
+        except Exception:  # no assignment yet, or a rebalance in progress: no gauge this time
+            return {}
+        lags = {tp.partition: self._lag_of(tp) for tp in held}
+        return {partition: lag for partition, lag in lags.items() if lag is not None}
+
+    def _lag_of(self, tp: TopicPartition) -> int | None:
+        """None while unknown (no consumer yet, or the partition not fetched yet)."""
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:
+            return None
+        if highwater is None:
+            return None
+        return max(0, highwater - self.daylog.position(tp.partition) - 1)
 
     # -- quotas --------------------------------------------------------------------------------
 

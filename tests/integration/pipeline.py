@@ -140,6 +140,54 @@ async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float
         await consumer.stop()
 
 
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
+    """``predicate()``'s first true value, polled; fails with ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what
+        time.sleep(poll_s)
+
+
+def gateway_ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def prepare(settings: Settings) -> None:
+    """The topics and the test project."""
+    asyncio.run(create_topics(settings, settings.kafka_bootstrap))
+    asyncio.run(register(settings, ProjectRecord.build(PROJECT)))
+
+
+def start_topology(settings: Settings, tmp: Path, workers: tuple[str, ...], gateways: int = 1,
+                   env: dict[str, str] | None = None, triggers: bool = False) -> Pipeline:
+    """The workers, ``gateways`` gateways (``p.url`` is the first, ``p.gateway_urls`` all) and
+    the triggers service if asked, each ready. The caller stops them (``stop_all``)."""
+    p = Pipeline(settings, tmp, env)
+    try:
+        for worker in workers:
+            p.start_worker(worker)
+        p.gateway_urls = []
+        for i in range(1, gateways + 1):
+            port = p.port if i == 1 else free_port()
+            p.env["TRACKPIPE_HTTP_PORT"] = str(port)
+            p.start("gateway" if gateways == 1 else f"gateway-{i}", "gateway")
+            p.gateway_urls.append(f"http://127.0.0.1:{port}")
+        if triggers:
+            p.start("triggers", "triggers", "run")
+        for worker in workers:
+            p.wait_ready(worker, timeout_s=120)
+        for url in p.gateway_urls:
+            wait_until(lambda url=url: gateway_ready(url), 60, f"{url} not ready", 0.2)
+    except BaseException:
+        p.stop_all()
+        raise
+    return p
 
 
 @contextlib.contextmanager
@@ -149,30 +197,9 @@ def started_pipeline(kafka_bootstrap: str, tmp: Path, workers: tuple[str, ...],
     probe event has gone through to the logs. Every process is stopped on the way out."""
     settings = Settings(kafka_bootstrap=kafka_bootstrap, raw_partitions=12, ack_deadline_ms=3000,
                         topic_prefix=f"t{uuid.uuid4().hex[:12]}.", data_dir=tmp / "data")
-
-    async def prepare():
-        await create_topics(settings, kafka_bootstrap)
-        await register(settings, ProjectRecord.build(PROJECT))
-
-    asyncio.run(prepare())
-    p = Pipeline(settings, tmp, env)
+    prepare(settings)
+    p = start_topology(settings, tmp, workers, env=env, triggers=triggers)
     try:
-        for worker in workers:
-            p.start_worker(worker)
-        p.start("gateway", "gateway")
-        if triggers:
-            p.start("triggers", "triggers", "run")
-        for worker in workers:
-            p.wait_ready(worker)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(p.url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "gateway not ready"
-            time.sleep(0.2)
         probe = p.track(event="probe", cookie="probe").headers["x-event-id"]
         p.by_id(probe, timeout_s=60)  # every worker has its partitions
         yield p

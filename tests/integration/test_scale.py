@@ -30,12 +30,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.daylog import day_of, read_lines
-from schemas.project import ProjectRecord
-from tests.conftest import register, started_kafka
-from tests.integration.pipeline import PROJECT, Pipeline
-from tests.integration.test_cli_and_server import free_port
+from tests.conftest import started_kafka
+from tests.integration.pipeline import PROJECT, prepare, start_topology, wait_until
 from trackpipe.settings import Settings
-from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +41,8 @@ pytestmark = pytest.mark.integration
 REQUESTS = int(os.environ.get("TRACKPIPE_SCALE_REQUESTS", "5000"))
 LANES = 48
 KILL_AT = 0.4
+WORKERS = ("worker-1", "worker-2", "worker-3")
+RF3 = {"TRACKPIPE_REPLICATION_FACTOR": "3"}
 PARTITIONS = 6  # two per worker: every replica a broker keeps in sync costs this machine CPU
 
 
@@ -189,45 +188,6 @@ def logged(settings: Settings, days: list[str]) -> Counter:
     return Counter(r["id"] for r in read_lines(root, PROJECT, days, None))
 
 
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(poll_s)
-
-
-def start_topology(settings: Settings, tmp, workers: int, gateways: int) -> Pipeline:
-    p = Pipeline(settings, tmp, {"TRACKPIPE_REPLICATION_FACTOR": "3"})
-    for i in range(1, workers + 1):
-        p.start_worker(f"worker-{i}")
-    p.gateway_urls = []
-    for i in range(1, gateways + 1):
-        port = free_port()
-        p.env["TRACKPIPE_HTTP_PORT"] = str(port)
-        p.start(f"gateway-{i}", "gateway")
-        p.gateway_urls.append(f"http://127.0.0.1:{port}")
-    for i in range(1, workers + 1):
-        p.wait_ready(f"worker-{i}", timeout_s=120)
-    for url in p.gateway_urls:
-        wait_until(lambda url=url: _ready(url), 60, f"{url} not ready", 0.3)
-    return p
-
-
-def prepare(settings: Settings) -> None:
-    asyncio.run(create_topics(settings, settings.kafka_bootstrap))
-    asyncio.run(register(settings, ProjectRecord.build(PROJECT)))
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
     with started_kafka(tmp_path / "kafka", nodes=3, heap="384m") as kafka:
         run = Settings(kafka_bootstrap=kafka.bootstrap, replication_factor=3,
@@ -241,7 +201,7 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
         first_day = day_of(int(time.time() * 1000))
         persons = people(REQUESTS, int(time.time() * 1000) - 3_600_000)
         total = sum(map(len, persons))
-        p = start_topology(run, tmp_path, workers=3, gateways=2)
+        p = start_topology(run, tmp_path, WORKERS, gateways=2, env=RF3)
         killed: dict = {"at": None}
         restart = threading.Timer(5, lambda: p.start_worker("worker-2"))
         try:
@@ -287,7 +247,8 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
         copied = asyncio.run(copy_raw(run, alone))
         assert copied >= total
         (tmp_path / "alone-run").mkdir()
-        q = start_topology(alone, tmp_path / "alone-run", workers=1, gateways=0)
+        q = start_topology(alone, tmp_path / "alone-run", ("worker-1",), gateways=0,
+                           env=RF3)
         try:
             wait_until(lambda: sum(logged(alone, days).values()) >= total, 420,
                        "the single worker did not log every record", 2)
