@@ -14,8 +14,9 @@ faust issue 606):
   ``processors.profiles``, folds merged ones in and publishes them to ``profiles``.
 
 Transient I/O errors are retried with backoff; anything else a record causes is its own fault.
-Outputs are sent with ``send_soon``: buffered, and flushed by faust before it commits the
-offsets of the records that caused them, so at-least-once holds without an await per send.
+Outputs and table writes go through ``processors.sink`` (aiokafka's producer, which faust
+flushes before it commits the offsets of the records that caused them): a handler collects
+its messages and they are sent once it has finished.
 A raw record's outputs go to ``processors.outbox`` before its day-log line is written, and a
 record that comes back after a crash with its line written sends them again (the day log is
 the commit point; consumers of the outputs are idempotent, see that module).
@@ -46,7 +47,8 @@ from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter
 from processors.deadlines import DeadlineIndex
 from processors.metrics import WorkerMetrics
-from processors.outbox import Outbox
+from processors.outbox import Outbox, Output
+from processors.sink import Sink, to_json
 from processors.timestamps import event_time
 from schemas import topics
 from schemas.identifiers import identifiers_of
@@ -61,10 +63,6 @@ TICK_INTERVAL_S = 1.0
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 BACKLOG_MS = 2000  # a partition whose newest record read is older than this, with more to read
-
-
-def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def advertised_host(bind_host: str) -> str:
@@ -88,7 +86,8 @@ class Processors:
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
         self.daylog = DayLogWriter(settings.data_dir / "logs")
         self.outbox = Outbox(settings.data_dir / "processors" / "outbox")
-        self._collected: list[tuple[Any, bytes | None, bytes]] | None = None
+        self._pending: list[Output] = []  # what the record being handled sends when done
+        self._unowned: list[Output] = []  # sent by the tick timer: not caused by a record
         self.metrics = WorkerMetrics()
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
         t = settings.topic
@@ -101,7 +100,7 @@ class Processors:
             topic_partitions=settings.raw_partitions,
             topic_replication_factor=settings.replication_factor,
             consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
+            producer_acks=-1, producer_linger=0.005,
             web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
             datadir=str(settings.data_dir / "processors"),
@@ -110,21 +109,8 @@ class Processors:
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
         )
         raw_codec = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS),
-                                     **raw_codec)
-        self.ticks = self.app.topic(t(topics.TICKS), **raw_codec)
-        self.links = self.app.topic(t(topics.LINKS), **raw_codec)
-        self.rebinds = self.app.topic(t(topics.REBINDS), **raw_codec)
-        self.actions = self.app.topic(t(topics.ACTIONS), **raw_codec)
-        self.visits = self.app.topic(t(topics.VISITS), **raw_codec)
-        self.merges = self.app.topic(t(topics.MERGES), **raw_codec)
-        self.deadletter = self.app.topic(t(topics.DEADLETTER), **raw_codec)
-        self.profile_updates = self.app.topic(t(topics.PROFILE_UPDATES), **raw_codec)
-        self.profiles_out = self.app.topic(t(topics.PROFILES), **raw_codec)
-        self.quota_counts_topic = self.app.topic(t(topics.QUOTA_COUNTS), **raw_codec)
-        self.quota_out = self.app.topic(t(topics.QUOTA), **raw_codec)
-        self._outputs = {topic.get_topic_name(): topic for topic in (
-            self.actions, self.visits, self.links, self.profile_updates)}  # outbox → topic
+        self.sink = Sink(self.app)
+        source = self.app.topic(t(topics.RAW), t(topics.TICKS), t(topics.REBINDS), **raw_codec)
         # Keys are the bytes of the record keys, so that faust routes a lookup by key to the
         # worker that owns it (its router hashes the serialized key like the producer did).
         options = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes}
@@ -134,16 +120,19 @@ class Processors:
         self.profiles = self.app.Table("profiles", **options)
         self.quota_counts = self.app.Table("quota_counts", **options)
         self.quota_totals = self.app.Table("quota_totals", **options)
+        self._changelogs = {table.changelog_topic.get_topic_name(): table
+                            for table in self.app.tables.values()}
         declared = {settings.topic(spec.name) for spec in topics.TOPICS}
         for table in self.app.tables.values():  # checked at boot, like every topic
             name = table.changelog_topic.get_topic_name()
             if name not in declared:
                 raise RuntimeError(f"{name} is missing from schemas.topics.TABLES")
-        self.app.agent(self.source, name="visitors", concurrency=1)(self._visitors_agent)
-        self.app.agent(self.links, name="identities", concurrency=1)(self._identities_agent)
-        self.app.agent(self.profile_updates, name="profiles",
-                       concurrency=1)(self._profiles_agent)
-        self.app.agent(self.quota_counts_topic, name="quotas", concurrency=1)(self._quotas_agent)
+        self.app.agent(source, name="visitors", concurrency=1)(self._visitors_agent)
+        for topic, name, handler in ((topics.LINKS, "identities", self._link),
+                                     (topics.PROFILE_UPDATES, "profiles", self._profile_change),
+                                     (topics.QUOTA_COUNTS, "quotas", self._quota_count)):
+            self.app.agent(self.app.topic(t(topic), **raw_codec), name=name,
+                           concurrency=1)(self._agent_of(handler))
         self.app.task(self._follow_registry)
         self._add_lookups()
         self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
@@ -157,14 +146,23 @@ class Processors:
         async for event in stream.events():
             await self._guarded(names.get(event.message.topic, self._raw), event.message)
 
+    def _agent_of(self, handle: Any) -> Any:
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                await self._guarded(handle, event.message)
+        return agent
+
     async def _guarded(self, handle: Any, message: Any) -> None:
-        """Handle a record: a fault of the record goes to the dead-letter topic and the stream
-        goes on; transient I/O (Kafka, the disk) is retried, holding the partition, because
-        dead-lettering a good record would take it out of the day logs."""
+        """Handle a record, then send what it emitted: a fault of the record goes to the
+        dead-letter topic and the stream goes on; transient I/O (Kafka, the disk) is retried,
+        holding the partition, because dead-lettering a good record would take it out of the
+        day logs."""
         backoff_s = RETRY_FIRST_S
         while True:
+            self._pending = []
             try:
                 await handle(message)
+                await self._send(self._pending, message.partition)
                 return
             except (KafkaError, OSError) as exc:
                 log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic,
@@ -172,8 +170,14 @@ class Processors:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_MAX_S)
             except Exception as exc:  # a record's own fault must not stop the partition
-                self._dead(message, exc)
+                await self._dead(message, exc)
                 return
+
+    async def _send(self, outputs: list[Output], partition: int) -> None:
+        """Send outputs; a table's changelog goes to the partition of the record at hand."""
+        for topic, key, value in outputs:
+            await self.sink.send(topic, key, value,
+                                 partition if topic in self._changelogs else None)
 
     async def _raw(self, message: Any) -> None:
         """Process a raw record, first any records of its partition the stream skipped.
@@ -211,15 +215,16 @@ class Processors:
 
     async def _raw_one(self, message: Any) -> None:
         if message.offset <= self.daylog.position(message.partition):
-            # Handled before a crash or a rebalance; its outputs may not have left then.
-            for name, key, value in self.outbox.find(message.partition, message.offset) or ():
-                self._outputs[name].send_soon(key=key, value=value)
+            # Handled before a crash or a rebalance: its messages, table writes included, may
+            # not have left then, so they are sent again and the writes applied again.
+            self._pending = self.outbox.find(message.partition, message.offset) or []
+            for topic, key, value in self._pending:
+                if topic in self._changelogs:
+                    self._set(self._changelogs[topic], key, None if value is None
+                              else json.loads(value))
             return
-        self._collected = []
-        try:
-            await self._process_raw(message)
-        finally:
-            self._collected = None
+        self._pending = []  # (``_raw`` may have sent a skipped record's messages before)
+        await self._process_raw(message)
 
     async def _process_raw(self, message: Any) -> None:
         raw = RawRecord.from_bytes(message.value)
@@ -268,37 +273,33 @@ class Processors:
         if raw.endpoint == "ce":
             recent = remember_action(recent, idptnc, raw.id)
             counter = f"{raw.project}\n{month_of(raw.received_ms)}\n{message.partition}".encode()
-            self.quota_counts[counter] = (self.quota_counts.get(counter) or 0) + 1
+            self._put(self.quota_counts, counter, (self.quota_counts.get(counter) or 0) + 1)
         if raw.endpoint in ("ce", "update"):
-            self._emit(self.actions, message.key, _json(record))
+            self._emit(topics.ACTIONS, message.key, to_json(record))
         self._to_profile(raw.project, decision.profile, {
             "kind": "update", "event_ms": when.ms, "id": ids.id, "email": ids.email,
             "cookie": ids.cookie, "properties": parts.visitor,
             "actions": int(raw.endpoint == "ce"), "visits": int(started),
             "origin": [message.partition, message.offset]})
         for link in decision.links:
-            self._emit(self.links, f"{raw.project}\n{link.identifier}".encode(),
-                       _json({"project": raw.project, "at_ms": when.ms, **asdict(link)}))
-        outputs = self._collected
-        self.outbox.record(message.partition, message.offset,
-                           [(topic.get_topic_name(), k, v) for topic, k, v in outputs])
+            self._emit(topics.LINKS, f"{raw.project}\n{link.identifier}".encode(),
+                       to_json({"project": raw.project, "at_ms": when.ms, **asdict(link)}))
+        self.outbox.record(message.partition, message.offset, self._pending)
         started_s = time.perf_counter()
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
                           record)
         self.metrics.log_write.observe(time.perf_counter() - started_s)
-        for topic, out_key, value in outputs:
-            topic.send_soon(key=out_key, value=value)
         self.metrics.records[raw.endpoint] += 1
         if raw.endpoint == "ce":
             self.metrics.actions[raw.project] += 1
         self.metrics.visit_opened(message.partition,
                                   int(visit is not None) - int(current is not None))
-        self.visitors_table[key] = {"state": asdict(decision.state),
-                                    "visit": asdict(visit) if visit else None,
-                                    "recent": recent, "partition": message.partition}
+        self._put(self.visitors_table, key, {
+            "state": asdict(decision.state), "visit": asdict(visit) if visit else None,
+            "recent": recent, "partition": message.partition})
         if visit is not None:
             self._deadlines.push(message.partition, visit.deadline_ms, key)
-        self.seen[raw.id.encode()] = [raw.received_ms, message.partition]
+        self._put(self.seen, raw.id.encode(), [raw.received_ms, message.partition])
         self._stream_ms[message.partition] = max(raw.received_ms,
                                                  self._stream_ms.get(message.partition, 0))
 
@@ -306,7 +307,7 @@ class Processors:
         now_ms = int(message.value)
         if dedupe.sweep_due(self._swept.get(message.partition), now_ms):
             for key in list(dedupe.expired(self.seen.items(), message.partition, now_ms)):
-                del self.seen[key]
+                self._put(self.seen, key, None)
             self._swept[message.partition] = now_ms
         self._send_counts(message.partition)
         if not self._deadlines.has(message.partition):  # first tick since start or rebalance
@@ -327,7 +328,7 @@ class Processors:
                 project, visitor_key = key.decode().split("\n", 1)
                 self._visit_record("visit ended", project, visitor_key,
                                    entry["state"]["profile"], visit)
-                self.visitors_table[key] = {**entry, "visit": None}
+                self._put(self.visitors_table, key, {**entry, "visit": None})
                 self.metrics.visits_closed += 1
                 self.metrics.visit_opened(message.partition, -1)
 
@@ -339,29 +340,36 @@ class Processors:
         state = identity.VisitorState(**entry["state"]) if entry else None
         rebound = identity.rebind(state, link, answer["answer"])
         if rebound is not None:
-            self.visitors_table[key] = {**entry, "state": asdict(rebound)}
+            self._put(self.visitors_table, key, {**entry, "state": asdict(rebound)})
 
-    def _emit(self, topic: Any, key: bytes | None, value: bytes) -> None:
-        """Send an output; while a raw record is processed, collect it instead (to the outbox
-        first, then sent once its day-log line is written)."""
-        if self._collected is not None:
-            self._collected.append((topic, key, value))
+    @staticmethod
+    def _set(table: Any, key: bytes, value: Any) -> None:
+        if value is None:
+            table.data.pop(key, None)
         else:
-            topic.send_soon(key=key, value=value)
+            table.data[key] = value
+
+    def _emit(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """Queue a message to send once the record at hand is handled (a raw record's go to
+        the outbox first, see ``_process_raw``)."""
+        self._pending.append((self.settings.topic(topic), key, value))
+
+    def _put(self, table: Any, key: bytes, value: Any) -> None:
+        """``table[key] = value`` (None deletes): the store now, the changelog with the rest
+        (``processors.sink`` says why not faust's own write)."""
+        self._set(table, key, value)
+        self._pending.append((table.changelog_topic.get_topic_name(), key,
+                              None if value is None else to_json(value)))
 
     def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
                       visit: visits.Visit) -> None:
-        self._emit(self.visits, f"{project}\n{visitor_key}".encode(), _json({
+        self._emit(topics.VISITS, f"{project}\n{visitor_key}".encode(), to_json({
             "type": kind, "project": project, "visitor_key": visitor_key, "profile": profile,
             "visit": visit.id, "start_ms": visit.start_ms, "last_ms": visit.last_ms,
             "duration_ms": visit.duration_ms, "actions": visit.actions,
             "properties": visit.properties}))
 
     # -- the identities agent ------------------------------------------------------------------
-
-    async def _identities_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self._guarded(self._link, event.message)
 
     async def _link(self, message: Any) -> None:
         body = json.loads(message.value)
@@ -371,26 +379,21 @@ class Processors:
         current = self.identities.get(key)
         decision = identity.resolve_link(
             identity.IdentityState(**current) if current else None, link)
-        self.identities[key] = asdict(decision.state)
+        self._put(self.identities, key, asdict(decision.state))
         if decision.merge is not None:
             self.metrics.merges += 1
-            self.merges.send_soon(key=f"{project}\n{decision.merge.source}".encode(),
-                                  value=_json({"project": project, "at_ms": at_ms,
-                                               "visitor_key": link.visitor_key,
-                                               **asdict(decision.merge)}))
+            self._emit(topics.MERGES, f"{project}\n{decision.merge.source}".encode(),
+                       to_json({"project": project, "at_ms": at_ms,
+                                "visitor_key": link.visitor_key, **asdict(decision.merge)}))
             self._to_profile(project, decision.merge.source,
                              {"kind": "merge", "into": decision.merge.into})
-        self.rebinds.send_soon(key=f"{project}\n{link.visitor_key}".encode(),
-                               value=_json({"link": asdict(link), "answer": decision.answer}))
+        self._emit(topics.REBINDS, f"{project}\n{link.visitor_key}".encode(),
+                   to_json({"link": asdict(link), "answer": decision.answer}))
 
     # -- the profiles agent --------------------------------------------------------------------
 
     def _to_profile(self, project: str, profile: str, body: dict[str, Any]) -> None:
-        self._emit(self.profile_updates, f"{project}\n{profile}".encode(), _json(body))
-
-    async def _profiles_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self._guarded(self._profile_change, event.message)
+        self._emit(topics.PROFILE_UPDATES, f"{project}\n{profile}".encode(), to_json(body))
 
     async def _profile_change(self, message: Any) -> None:
         """Updates and folds reach a merged profile's survivor; a merge marks the source and
@@ -415,8 +418,8 @@ class Processors:
             self._to_profile(project, body["into"], {"kind": "fold", "source": current})
         if changed is None:
             return  # applied before a crash: a replay
-        self.profiles[key] = changed
-        self.profiles_out.send_soon(key=message.key, value=_json(profiles.shown(changed)))
+        self._put(self.profiles, key, changed)
+        self._emit(topics.PROFILES, key, to_json(profiles.shown(changed)))
 
     def _add_lookups(self) -> None:
         """Web views for `trackpipe profile`; each routes to the worker owning the key."""
@@ -478,25 +481,21 @@ class Processors:
         for key, count in list(self.quota_counts.items()):
             project, month, counted_in = key.decode().split("\n")
             if int(counted_in) == partition and self._counts_sent.get(key) != count:
-                self.quota_counts_topic.send_soon(key=project.encode(), value=_json(
+                self._emit(topics.QUOTA_COUNTS, project.encode(), to_json(
                     {"month": month, "partition": partition, "count": count}))
                 self._counts_sent[key] = count
-
-    async def _quotas_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self._guarded(self._quota_count, event.message)
 
     async def _quota_count(self, message: Any) -> None:
         body = json.loads(message.value)
         total = quotas.add_count(self.quota_totals.get(message.key), body["month"],
                                  body["partition"], body["count"])
         if total is not None:
-            self.quota_totals[message.key] = total
-            self._publish_quota(message.key.decode(), total)
+            self._put(self.quota_totals, message.key, total)
+            self._pending.append(self._quota_state(message.key.decode(), total))
 
-    def _publish_quota(self, project: str, total: dict[str, Any]) -> None:
+    def _quota_state(self, project: str, total: dict[str, Any]) -> Output:
         state = quotas.state(project, total, self.project_quotas.get(project))
-        self.quota_out.send_soon(key=project.encode(), value=state.to_bytes())
+        return self.settings.topic(topics.QUOTA), project.encode(), state.to_bytes()
 
     async def _follow_registry(self) -> None:
         """Keep each project's quota; when one changes, republish its state (if this worker
@@ -507,7 +506,7 @@ class Processors:
                 self.project_quotas[name] = quota
                 total = self.quota_totals.get(name.encode())
                 if total is not None:
-                    self._publish_quota(name, total)
+                    self._unowned.append(self._quota_state(name, total))  # sent by a timer
 
         await registry.follow_forever(self.bootstrap, self.settings.topic(topics.PROJECTS),
                                       changed, lambda: None)
@@ -517,9 +516,13 @@ class Processors:
     async def _send_ticks(self) -> None:
         now = str(int(time.time() * 1000)).encode()
         try:
+            while self._unowned:
+                await self.sink.send(*self._unowned[0])
+                self._unowned.pop(0)
             for tp in self.app.assignor.assigned_actives():
                 if tp.topic == self.raw_topic:
-                    await self.ticks.send(key=b"tick", value=now, partition=tp.partition)
+                    await self.sink.send(self.settings.topic(topics.TICKS), b"tick", now,
+                                         tp.partition)
         except Exception:  # a missed tick only delays closing visits; never crash the worker
             log.exception("could not send ticks")
 
@@ -532,13 +535,13 @@ class Processors:
         self._deadlines.forget()
         self.metrics.open_visits.clear()
 
-    def _dead(self, message: Any, exc: BaseException) -> None:
+    async def _dead(self, message: Any, exc: BaseException) -> None:
         self.metrics.dead_letters += 1
         if message.topic == self.raw_topic:
             self.daylog.skip(message.partition, message.offset)
         log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
                     message.offset, exc)
-        self.deadletter.send_soon(key=message.key, value=_json({
+        await self.sink.send(self.settings.topic(topics.DEADLETTER), message.key, to_json({
             "error": f"{type(exc).__name__}: {exc}",
             "trace": traceback.format_exception_only(exc)[-1].strip(),
             "topic": message.topic, "partition": message.partition, "offset": message.offset,

@@ -18,7 +18,11 @@ def processors(monkeypatch, tmp_path):
     made = Processors(Settings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path),
                       "127.0.0.1:1", 6066)
     made.dead = []
-    monkeypatch.setattr(made, "_dead", lambda message, exc: made.dead.append(exc))
+
+    async def dead(message, exc):
+        made.dead.append(exc)
+
+    monkeypatch.setattr(made, "_dead", dead)
     monkeypatch.setattr(app_module, "RETRY_FIRST_S", 0.001)
     return made
 
