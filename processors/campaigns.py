@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from schemas.query import parse_query
 
 CAMPAIGN_TAGS = {
     "campaign_name": "campaign",
@@ -36,7 +38,7 @@ def parse_campaign(event: str, properties: Mapping[str, Any]) -> dict[str, str]:
     if not query:
         return {}
     tags = {}
-    for key, value in parse_qsl(query, keep_blank_values=False, errors="replace"):
+    for key, value in parse_query(query):
         tags.setdefault(key.lower(), value)
     found = {}
     for name, tag in CAMPAIGN_TAGS.items():

@@ -22,6 +22,7 @@ the folder is refused with ``ValueError`` and the record goes to the dead-letter
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from processors.jsonline import to_json
 from schemas.project import check_name
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,16 @@ log = logging.getLogger(__name__)
 MAX_OPEN_FILES = 128
 INDEX = "_index"
 POSITIONS = "_positions"
+DAY_MS = 86_400_000
 
 
 def day_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+    return _day_name(ms // DAY_MS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_name(day: int) -> str:  # formatted once per day, not once per record
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 class DayLogWriter:
@@ -50,6 +58,7 @@ class DayLogWriter:
         self.root = root
         self._positions: dict[int, int] = {}  # partition → last offset written
         self._files: OrderedDict[Path, IO[bytes]] = OrderedDict()
+        self._logs: dict[tuple[str, str, int], Path] = {}  # (project, day, partition) → file
         self._indexed: set[tuple[str, str, str]] = set()
 
     def project_dir(self, project: str) -> Path:
@@ -74,17 +83,21 @@ class DayLogWriter:
             log.info("day log: offset %s of partition %s is already written (at %s); skipped",
                      offset, partition, self._positions[partition])
             return False
-        folder = self.project_dir(project)
         day = day_of(received_ms)
+        path = self._logs.get((project, day, partition))
+        if path is None:
+            path = self.project_dir(project) / day / f"part-{partition:03d}.jsonl"
+            if len(self._logs) > 4 * MAX_OPEN_FILES:
+                self._logs.clear()
+            self._logs[project, day, partition] = path
         line = dict(record, _source={"partition": partition, "offset": offset})
-        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        self._file(folder / day / f"part-{partition:03d}.jsonl").write(data)
+        self._file(path).write(to_json(line) + b"\n")
         self._positions[partition] = offset
         event_ms = record.get("event_ms")
         if event_ms is not None:
             event_day = day_of(event_ms)
             if event_day != day:
-                self._index(folder, event_day, day)
+                self._index(path.parent.parent, event_day, day)
         return True
 
     def skip(self, partition: int, offset: int) -> None:

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from processors.jsonline import to_json
+
 Output = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
@@ -48,7 +50,7 @@ class Outbox:
             f = self._files[partition] = open(  # noqa: SIM115 - kept open, like the day logs
                 self._path(partition), "ab", buffering=0)
         line = {"o": offset, "out": [[t, _b64(k), _b64(v)] for t, k, v in outputs]}
-        f.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        f.write(to_json(line) + b"\n")
         if f.tell() > self.max_bytes:
             f.close()
             del self._files[partition]

@@ -19,7 +19,6 @@ commit and ``processors.outbox`` sends what they had sent), where going on would
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -28,10 +27,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 EXIT_UNDELIVERED = 70  # EX_SOFTWARE
-
-
-def to_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class Sink:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import msgpack
+
+from schemas.query import parse_query
 
 SCHEMA_VERSION = 1
 ENDPOINTS = ("ce", "identify", "update", "ping")
@@ -53,8 +54,7 @@ class RawRecord:
     def params(self) -> dict[str, Any]:
         """All parameters, body over query; the last of repeated names wins."""
         merged: dict[str, Any] = dict(
-            parse_qsl(self.query.decode("utf-8", "replace"), keep_blank_values=True,
-                      errors="replace"))
+            parse_query(self.query.decode("utf-8", "replace"), keep_blank_values=True))
         merged.update(self.form)
         return merged
 
