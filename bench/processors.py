@@ -7,7 +7,9 @@ to a fresh raw topic of 12 partitions, then measures
 
 1. a bare aiokafka consumer (group-less, all partitions) that decodes every record with
    ``RawRecord.from_bytes`` and ``params()`` — the baseline;
-2. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs.
+2. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs
+   (the issue's measure), and until every record's profile update is applied and published
+   to the ``profiles`` topic (the profiles stage runs in the same process, a little behind).
 
 Kafka is TRACKPIPE_KAFKA_BOOTSTRAP if set, else a local broker this script starts and stops.
 Prints a Markdown table (medians of --runs) for docs/benchmarks.md.
@@ -88,7 +90,8 @@ async def bare_consumer(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-def worker_rate(settings: Settings, n: int, work: Path) -> float:
+def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
+    """Records/s until all are in the day logs, and until all their profiles are out."""
     env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
            "TRACKPIPE_DATA_DIR": str(settings.data_dir),
@@ -108,10 +111,25 @@ def worker_rate(settings: Settings, n: int, work: Path) -> float:
         logs = settings.data_dir / "logs" / PROJECT
         while sum(_lines(p) for p in logs.glob("*/part-*.jsonl")) < n:
             time.sleep(0.2)
-        return n / (time.perf_counter() - started)
+        logged = n / (time.perf_counter() - started)
+        while asyncio.run(_published(settings)) < n:  # one profile message per pageview here
+            time.sleep(0.2)
+        return logged, n / (time.perf_counter() - started)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def _published(settings: Settings) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        topic = settings.topic("profiles")
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in
+                                           consumer.partitions_for_topic(topic) or ()])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
 
 
 def _lines(path: Path) -> int:
@@ -124,7 +142,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    bare, worker = [], []
+    bare, worker, profiled = [], [], []
     with bench_kafka() as (bootstrap, work, broker):
         for run in range(args.runs):
             settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
@@ -133,10 +151,12 @@ def main() -> None:
             asyncio.run(create_topics(settings, bootstrap))
             asyncio.run(produce(settings, records(args.records)))
             bare.append(asyncio.run(bare_consumer(settings, args.records)))
-            worker.append(worker_rate(settings, args.records, work))
-            print(f"run {run + 1}: bare {bare[-1]:.0f}/s, worker {worker[-1]:.0f}/s",
-                  file=sys.stderr)
-    b, w = statistics.median(bare), statistics.median(worker)
+            logged, published = worker_rate(settings, args.records, work)
+            worker.append(logged)
+            profiled.append(published)
+            print(f"run {run + 1}: bare {bare[-1]:.0f}/s, worker {logged:.0f}/s "
+                  f"(profiles {published:.0f}/s)", file=sys.stderr)
+    b, w, pr = (statistics.median(rates) for rates in (bare, worker, profiled))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, Kafka {broker}; "
           f"{args.records} records, 12 partitions, median of {args.runs} runs\n")
@@ -145,6 +165,7 @@ def main() -> None:
     print(f"| bare aiokafka consumer, decode only | {b:.0f} | 1.00 |")
     print(f"| one trackpipe worker, raw → day logs (+ actions, visits, profiles) | {w:.0f} | "
           f"{w / b:.3f} |")
+    print(f"| the same worker, until every profile is published | {pr:.0f} | {pr / b:.3f} |")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class Processors:
             topic_partitions=settings.raw_partitions,
             topic_replication_factor=settings.replication_factor,
             consumer_auto_offset_reset="earliest",
+            # a 5 ms linger lets neighbouring records' messages share produce requests
             producer_acks=-1, producer_linger=0.005,
             web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
