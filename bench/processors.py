@@ -7,7 +7,10 @@ to a fresh raw topic of 12 partitions, then measures
 
 1. a bare aiokafka consumer (group-less, all partitions) that decodes every record with
    ``RawRecord.from_bytes`` and ``params()`` — the baseline;
-2. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs
+2. two floors of a faust worker: a faust agent that only iterates the same records
+   (``bench/faust_noop.py``), and the worker's own handling of each record in this process
+   with no Kafka at all (parsing, rules, day log, outbox; its messages are counted, not sent);
+3. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs
    (the issue's measure), and until every record's profile update is applied and published
    to the ``profiles`` topic (the profiles stage runs in the same process, a little behind).
 
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +94,48 @@ async def bare_consumer(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
+def faust_noop_rate(settings: Settings, n: int, work: Path) -> float:
+    result = work / f"noop-{settings.topic_prefix}txt"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "faust_noop.py"),
+                    settings.kafka_bootstrap, settings.topic("raw"), str(n), str(result)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                   check=True)
+    return float(result.read_text())
+
+
+class _Message:  # what the handlers read of a faust message
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.key, self.value = key, value
+
+
+async def own_rate(settings: Settings, batch: list[RawRecord]) -> tuple[float, float]:
+    """Records/s of the worker's own handling, no Kafka; and messages it makes per record."""
+    from processors.app import Processors
+
+    processors = Processors(settings, settings.kafka_bootstrap, 6066)  # never started
+    offsets = [0] * settings.raw_partitions
+    messages = []
+    for i, record in enumerate(batch):
+        partition = i % settings.raw_partitions
+        messages.append(_Message(processors.raw_topic, partition, offsets[partition],
+                                 record.kafka_key(), record.to_bytes()))
+        offsets[partition] += 1
+    made = 0
+
+    async def count(outputs: list, partition: int) -> None:
+        nonlocal made
+        made += len(outputs)
+
+    processors._send = count
+    started = time.perf_counter()
+    for message in messages:
+        await processors._guarded(processors._raw, message)
+    rate = len(batch) / (time.perf_counter() - started)
+    processors.daylog.close()
+    return rate, made / len(batch)
+
+
 def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
     """Records/s until all are in the day logs, and until all their profiles are out."""
     env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -112,22 +158,22 @@ def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
         while sum(_lines(p) for p in logs.glob("*/part-*.jsonl")) < n:
             time.sleep(0.2)
         logged = n / (time.perf_counter() - started)
-        while asyncio.run(_published(settings)) < n:  # one profile message per pageview here
-            time.sleep(0.2)
+        asyncio.run(_wait_published(settings, n))
         return logged, n / (time.perf_counter() - started)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-async def _published(settings: Settings) -> int:
+async def _wait_published(settings: Settings, n: int) -> None:
+    """Until the profiles topic holds ``n`` messages (one a pageview here: no merges)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
         topic = settings.topic("profiles")
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in
-                                           consumer.partitions_for_topic(topic) or ()])
-        return sum(ends.values())
+        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
+        while sum((await consumer.end_offsets(tps)).values()) < n:
+            await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
 
@@ -142,27 +188,37 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    bare, worker, profiled = [], [], []
+    bare, noop, own, worker, profiled = [], [], [], [], []
+    per_record = 0.0
     with bench_kafka() as (bootstrap, work, broker):
         for run in range(args.runs):
             settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
                                 topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
                                 data_dir=work / f"run{run}")
             asyncio.run(create_topics(settings, bootstrap))
-            asyncio.run(produce(settings, records(args.records)))
+            made = records(args.records)
+            asyncio.run(produce(settings, made))
             bare.append(asyncio.run(bare_consumer(settings, args.records)))
+            noop.append(faust_noop_rate(settings, args.records, work))
+            rate, per_record = asyncio.run(own_rate(
+                replace(settings, data_dir=work / f"own{run}"), made))
+            own.append(rate)
             logged, published = worker_rate(settings, args.records, work)
             worker.append(logged)
             profiled.append(published)
-            print(f"run {run + 1}: bare {bare[-1]:.0f}/s, worker {logged:.0f}/s "
-                  f"(profiles {published:.0f}/s)", file=sys.stderr)
-    b, w, pr = (statistics.median(rates) for rates in (bare, worker, profiled))
+            print(f"run {run + 1}: bare {bare[-1]:.0f}/s, faust no-op {noop[-1]:.0f}/s, own "
+                  f"handling {own[-1]:.0f}/s, worker {logged:.0f}/s (profiles "
+                  f"{published:.0f}/s)", file=sys.stderr)
+    b, n, o, w, pr = (statistics.median(rates) for rates in (bare, noop, own, worker, profiled))
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, Kafka {broker}; "
           f"{args.records} records, 12 partitions, median of {args.runs} runs\n")
     print("| consumer | records/s | ratio |")
     print("|---|---:|---:|")
     print(f"| bare aiokafka consumer, decode only | {b:.0f} | 1.00 |")
+    print(f"| floor: a faust agent that only iterates | {n:.0f} | {n / b:.3f} |")
+    print(f"| floor: the worker's own handling, no Kafka ({per_record:.1f} messages a "
+          f"record made, not sent) | {o:.0f} | {o / b:.3f} |")
     print(f"| one trackpipe worker, raw → day logs (+ actions, visits, profiles) | {w:.0f} | "
           f"{w / b:.3f} |")
     print(f"| the same worker, until every profile is published | {pr:.0f} | {pr / b:.3f} |")
