@@ -278,10 +278,16 @@ class Processors:
                     over_quota=raw.over_quota,
                     visit_properties=visit.properties if visit else None),
             parts, raw.referer, raw.language)
+        # Table writes are applied once the line is written (a retry must find the tables as
+        # they were) but recorded in the outbox with the messages, to be replayed with them.
+        writes = [(self.seen, raw.id.encode(), [raw.received_ms, message.partition])]
         if raw.endpoint == "ce":
             recent = remember_action(recent, idptnc, raw.id)
             counter = f"{raw.project}\n{month_of(raw.received_ms)}\n{message.partition}".encode()
-            self._put(self.quota_counts, counter, (self.quota_counts.get(counter) or 0) + 1)
+            writes.append((self.quota_counts, counter, (self.quota_counts.get(counter) or 0) + 1))
+        writes.append((self.visitors_table, key, {
+            "state": _fields(decision.state), "visit": _fields(visit) if visit else None,
+            "recent": recent, "partition": message.partition}))
         if raw.endpoint in ("ce", "update"):
             self._emit(topics.ACTIONS, message.key, to_json(record))
         self._to_profile(raw.project, decision.profile, {
@@ -292,6 +298,7 @@ class Processors:
         for link in decision.links:
             self._emit(topics.LINKS, f"{raw.project}\n{link.identifier}".encode(),
                        to_json({"project": raw.project, "at_ms": when.ms, **_fields(link)}))
+        self._pending += [self._changelog(*write) for write in writes]
         self.outbox.record(message.partition, message.offset, self._pending)
         started_s = time.perf_counter()
         self.daylog.write(message.partition, message.offset, raw.project, raw.received_ms,
@@ -302,12 +309,10 @@ class Processors:
             self.metrics.actions[raw.project] += 1
         self.metrics.visit_opened(message.partition,
                                   int(visit is not None) - int(current is not None))
-        self._put(self.visitors_table, key, {
-            "state": _fields(decision.state), "visit": _fields(visit) if visit else None,
-            "recent": recent, "partition": message.partition})
+        for write in writes:
+            self._set(*write)
         if visit is not None:
             self._deadlines.push(message.partition, visit.deadline_ms, key)
-        self._put(self.seen, raw.id.encode(), [raw.received_ms, message.partition])
         self._stream_ms[message.partition] = max(raw.received_ms,
                                                  self._stream_ms.get(message.partition, 0))
 
@@ -366,8 +371,12 @@ class Processors:
         """``table[key] = value`` (None deletes): the store now, the changelog with the rest
         (``processors.sink`` says why not faust's own write)."""
         self._set(table, key, value)
-        self._pending.append((table.changelog_topic.get_topic_name(), key,
-                              None if value is None else to_json(value)))
+        self._pending.append(self._changelog(table, key, value))
+
+    @staticmethod
+    def _changelog(table: Any, key: bytes, value: Any) -> Output:
+        return (table.changelog_topic.get_topic_name(), key,
+                None if value is None else to_json(value))
 
     def _visit_record(self, kind: str, project: str, visitor_key: str, profile: str,
                       visit: visits.Visit) -> None:

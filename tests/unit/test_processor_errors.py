@@ -6,6 +6,7 @@ from aiokafka.errors import KafkaConnectionError
 
 import processors.app as app_module
 from processors.app import Processors
+from schemas.raw import RawRecord
 from trackpipe.settings import Settings
 
 
@@ -50,3 +51,71 @@ async def test_a_records_own_fault_is_a_dead_letter_at_once(processors):
 
     await processors._guarded(handle, Message())
     assert len(calls) == 1 and [str(e) for e in processors.dead] == ["not a record we can read"]
+
+
+class Sent:
+    def __init__(self):
+        self.messages = []
+
+    async def __call__(self, outputs, partition):
+        self.messages += [(topic, key, value, partition) for topic, key, value in outputs]
+
+
+def raw_message(processors, offset, visitor="ck1"):
+    record = RawRecord(id=f"00000000-0000-7000-8000-{offset:012d}",
+                       received_ms=1_800_000_000_000, endpoint="ce", project="shop.example",
+                       ip="192.0.2.1", query=b"event=pv&cookie=" + visitor.encode(),
+                       visitor_key=f"cookie:{visitor}")
+    message = Message()
+    message.topic, message.partition, message.offset = processors.raw_topic, 2, offset
+    message.key, message.value = record.kafka_key(), record.to_bytes()
+    return message
+
+
+async def test_a_record_is_sent_once_with_its_table_writes_on_its_own_partition(processors):
+    processors._send = sent = Sent()
+    await processors._guarded(processors._raw, raw_message(processors, 0))
+    topics = [topic for topic, *_ in sent.messages]
+    assert "trackpipe.actions" in topics and "trackpipe.profile-updates" in topics
+    changelogs = [m for m in sent.messages if m[0].endswith("-changelog")]
+    assert {m[0] for m in changelogs} >= {"trackpipe.processors-visitors-changelog",
+                                          "trackpipe.processors-seen-changelog"}
+    assert all(partition == 2 for *_, partition in sent.messages)
+
+
+async def test_a_record_handled_before_a_crash_resends_and_reapplies_what_it_wrote(processors,
+                                                                                  tmp_path):
+    processors._send = first = Sent()
+    await processors._guarded(processors._raw, raw_message(processors, 0))
+    visitors = processors.visitors_table
+    entry = visitors.data[next(iter(visitors.data))]
+
+    # A new process: tables recovered without the last writes, the same day log and outbox.
+    again = Processors(processors.settings, "127.0.0.1:1", 6066)
+    again._send = second = Sent()
+    assert dict(again.visitors_table.data) == {}
+    await again._guarded(again._raw, raw_message(again, 0))
+    assert second.messages == first.messages  # its messages again, byte for byte
+    assert list(again.visitors_table.data.values()) == [entry]  # and its writes applied
+    assert sum(1 for _ in (tmp_path / "logs").rglob("part-*.jsonl")) == 1
+    lines = next((tmp_path / "logs").rglob("part-*.jsonl")).read_text().splitlines()
+    assert len(lines) == 1  # and still one line in the day log
+
+
+async def test_a_day_log_write_that_fails_is_retried_as_if_the_record_were_new(processors,
+                                                                              monkeypatch,
+                                                                              tmp_path):
+    processors._send = sent = Sent()
+    write, failures = processors.daylog.write, []
+
+    def flaky(*args):
+        if not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return write(*args)
+
+    monkeypatch.setattr(processors.daylog, "write", flaky)
+    await processors._guarded(processors._raw, raw_message(processors, 0))
+    lines = next((tmp_path / "logs").rglob("part-*.jsonl")).read_text().splitlines()
+    assert failures and len(lines) == 1  # not taken for a duplicate of itself
+    assert [m[0] for m in sent.messages].count("trackpipe.actions") == 1
