@@ -123,7 +123,7 @@ async def own_rate(settings: Settings, batch: list[RawRecord]) -> tuple[float, f
         offsets[partition] += 1
     made = 0
 
-    async def count(outputs: list, partition: int) -> None:
+    async def count(outputs: list, message: _Message) -> None:
         nonlocal made
         made += len(outputs)
 

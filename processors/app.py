@@ -40,7 +40,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from processors import dedupe, identity, profiles, quotas, visits
 from processors.actions import Context, build_record, remember_action, split
@@ -170,22 +170,37 @@ class Processors:
             self._pending = []
             try:
                 await handle(message)
-                await self._send(self._pending, message.partition)
-                return
+                break
             except (KafkaError, OSError) as exc:
-                log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic,
-                            message.partition, message.offset, backoff_s, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+                backoff_s = await self._retry_in(backoff_s, message, exc)
             except Exception as exc:  # a record's own fault must not stop the partition
                 await self._dead(message, exc)
                 return
+        await self._send(self._pending, message)
 
-    async def _send(self, outputs: list[Output], partition: int) -> None:
-        """Send outputs; a table's changelog goes to the partition of the record at hand."""
-        for topic, key, value in outputs:
-            await self.sink.send(topic, key, value,
-                                 partition if topic in self._changelogs else None)
+    async def _send(self, outputs: list[Output], message: Any) -> None:
+        """Send what handling ``message`` emitted (a table's changelog to the partition of that
+        record). A failed send is retried from where it stopped: handling again would find
+        the tables already changed. A message too large ever to send is the record's fault."""
+        backoff_s, sent = RETRY_FIRST_S, 0
+        while sent < len(outputs):
+            topic, key, value = outputs[sent]
+            try:
+                await self.sink.send(topic, key, value,
+                                     message.partition if topic in self._changelogs else None)
+                sent += 1
+            except MessageSizeTooLargeError as exc:
+                await self._dead(message, exc)
+                sent += 1
+            except KafkaError as exc:
+                backoff_s = await self._retry_in(backoff_s, message, exc)
+
+    @staticmethod
+    async def _retry_in(backoff_s: float, message: Any, exc: BaseException) -> float:
+        log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic, message.partition,
+                    message.offset, backoff_s, exc)
+        await asyncio.sleep(backoff_s)
+        return min(backoff_s * 2, RETRY_MAX_S)
 
     async def _raw(self, message: Any) -> None:
         """Process a raw record, first any records of its partition the stream skipped.

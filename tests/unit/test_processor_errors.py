@@ -57,8 +57,8 @@ class Sent:
     def __init__(self):
         self.messages = []
 
-    async def __call__(self, outputs, partition):
-        self.messages += [(topic, key, value, partition) for topic, key, value in outputs]
+    async def __call__(self, outputs, message):
+        self.messages += [(topic, key, value, message.partition) for topic, key, value in outputs]
 
 
 def raw_message(processors, offset, visitor="ck1"):
@@ -119,3 +119,36 @@ async def test_a_day_log_write_that_fails_is_retried_as_if_the_record_were_new(p
     lines = next((tmp_path / "logs").rglob("part-*.jsonl")).read_text().splitlines()
     assert failures and len(lines) == 1  # not taken for a duplicate of itself
     assert [m[0] for m in sent.messages].count("trackpipe.actions") == 1
+
+
+class FlakySink:
+    """Refuses the first send with a transient error, and any value over 100 bytes for good."""
+
+    def __init__(self):
+        self.sent, self.failed = [], False
+
+    async def send(self, topic, key, value, partition=None):
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        if value is not None and len(value) > 100:
+            raise MessageSizeTooLargeError("too large")
+        if not self.failed:
+            self.failed = True
+            raise KafkaConnectionError("down")
+        self.sent.append(value)
+
+
+async def test_a_failed_send_resumes_where_it_stopped_and_an_oversized_one_is_a_dead_letter(
+        processors):
+    processors.sink = sink = FlakySink()
+    handled = []
+
+    async def handle(message):
+        handled.append(message)
+        processors._pending += [("t.a", b"k", b"1"), ("t.a", b"k", b"x" * 101),
+                                ("t.a", b"k", b"2")]
+
+    await processors._guarded(handle, Message())
+    assert len(handled) == 1  # handled once: the tables must not change twice
+    assert sink.sent == [b"1", b"2"]
+    assert [type(e).__name__ for e in processors.dead] == ["MessageSizeTooLargeError"]
