@@ -1,12 +1,12 @@
 """The outputs of recently processed records, per raw partition, for sending them again.
 
 The day log is the processors' commit point: a record whose line is written is never processed
-again. Its outputs (actions, visits, links, profile updates) are produced after that and
-buffered by faust, so a ``kill -9`` in between would lose them for good. So each record's
-outputs are appended here first, as bytes, and a record that comes back after a crash with its
-line already written has them sent again. Consumers take such a repeat as what it is: profile
-updates and links are idempotent, triggers skip event ids they fired, visit records repeat
-byte for byte.
+again. Its outputs (actions, visits, links, profile updates, and the changelog records of its
+table writes) are produced after that, so a ``kill -9`` in between would lose them for good.
+So each record's outputs are appended here first, as bytes, and a record that comes back after
+a crash with its line already written has them sent again (and its table writes applied
+again). Consumers take such a repeat as what it is: profile updates and links are idempotent,
+triggers skip event ids they fired, visit records and changelog records repeat byte for byte.
 
 Only the last moments matter (what faust had not committed), so a file is rotated once it
 passes ``max_bytes`` and only the previous one is kept.
@@ -22,7 +22,7 @@ from typing import IO
 
 from processors.jsonline import to_json
 
-Output = tuple[str, bytes | None, bytes]  # topic, key, value
+Output = tuple[str, bytes | None, bytes | None]  # topic, key, value (None: a tombstone)
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from schemas.identifiers import identifiers_of
 from schemas.project import ProjectError, ProjectRecord, check_name
 from schemas.trigger import Condition, TriggerRule
 from trackpipe import registry
+from trackpipe.children import Children
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, bootstrap_servers
 from trackpipe.settings import Settings, SettingsError
 from trackpipe.topics import create_topics
@@ -516,9 +516,12 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         if not args.no_demo:
             asyncio.run(_ensure_demo(settings))
         # The processors run as their own process: faust and uvicorn each own an event loop.
-        env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap}
-        children = [subprocess.Popen([sys.executable, "-m", "trackpipe.cli", *role], env=env)
-                    for role in (["worker"], ["triggers", "run"], ["dashboard"])]
+        children = Children({name: [sys.executable, "-m", "trackpipe.cli", *role]
+                             for name, role in (("worker", ["worker"]),
+                                                ("triggers service", ["triggers", "run"]),
+                                                ("dashboard", ["dashboard"]))},
+                            {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap})
+        children.start()
         url = f"http://{settings.http_host}:{settings.http_port}"
         print(f"\ntrackpipe is up: Kafka at {bootstrap}, gateway at {url}\n"
               "try:\n"
@@ -532,8 +535,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         try:
             serve_gateway(settings, args.workers)
         finally:
-            for child in children:
-                _stop(child)
+            children.stop()
     finally:
         if kafka is not None:
             print("stopping the local Kafka...", flush=True)
@@ -559,16 +561,6 @@ def _status_line(settings: Settings) -> None:
         if summary:
             sys.stdout.write("\r\x1b[2K" + status_line(summary))
             sys.stdout.flush()
-
-
-def _stop(process: subprocess.Popen, timeout_s: float = 30) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _ensure_demo(settings: Settings) -> None:
