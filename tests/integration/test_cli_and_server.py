@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -162,3 +163,82 @@ def test_apply_is_config_as_code_and_all_or_nothing(env, tmp_path):
     assert result.returncode == 2 and "invalid project name" in result.stderr
     assert cli(env, "projects", "list").stdout == (
         "one.example (aliases: uno.example)\ntwo.example\n")
+
+
+def children_of(pid):
+    """Child pid → command line, from /proc."""
+    found = {}
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                found[int(child)] = (Path("/proc") / child / "cmdline").read_bytes()
+            except FileNotFoundError:
+                pass  # gone meanwhile
+    return found
+
+
+def wait_until(condition, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} within {timeout_s} s"
+        time.sleep(0.3)
+    return result
+
+
+def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
+    """The front door: `trackpipe up` on an existing Kafka; an event reaches the day logs; a
+    worker killed with SIGKILL is started again and the next event gets through; Ctrl-C stops
+    every process it started."""
+    from trackpipe.cli import DEMO_PROJECT
+
+    env = {**env, "TRACKPIPE_ADMIN_PORT": str(free_port()),
+           "TRACKPIPE_WORKER_WEB_PORT": str(free_port()), "TRACKPIPE_RAW_PARTITIONS": "4"}
+    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
+    with open(tmp_path / "up.log", "wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "up"], env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+    started = set()
+
+    def worker():
+        pids = [pid for pid, cmd in children_of(up.pid).items() if b"\0worker\0" in cmd]
+        started.update(pids)
+        return pids[0] if pids else None
+
+    def logged(cookie):
+        shown = cli(env, "logs", DEMO_PROJECT)
+        return shown.returncode == 0 and cookie in shown.stdout
+
+    def track(cookie):
+        answer = httpx.get(f"{url}/track/ce", params={
+            "project": DEMO_PROJECT, "event": "pv", "cookie": cookie, "response": "json"})
+        assert answer.status_code in (200, 202), answer.text
+
+    try:
+        wait_until(lambda: _ready(url), 90, "the gateway was not ready")
+        first = wait_until(worker, 30, "no worker was started")
+        track("before-kill")
+        wait_until(lambda: logged("before-kill"), 90, "the first event was not logged")
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: worker() not in (None, first), 30,
+                   "the killed worker was not started again")
+        track("after-kill")
+        wait_until(lambda: logged("after-kill"), 120, "the event after the kill was not logged")
+        started.update(children_of(up.pid))
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+    assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # every process `up` started is gone
+
+
+def _ready(url):
+    try:
+        return httpx.get(url + "/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
