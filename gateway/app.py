@@ -11,6 +11,7 @@ them, the publisher and the socket.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -87,7 +88,7 @@ class TrackingApp:
                  quotas: Mapping[str, QuotaState] | None = None,
                  js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
         self.projects = projects
-        self.js_actions = JsQueue() if js_actions is None else js_actions
+        self.js_actions = JsQueue(time.monotonic) if js_actions is None else js_actions
         self.forget_js = forget_js or (lambda keys: None)
         self.quotas = {} if quotas is None else quotas
         self.publish = publish

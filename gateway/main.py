@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,7 +44,7 @@ class Gateway:
         self.metrics = Metrics()
         self.projects = ProjectTable()
         self.quotas: dict[str, QuotaState] = {}
-        self.js_actions = JsQueue()
+        self.js_actions = JsQueue(time.monotonic)
         self.publisher: Publisher | None = None
         self.tracking: TrackingApp | None = None
         self.ops = self._ops_app()

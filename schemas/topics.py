@@ -25,6 +25,7 @@ TRIGGERS = "triggers"
 FIRINGS = "firings"
 JS_ACTIONS = "js-actions"
 HOUR_MS = 3_600_000
+JS_ACTION_TTL_MS = 7 * 24 * HOUR_MS  # how long a queued JS action waits for its visitor
 # The processors' faust tables; faust names their changelogs "<app id>-<table>-changelog" and
 # the app id is "<prefix>processors". Created here, not by racing workers at start-up.
 TABLES = ("visitors", "seen", "identities", "profiles", "quota_counts", "quota_totals")
@@ -73,7 +74,7 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="trigger rules, keyed by project + rule name (schemas.trigger)"),
     TopicSpec(FIRINGS, compacted=True, partitions=None,
               purpose="trigger firings not yet delivered, in their action's partition number"),
-    TopicSpec(JS_ACTIONS, compacted=True, partitions=1,
+    TopicSpec(JS_ACTIONS, compacted=True, partitions=1, retention_ms=JS_ACTION_TTL_MS,
               purpose="JavaScript actions queued for a visitor's next tracking response"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),

@@ -18,6 +18,9 @@ def topic_configs(settings: Settings) -> list[NewTopic]:
         config = {"cleanup.policy": "compact"} if spec.compacted else {}
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)
+            if spec.compacted:  # the latest record of a key is kept, but not forever
+                config["cleanup.policy"] = "compact,delete"
+                config["segment.ms"] = str(min(spec.retention_ms, 24 * 3_600_000))
         if settings.replication_factor >= 3:
             config["min.insync.replicas"] = "2"
         topics.append(NewTopic(

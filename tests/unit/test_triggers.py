@@ -163,7 +163,7 @@ def test_a_firing_survives_its_topic_record_and_its_body_is_json():
 # -- the gateway's JS queue -------------------------------------------------------------------
 
 def test_queued_js_is_taken_once_and_tombstones_are_applied():
-    queue = JsQueue()
+    queue = JsQueue(lambda: 0.0)
     queue.apply("shop\ncookie:c1\ne1/a", b"alert(1)")
     queue.apply("shop\ncookie:c1\ne2/b", b"alert(2)")
     queue.apply("shop\ncookie:c2\ne3/a", b"alert(3)")
@@ -181,6 +181,23 @@ def test_queued_js_is_taken_once_and_tombstones_are_applied():
 
 
 def test_a_visitor_key_with_a_newline_cannot_shift_the_delivery_id():
-    queue = JsQueue()
+    queue = JsQueue(lambda: 0.0)
     queue.apply("shop\ncookie:a\nb\ne1/r", b"x()")
     assert queue.take("shop", "cookie:a\nb")[0] == ["shop\ncookie:a\nb\ne1/r"]
+
+
+def test_a_js_action_waits_for_its_visitor_a_week_at_most():
+    now = [1000.0]
+    queue = JsQueue(lambda: now[0], ttl_ms=7 * 24 * 3_600_000)
+    queue.apply("shop\ncookie:gone\ne1/a", b"alert(1)")
+    now[0] += 3 * 24 * 3600
+    queue.apply("shop\ncookie:back\ne2/a", b"alert(2)")
+    queue.apply("shop\ncookie:gone\ne1/a", None)  # a tombstone of an expired one: no error
+    queue.apply("shop\ncookie:late\ne3/a", b"alert(3)")
+    now[0] += 5 * 24 * 3600  # e1 is 8 days old (gone anyway), e2 and e3 5 days old
+    assert len(queue) == 2
+    assert queue.take("shop", "cookie:back")[0] == ["shop\ncookie:back\ne2/a"]
+    now[0] += 2 * 24 * 3600 + 1  # e3 is older than a week: dropped, never handed out
+    queue.apply("shop\ncookie:other\ne4/a", b"alert(4)")
+    assert queue.take("shop", "cookie:late") == ([], b"")
+    assert len(queue) == 1
