@@ -238,13 +238,11 @@ class Processors:
 
     async def _raw_one(self, message: Any) -> None:
         if message.offset <= self.daylog.position(message.partition):
-            # Handled before a crash or a rebalance: its messages, table writes included, may
-            # not have left then, so they are sent again and the writes applied again.
-            self._pending = self.outbox.find(message.partition, message.offset) or []
-            for topic, key, value in self._pending:
-                if topic in self._changelogs:
-                    self._set(self._changelogs[topic], key, None if value is None
-                              else json.loads(value))
+            # Handled before a crash or a rebalance: its messages may not have left then, so
+            # they are sent again; so are its table writes that the table does not hold.
+            self._pending = [output for output in self.outbox.find(message.partition,
+                                                                   message.offset) or ()
+                             if output[0] not in self._changelogs or self._reapplied(*output)]
             return
         self._pending = []  # (``_raw`` may have sent a skipped record's messages before)
         await self._process_raw(message)
@@ -302,7 +300,7 @@ class Processors:
             writes.append((self.quota_counts, counter, (self.quota_counts.get(counter) or 0) + 1))
         writes.append((self.visitors_table, key, {
             "state": _fields(decision.state), "visit": _fields(visit) if visit else None,
-            "recent": recent, "partition": message.partition}))
+            "recent": recent, "partition": message.partition, "v": entry.get("v", 0) + 1}))
         if raw.endpoint in ("ce", "update"):
             self._emit(topics.ACTIONS, message.key, to_json(record))
         self._to_profile(raw.project, decision.profile, {
@@ -356,7 +354,8 @@ class Processors:
                 project, visitor_key = key.decode().split("\n", 1)
                 self._visit_record("visit ended", project, visitor_key,
                                    entry["state"]["profile"], visit)
-                self._put(self.visitors_table, key, {**entry, "visit": None})
+                self._put(self.visitors_table, key,
+                          {**entry, "visit": None, "v": entry.get("v", 0) + 1})
                 self.metrics.visits_closed += 1
                 self.metrics.visit_opened(message.partition, -1)
 
@@ -368,7 +367,29 @@ class Processors:
         state = identity.VisitorState(**entry["state"]) if entry else None
         rebound = identity.rebind(state, link, answer["answer"])
         if rebound is not None:
-            self._put(self.visitors_table, key, {**entry, "state": _fields(rebound)})
+            self._put(self.visitors_table, key, {**entry, "state": _fields(rebound),
+                                                 "v": entry.get("v", 0) + 1})
+
+    def _reapplied(self, changelog: str, key: bytes, value: bytes | None) -> bool:
+        """Apply a table write of a record handled before (from the outbox) if it is newer
+        than what the recovered table holds: its changelog record may not have been flushed
+        before a crash, while a later write (a tick's, a rebind's: records not read again)
+        must not be undone."""
+        table = self._changelogs[changelog]
+        replayed, current = json.loads(value or b"null"), table.get(key)
+        if replayed is None:
+            return False  # a raw record deletes nothing
+        if current is not None:
+            if table is self.visitors_table:  # an entry counts its writes
+                newer = replayed["v"] > current.get("v", 0)
+            elif table is self.quota_counts:  # a counter only grows
+                newer = replayed > current
+            else:  # seen: an event id is written once
+                newer = False
+            if not newer:
+                return False
+        self._set(table, key, replayed)
+        return True
 
     @staticmethod
     def _set(table: Any, key: bytes, value: Any) -> None:

@@ -152,3 +152,23 @@ async def test_a_failed_send_resumes_where_it_stopped_and_an_oversized_one_is_a_
     assert len(handled) == 1  # handled once: the tables must not change twice
     assert sink.sent == [b"1", b"2"]
     assert [type(e).__name__ for e in processors.dead] == ["MessageSizeTooLargeError"]
+
+
+async def test_a_replayed_record_does_not_undo_a_later_write_of_its_visitor(processors):
+    """A rebind (or a tick) wrote the visitor after the record; the new owner's recovered table
+    holds that write, and the record, read again, must not put the older entry back."""
+    processors._send = first = Sent()
+    await processors._guarded(processors._raw, raw_message(processors, 0))
+    key, entry = next(iter(processors.visitors_table.data.items()))
+
+    again = Processors(processors.settings, "127.0.0.1:1", 6066)
+    rebound = {**entry, "state": {**entry["state"], "profile": "p-survivor"},
+               "v": entry["v"] + 1}
+    again.visitors_table.data[key] = rebound  # recovered from the changelog
+    again._send = second = Sent()
+    await again._guarded(again._raw, raw_message(again, 0))
+    assert again.visitors_table.data[key] == rebound
+    resent = {topic for topic, *_ in second.messages}
+    assert "trackpipe.processors-visitors-changelog" not in resent
+    assert "trackpipe.actions" in resent and "trackpipe.profile-updates" in resent
+    assert len(second.messages) < len(first.messages)
