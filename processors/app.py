@@ -389,6 +389,8 @@ class Processors:
             if not newer:
                 return False
         self._set(table, key, replayed)
+        if table is self.visitors_table and replayed["visit"]:
+            self._deadlines.push(replayed["partition"], replayed["visit"]["deadline_ms"], key)
         return True
 
     @staticmethod

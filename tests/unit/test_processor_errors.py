@@ -94,9 +94,12 @@ async def test_a_record_handled_before_a_crash_resends_and_reapplies_what_it_wro
     again = Processors(processors.settings, "127.0.0.1:1", 6066)
     again._send = second = Sent()
     assert dict(again.visitors_table.data) == {}
+    again._deadlines.rebuild(2, [])  # a tick came first and indexed the (empty) table
     await again._guarded(again._raw, raw_message(again, 0))
     assert second.messages == first.messages  # its messages again, byte for byte
     assert list(again.visitors_table.data.values()) == [entry]  # and its writes applied
+    assert list(again._deadlines.due(2, entry["visit"]["deadline_ms"])) == [
+        next(iter(again.visitors_table.data))]  # its open visit will close on time
     assert sum(1 for _ in (tmp_path / "logs").rglob("part-*.jsonl")) == 1
     lines = next((tmp_path / "logs").rglob("part-*.jsonl")).read_text().splitlines()
     assert len(lines) == 1  # and still one line in the day log
