@@ -47,11 +47,10 @@ class JsQueue:
                 del self._pending[visitor]
 
     def _expire(self) -> None:
-        if self._learned and self._learned[0][0] < self._clock() - self._ttl_s:
-            limit = self._clock() - self._ttl_s
-            while self._learned and self._learned[0][0] < limit:
-                _, visitor, delivery = self._learned.popleft()
-                self._forget(visitor, delivery)
+        limit = self._clock() - self._ttl_s
+        while self._learned and self._learned[0][0] < limit:
+            _, visitor, delivery = self._learned.popleft()
+            self._forget(visitor, delivery)
 
     def take(self, project: str, visitor_key: str) -> tuple[list[str], bytes]:
         """The visitor's record keys to tombstone and the script that runs their actions,

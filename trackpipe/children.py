@@ -69,8 +69,9 @@ class Children:
                 if code is None:
                     continue
                 ran_s = time.monotonic() - self.starts[name][-1]
-                pause = self._pause.get(name, self._first_pause_s) if ran_s < STABLE_S \
-                    else self._first_pause_s
+                pause = self._pause.get(name, self._first_pause_s)
+                if ran_s >= STABLE_S:  # it had been running fine: no reason to wait long
+                    pause = self._first_pause_s
                 if ran_s < pause:
                     continue  # not yet: it exited soon after its last start
                 print(f"trackpipe up: the {name} exited with {code}; starting it again",
