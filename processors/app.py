@@ -17,9 +17,11 @@ Transient I/O errors are retried with backoff; anything else a record causes is 
 Outputs and table writes go through ``processors.sink`` (aiokafka's producer, which faust
 flushes before it commits the offsets of the records that caused them): a handler collects
 its messages and they are sent once it has finished.
-A raw record's outputs go to ``processors.outbox`` before its day-log line is written, and a
-record that comes back after a crash with its line written sends them again (the day log is
-the commit point; consumers of the outputs are idempotent, see that module).
+A raw record's messages and table writes go to ``processors.outbox`` before its day-log line
+is written (the writes reach the tables after it), and a record that comes back after a crash
+with its line written sends its messages again and re-applies the writes that are newer than
+the recovered table's (the day log is the commit point; consumers of the outputs are
+idempotent, see that module).
 Any record that fails goes to the dead-letter topic with the error and its source offset, and
 the stream goes on. Timers cannot write tables, so a timer only sends a tick per owned
 partition; the visitors agent closes expired visits when the tick arrives in its stream.
