@@ -57,14 +57,19 @@ def server(env):
             time.sleep(0.2)
         yield url, process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        interrupt(process, timeout_s=15)
         process.stdout.close()
+
+
+def interrupt(process, timeout_s):
+    """Ctrl-C (SIGINT), and SIGKILL if it has not stopped within ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def poll_status(url, expected, timeout_s=2.0):
@@ -225,12 +230,7 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
         wait_until(lambda: logged("after-kill"), 120, "the event after the kill was not logged")
         started.update(children_of(up.pid))
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        interrupt(up, timeout_s=60)
     assert up.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]
     for pid in started:
         with pytest.raises(ProcessLookupError):
