@@ -36,12 +36,11 @@ import logging
 import socket
 import time
 import traceback
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from processors import dedupe, identity, profiles, quotas, visits
@@ -58,6 +57,7 @@ from schemas.identifiers import identifiers_of
 from schemas.quota import month_of
 from schemas.raw import RawRecord
 from trackpipe import registry
+from trackpipe.kafka.partition import read_partition
 from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -216,27 +216,10 @@ class Processors:
         if handled >= 0 and message.offset > handled + 1:
             log.warning("raw partition %s: offsets %s-%s were skipped by the stream; "
                         "fetching them", message.partition, handled + 1, message.offset - 1)
-            async for missed in self._fetch(message.partition, handled + 1, message.offset):
+            async for missed in read_partition(self.bootstrap, self.raw_topic, message.partition,
+                                               handled + 1, message.offset):
                 await self._guarded(self._raw_one, missed)
         await self._raw_one(message)
-
-    async def _fetch(self, partition: int, start: int, end: int) -> AsyncIterator[Any]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.raw_topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            while True:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset >= end:
-                        return
-                    yield record
-                if await consumer.position(tp) >= end:
-                    return
-        finally:
-            await consumer.stop()
 
     async def _raw_one(self, message: Any) -> None:
         if message.offset <= self.daylog.position(message.partition):

@@ -35,6 +35,7 @@ from schemas import topics
 from schemas.project import ProjectRecord
 from schemas.trigger import TriggerRule
 from trackpipe import registry
+from trackpipe.kafka.partition import read_partition
 from trackpipe.settings import Settings
 from triggers import rules
 
@@ -328,26 +329,13 @@ class TriggerService:
             self._loaded[partition].set()
 
     async def _pending(self, partition: int) -> list[Firing]:
-        topic = self.topic[topics.FIRINGS]
-        tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()
         pending: dict[str, bytes] = {}
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.seek_to_beginning(tp)
-            while await consumer.position(tp) < end:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset >= end:
-                        break
-                    if record.value is None:
-                        pending.pop(record.key.decode(), None)
-                    else:
-                        pending[record.key.decode()] = record.value
-        finally:
-            await consumer.stop()
+        async for record in read_partition(self.bootstrap, self.topic[topics.FIRINGS],
+                                           partition):
+            if record.value is None:
+                pending.pop(record.key.decode(), None)
+            else:
+                pending[record.key.decode()] = record.value
         if pending:
             log.info("partition %s: resuming %d pending firing(s)", partition, len(pending))
         return [Firing.from_bytes(key, partition, value) for key, value in pending.items()]
