@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,11 @@ def bench_kafka() -> Iterator[tuple[str, Path, str]]:
         if kafka is not None:
             bootstrap = kafka.start()
         yield bootstrap, work, "local 1-node" if kafka else bootstrap
+    except BaseException:
+        print(f"the benchmark failed; its logs are kept in {work}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     finally:
         if kafka is not None:
             kafka.stop()
-        shutil.rmtree(work, ignore_errors=True)

@@ -21,6 +21,17 @@ def test_a_taken_port_is_a_clear_error_and_starts_nothing(tmp_path):
     assert kafka.status() == [(1, None)]
 
 
+def test_a_taken_port_of_a_later_node_starts_no_node_at_all(tmp_path):
+    port = free_port_block()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 101))  # node 2's controller port
+        squatter.listen()
+        kafka = LocalKafka(tmp_path, port=port, nodes=3)
+        with pytest.raises(LauncherError, match=f"port {port + 101} is taken"):
+            kafka.start()
+    assert kafka.status() == [(1, None), (2, None), (3, None)]
+
+
 def test_stop_ignores_a_pid_file_that_names_another_process(tmp_path):
     kafka = LocalKafka(tmp_path, port=free_port_block())
     kafka.node_dir(0).mkdir(parents=True)

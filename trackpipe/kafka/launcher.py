@@ -6,6 +6,12 @@ with Maven into the user cache folder, later starts reuse them. Each node gets a
 ``<data_dir>/kafka/node-<n>`` with its config, log, data and pid file; ``stop`` ends exactly the
 processes whose pid files it finds, after checking that each pid is still our java process.
 Ports are on 127.0.0.1 only: broker ``port + i``, controller ``port + 100 + i``.
+
+A node is recognised by its pid *and* that process's start time (``/proc/PID/stat``), both
+written to its pid file when it is launched: the start time survives the launch's ``exec``s
+(``sh`` → ``setsid`` → ``java``) and tells a reused pid apart. Reading ``/proc/PID/cmdline``
+instead, as an earlier version did, can read it empty while the process is between two
+``exec``s, which reported a node that was starting fine as "exited during start".
 """
 
 from __future__ import annotations
@@ -106,23 +112,28 @@ class LocalKafka:
         if not cluster_file.exists():
             cluster_file.write_text(new_cluster_id())
         cluster_id = cluster_file.read_text().strip()
-        for i in range(self.nodes):
-            if self._pid(i) is None:
-                self._check_ports_free(i)
-                self._start_node(i, jars, cluster_id)
+        missing = [i for i in range(self.nodes) if self._pid(i) is None]
+        for i in missing:  # every port first: never leave some nodes running on a refusal
+            self._check_ports_free(i)
         try:
-            self.wait_ready(timeout_s)
-        except LauncherError:
-            # A JVM that failed before Kafka ran (seen once on a loaded machine: "Error
-            # occurred during initialization of VM") is worth one more try; Kafka's own
-            # failures are not.
-            stillborn = [i for i in range(self.nodes)
-                         if self._pid(i) is None and JVM_INIT_FAILURE in self._tail(i)]
-            if not stillborn:
-                raise
-            for i in stillborn:
+            for i in missing:
                 self._start_node(i, jars, cluster_id)
-            self.wait_ready(timeout_s)
+            try:
+                self.wait_ready(timeout_s)
+            except LauncherError:
+                # A JVM that failed before Kafka ran (seen once on a loaded machine: "Error
+                # occurred during initialization of VM") is worth one more try; Kafka's own
+                # failures are not.
+                stillborn = [i for i in missing
+                             if self._pid(i) is None and JVM_INIT_FAILURE in self._tail(i)]
+                if not stillborn:
+                    raise
+                for i in stillborn:
+                    self._start_node(i, jars, cluster_id)
+                self.wait_ready(timeout_s)
+        except BaseException:
+            self.stop(nodes=[i + 1 for i in missing])  # what this call started, and only that
+            raise
         return self.bootstrap
 
     def _check_ports_free(self, i: int) -> None:
@@ -165,7 +176,8 @@ class LocalKafka:
              *command],
             env={**os.environ, "TRACKPIPE_KAFKA_LOG": str(node / "stdout.log")},
             capture_output=True, text=True, check=True)
-        (node / "pid").write_text(spawned.stdout.strip())
+        pid = int(spawned.stdout.strip())
+        (node / "pid").write_text(f"{pid} {_start_time(pid) or 0}\n")
 
     def _server_properties(self, i: int, data: Path) -> str:
         voters = ",".join(f"{n + 1}@127.0.0.1:{self.port + 100 + n}" for n in range(self.nodes))
@@ -204,8 +216,8 @@ class LocalKafka:
         while time.monotonic() < deadline:
             for i in range(self.nodes):
                 if self._pid(i) is None:
-                    raise LauncherError(f"kafka node {i + 1} exited during start; see "
-                                        f"{self.node_dir(i) / 'server.log'}:\n{self._tail(i)}")
+                    raise LauncherError(f"kafka node {i + 1} exited during start; its logs "
+                                        f"are in {self.node_dir(i)}:\n{self._tail(i)}")
             try:
                 brokers = asyncio.run(_broker_count(self.bootstrap))
                 if brokers >= self.nodes:
@@ -216,23 +228,31 @@ class LocalKafka:
             time.sleep(0.5)
         raise LauncherError(f"kafka did not answer within {timeout_s:.0f} s ({last_error})")
 
-    def _tail(self, i: int) -> str:
-        log = self.node_dir(i) / "stdout.log"
-        return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+    def _tail(self, i: int, lines: int = 20) -> str:
+        """The last lines of the node's console and server logs, to quote in an error."""
+        quoted = []
+        for name in ("stdout.log", "server.log"):
+            log = self.node_dir(i) / name
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                quoted.append(f"--- {name} (last {len(tail)} lines) ---\n" + "\n".join(tail))
+        return "\n".join(quoted) or "(the node wrote no log)"
 
     # -- status and stop -----------------------------------------------------------------------
 
     def _pid(self, i: int) -> int | None:
-        """The node's pid if its process is alive and still our Kafka node, else None."""
-        pid_file = self.node_dir(i) / "pid"
+        """The node's pid if its process is alive and still the one we launched, else None."""
         try:
-            pid = int(pid_file.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            pid, started = parse_pid_file((self.node_dir(i) / "pid").read_text())
         except (OSError, ValueError):
             return None
-        if f"-Dtrackpipe.node={self.node_dir(i)}".encode() not in cmdline:
-            return None  # the pid was reused by another process
-        return pid
+        if started is None:  # a pid file of an older version: recognise the command line
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return None
+            return pid if f"-Dtrackpipe.node={self.node_dir(i)}".encode() in cmdline else None
+        return pid if is_same_process(pid, started, _start_time(pid)) else None
 
     def status(self) -> list[tuple[int, int | None]]:
         return [(i + 1, self._pid(i)) for i in range(self.nodes)]
@@ -253,6 +273,34 @@ class LocalKafka:
                 while self._pid(i) is not None:
                     time.sleep(0.1)
             (self.node_dir(i) / "pid").unlink(missing_ok=True)
+
+
+def parse_pid_file(text: str) -> tuple[int, int | None]:
+    """(pid, start time) from a pid file; the start time is None in a file of an older
+    version, which wrote the pid alone."""
+    fields = text.split()
+    if not 1 <= len(fields) <= 2:
+        raise ValueError(f"not a pid file: {text!r}")
+    return int(fields[0]), int(fields[1]) if len(fields) == 2 else None
+
+
+def is_same_process(pid: int, recorded: int, current: int | None) -> bool:
+    """Whether ``pid`` still runs the process launched with start time ``recorded``
+    (``current``: its start time now, None when it is gone or a zombie; ``recorded`` 0:
+    the process was gone before its start time could be read)."""
+    return pid > 1 and current is not None and recorded != 0 and recorded == current
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot), None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name in (...) may hold spaces
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def free_port_block(size: int = 101) -> int:
