@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: run test lint system-deps scale-demo bench-gateway bench-processors kafka-stop clean
+.PHONY: run test lint system-deps scale-demo bench-gateway bench-processors bench-state \
+	kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ bench-gateway: $(STAMP)
 ## bench-processors: one worker against a bare decoding consumer, same records, one run
 bench-processors: $(STAMP)
 	$(BIN)/python bench/processors.py
+
+## bench-state: one worker's memory with a million distinct visitors, and its restart time
+bench-state: $(STAMP)
+	$(BIN)/python bench/state.py
 
 ## scale-demo: 3 brokers, 2 gateways, 3 workers, 50,000 requests, a broker and a worker killed
 scale-demo: $(STAMP)

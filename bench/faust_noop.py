@@ -12,7 +12,11 @@ import tempfile
 import time
 import uuid
 
-import faust
+if os.environ.get("NOOP_LOOP"):
+    import mode.loop
+
+    mode.loop.use(os.environ["NOOP_LOOP"])
+import faust  # noqa: E402
 
 
 def main() -> None:
@@ -20,7 +24,8 @@ def main() -> None:
     app = faust.App(f"noop{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
                     store="memory://", processing_guarantee="at_least_once",
                     consumer_auto_offset_reset="earliest", web_enabled=False,
-                    datadir=tempfile.mkdtemp(prefix="trackpipe-noop-"))
+                    datadir=tempfile.mkdtemp(prefix="trackpipe-noop-"),
+                    **({"cython_optimizations": True} if os.environ.get("NOOP_CYTHON") else {}))
     source = app.topic(topic, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0, "started": 0.0}
 

@@ -73,11 +73,14 @@ def _latency(out: str, pct: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def statuses(port: int) -> dict[int, float]:
+def statuses(port: int) -> dict[int | str, float]:
+    """Answers by status, and the envelope counters, from the gateway's /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    found: dict[int, float] = {}
+    found: dict[int | str, float] = {}
     for status, n in re.findall(r'requests_total\{endpoint="ce",status="(\d+)"\} (\d+)', text):
         found[int(status)] = found.get(int(status), 0) + float(n)
+    for name in ("envelopes", "enveloped_records"):
+        found[name] = float(re.search(rf"trackpipe_gateway_{name}_total (\d+)", text).group(1))
     return found
 
 
@@ -90,6 +93,8 @@ def median_run(port: int, runs: int, seconds: int, delay_ms: int = 0,
         if metrics:
             after = statuses(port)
             done = {s: after.get(s, 0) - before.get(s, 0) for s in after}
+            envelopes = done.pop("envelopes") or 1
+            result["per_envelope"] = done.pop("enveloped_records") / envelopes
             total = sum(done.values()) or 1
             result["share_202"] = done.get(202, 0) / total
             result["non_2xx"] = sum(n for s, n in done.items() if s >= 300)
@@ -140,16 +145,19 @@ def main() -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, Kafka at {broker}; "
           f"median of {args.runs} x {args.seconds}s, wrk -t2 -c{CONNECTIONS}\n")
-    print("| server | req/s | p50 ms | p99 ms | 202 share | ratio to bare |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| server | req/s | p50 ms | p99 ms | 202 share | records an envelope "
+          "| ratio to bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| bare ASGI app | {bare['rps']:.0f} | {bare['p50_ms']:.2f} | {bare['p99_ms']:.2f} "
-          "| - | 1.00 |")
+          "| - | - | 1.00 |")
     print(f"| gateway HTTP path, Kafka replaced by a no-op | {null['rps']:.0f} | "
-          f"{null['p50_ms']:.2f} | {null['p99_ms']:.2f} | - | {null['rps'] / bare['rps']:.2f} |")
+          f"{null['p50_ms']:.2f} | {null['p99_ms']:.2f} | - | - | "
+          f"{null['rps'] / bare['rps']:.2f} |")
     for name, row in (("gateway + Kafka (acks=all), max rate", gateway),
                       (f"gateway + Kafka, ~half rate (delay {delay_ms} ms)", half)):
         print(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-              f"{row['share_202']:.2%} | {row['rps'] / bare['rps']:.2f} |")
+              f"{row['share_202']:.2%} | {row['per_envelope']:.1f} | "
+              f"{row['rps'] / bare['rps']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -2,17 +2,22 @@
 
     make bench-processors     # or: .venv/bin/python bench/processors.py --records 20000 --runs 3
 
-Each run produces N realistic raw records (pageviews of 5,000 visitors, 14 parameters) straight
-to a fresh raw topic of 12 partitions, then measures
+Each run produces N realistic raw records (pageviews of 5,000 visitors, 14 parameters) to a
+fresh raw topic of 12 partitions the way a gateway under load does: in envelopes of
+``--per-envelope`` records of one partition (packed by ``schemas.envelope``, each record in
+the partition its key hashes to; the default is what ``make bench-gateway`` measured at the
+gateway's maximum rate). Then it measures, on the same messages:
 
-1. a bare aiokafka consumer (group-less, all partitions) that decodes every record with
-   ``RawRecord.from_bytes`` and ``params()`` — the baseline;
-2. two floors of a faust worker: a faust agent that only iterates the same records
-   (``bench/faust_noop.py``), and the worker's own handling of each record in this process
-   with no Kafka at all (parsing, rules, day log, outbox; its messages are counted, not sent);
-3. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs
-   (the issue's measure), and until every record's profile update is applied and published
-   to the ``profiles`` topic (the profiles stage runs in the same process, a little behind).
+1. a bare aiokafka consumer (group-less, all partitions) that decodes every record
+   (``envelope.unpack``, ``RawRecord.from_obj``, ``params()``) — the baseline;
+2. two floors of a faust worker: a faust agent that only iterates the same messages
+   (``bench/faust_noop.py``), and the worker's own handling of the envelopes in this process
+   with no Kafka at all (``processors.worker.Stages``: parsing, rules, journal, day log; its
+   messages are counted, not sent);
+3. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs,
+   and until every profile is published with all its actions (the profiles stage runs in
+   the same process, behind the visitors stage), and the Kafka messages it produced per raw
+   record, counted from the end offsets of every topic.
 
 Kafka is TRACKPIPE_KAFKA_BOOTSTRAP if set, else a local broker this script starts and stops.
 Prints a Markdown table (medians of --runs) for docs/benchmarks.md.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -38,12 +44,15 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from bench.common import bench_kafka  # noqa: E402
+from schemas import envelope  # noqa: E402
+from schemas.partitioning import partition_for  # noqa: E402
 from schemas.raw import RawRecord  # noqa: E402
 from trackpipe.kafka.launcher import free_port_block  # noqa: E402
 from trackpipe.settings import Settings  # noqa: E402
 from trackpipe.topics import create_topics  # noqa: E402
 
 PROJECT = "bench.example"
+PER_ENVELOPE = 3  # records an envelope at the gateway's maximum rate (make bench-gateway)
 
 
 def records(n: int) -> list[RawRecord]:
@@ -62,13 +71,26 @@ def records(n: int) -> list[RawRecord]:
     return made
 
 
-async def produce(settings: Settings, batch: list[RawRecord]) -> None:
+async def produce(settings: Settings, batch: list[RawRecord], per_envelope: int) -> None:
+    """Envelopes of ``per_envelope`` records, each in the partition its key hashes to."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(settings.topic("raw"), r.to_bytes(), key=r.kafka_key())
-                   for r in batch]
+        filling: dict[int, list[bytes]] = {}
+        futures = []
+        for record in batch:
+            partition = partition_for(record.kafka_key(), settings.raw_partitions)
+            items = filling.setdefault(partition, [])
+            items.append(record.to_bytes())
+            if len(items) == per_envelope:
+                futures.append(await producer.send(settings.topic("raw"), envelope.pack(items),
+                                                   partition=partition))
+                filling[partition] = []
+        for partition, items in filling.items():
+            if items:
+                futures.append(await producer.send(settings.topic("raw"), envelope.pack(items),
+                                                   partition=partition))
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -87,57 +109,60 @@ async def bare_consumer(settings: Settings, n: int) -> float:
         while seen < n:
             for batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
                 for message in batch:
-                    RawRecord.from_bytes(message.value).params()
-                    seen += 1
+                    for item in envelope.unpack(message.value):
+                        RawRecord.from_obj(item).params()
+                        seen += 1
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
 
 
-def faust_noop_rate(settings: Settings, n: int, work: Path) -> float:
+def faust_noop_rate(settings: Settings, messages: int, n: int, work: Path) -> float:
+    """Records/s of a faust agent that only iterates the raw messages."""
     result = work / f"noop-{settings.topic_prefix}txt"
     subprocess.run([sys.executable, str(ROOT / "bench" / "faust_noop.py"),
-                    settings.kafka_bootstrap, settings.topic("raw"), str(n), str(result)],
+                    settings.kafka_bootstrap, settings.topic("raw"), str(messages), str(result)],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
-                   check=True)
-    return float(result.read_text())
+                   check=True, env={**os.environ, "NOOP_LOOP": "uvloop"})
+    return float(result.read_text()) * n / messages
 
 
-class _Message:  # what the handlers read of a faust message
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes):
-        self.topic, self.partition, self.offset = topic, partition, offset
-        self.key, self.value = key, value
+class Counting:
+    """A transport that counts the messages the stages would send."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+
+    async def send(self, topic: str, partition: int, messages: list) -> None:
+        self.messages += len(messages)
 
 
-async def own_rate(settings: Settings, batch: list[RawRecord]) -> tuple[float, float]:
-    """Records/s of the worker's own handling, no Kafka; and messages it makes per record."""
-    from processors.app import Processors
+async def own_rate(settings: Settings, messages: list[tuple[int, bytes]], n: int
+                   ) -> tuple[float, float]:
+    """Records/s of the worker's own handling, no Kafka; and messages it makes a record
+    (flushing the tables' changes once at the end, as a commit would)."""
+    from processors.worker import FLUSH_INTERVAL_S, Stages
 
-    processors = Processors(settings, settings.kafka_bootstrap, 6066)  # never started
+    counting = Counting()
+    stages = Stages(settings, counting)
     offsets = [0] * settings.raw_partitions
-    messages = []
-    for i, record in enumerate(batch):
-        partition = i % settings.raw_partitions
-        messages.append(_Message(processors.raw_topic, partition, offsets[partition],
-                                 record.kafka_key(), record.to_bytes()))
-        offsets[partition] += 1
-    made = 0
-
-    async def count(outputs: list, message: _Message) -> None:
-        nonlocal made
-        made += len(outputs)
-
-    processors._send = count
     started = time.perf_counter()
-    for message in messages:
-        await processors._guarded(processors._raw, message)
-    rate = len(batch) / (time.perf_counter() - started)
-    processors.daylog.close()
-    return rate, made / len(batch)
+    flushed = started
+    for partition, value in messages:
+        stages.visitors.handle_raw(partition, offsets[partition], value)
+        offsets[partition] += 1
+        if time.perf_counter() - flushed > FLUSH_INTERVAL_S:
+            await stages.outbound.flush()
+            flushed = time.perf_counter()
+    await stages.outbound.flush(state=True)
+    rate = n / (time.perf_counter() - started)
+    stages.close()
+    return rate, counting.messages / n
 
 
-def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
-    """Records/s until all are in the day logs, and until all their profiles are out."""
+def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float, float]:
+    """Records/s until all are in the day logs, and until every profile is published with
+    all its actions; and the Kafka messages the worker produced per record."""
     env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
            "TRACKPIPE_DATA_DIR": str(settings.data_dir),
@@ -149,6 +174,7 @@ def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
              str(free_port_block()), "--loglevel", "info"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
+        before = asyncio.run(_produced(settings))
         while b"[^Worker]: Ready" not in log.read_bytes():
             if process.poll() is not None:
                 raise RuntimeError(log.read_text()[-2000:])
@@ -156,24 +182,45 @@ def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float]:
         started = time.perf_counter()
         logs = settings.data_dir / "logs" / PROJECT
         while sum(_lines(p) for p in logs.glob("*/part-*.jsonl")) < n:
-            time.sleep(0.2)
+            time.sleep(0.1)
         logged = n / (time.perf_counter() - started)
         asyncio.run(_wait_published(settings, n))
-        return logged, n / (time.perf_counter() - started)
+        published = n / (time.perf_counter() - started)
+        time.sleep(settings.commit_interval_ms / 1000 + 1)  # the last state is written
+        produced = asyncio.run(_produced(settings)) - before
+        return logged, published, produced / n
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
 async def _wait_published(settings: Settings, n: int) -> None:
-    """Until the profiles topic holds ``n`` messages (one a pageview here: no merges)."""
+    """Until the latest state of every profile on the profiles topic counts, together, all
+    ``n`` actions (the topic holds each profile once per flush it changed in)."""
+    consumer = AIOKafkaConsumer(settings.topic("profiles"),
+                                bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        actions: dict[bytes, int] = {}
+        while sum(actions.values()) < n:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                for message in batch:
+                    actions[message.key] = json.loads(message.value)["actions"]
+    finally:
+        await consumer.stop()
+
+
+async def _produced(settings: Settings) -> int:
+    """Messages in every topic of the run but the raw topic (what the worker produced)."""
+    from schemas.topics import RAW, TOPICS
+
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
-        topic = settings.topic("profiles")
-        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
-        while sum((await consumer.end_offsets(tps)).values()) < n:
-            await asyncio.sleep(0.2)
+        tps = [TopicPartition(settings.topic(spec.name), p) for spec in TOPICS
+               if spec.name != RAW for p in range(spec.partitions or settings.raw_partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
 
@@ -187,9 +234,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--per-envelope", type=int, default=PER_ENVELOPE,
+                        help="records an envelope (make bench-gateway: at the gateway's max "
+                             "rate)")
     args = parser.parse_args()
-    bare, noop, own, worker, profiled = [], [], [], [], []
-    per_record = 0.0
+    rates: dict[str, list[float]] = {name: [] for name in (
+        "bare", "noop", "own", "worker", "profiles", "produced", "made")}
     with bench_kafka() as (bootstrap, work, broker):
         for run in range(args.runs):
             settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
@@ -197,31 +247,58 @@ def main() -> None:
                                 data_dir=work / f"run{run}")
             asyncio.run(create_topics(settings, bootstrap))
             made = records(args.records)
-            asyncio.run(produce(settings, made))
-            bare.append(asyncio.run(bare_consumer(settings, args.records)))
-            noop.append(faust_noop_rate(settings, args.records, work))
-            rate, per_record = asyncio.run(own_rate(
-                replace(settings, data_dir=work / f"own{run}"), made))
-            own.append(rate)
-            logged, published = worker_rate(settings, args.records, work)
-            worker.append(logged)
-            profiled.append(published)
-            print(f"run {run + 1}: bare {bare[-1]:.0f}/s, faust no-op {noop[-1]:.0f}/s, own "
-                  f"handling {own[-1]:.0f}/s, worker {logged:.0f}/s (profiles "
-                  f"{published:.0f}/s)", file=sys.stderr)
-    b, n, o, w, pr = (statistics.median(rates) for rates in (bare, noop, own, worker, profiled))
+            asyncio.run(produce(settings, made, args.per_envelope))
+            messages = asyncio.run(raw_messages(settings))
+            rates["bare"].append(asyncio.run(bare_consumer(settings, args.records)))
+            rates["noop"].append(faust_noop_rate(settings, len(messages), args.records, work))
+            own, per_record = asyncio.run(own_rate(
+                replace(settings, data_dir=work / f"own{run}"), messages, args.records))
+            rates["own"].append(own)
+            rates["made"].append(per_record)
+            logged, published, produced = worker_rate(settings, args.records, work)
+            rates["worker"].append(logged)
+            rates["profiles"].append(published)
+            rates["produced"].append(produced)
+            print(f"run {run + 1}: " + ", ".join(f"{name} {values[-1]:.2f}"
+                                                for name, values in rates.items()),
+                  file=sys.stderr)
+    m = {name: statistics.median(values) for name, values in rates.items()}
+    spread = {name: f"{min(values):.0f}–{max(values):.0f}" for name, values in rates.items()}
+    b = m["bare"]
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, Kafka {broker}; "
-          f"{args.records} records, 12 partitions, median of {args.runs} runs\n")
-    print("| consumer | records/s | ratio |")
-    print("|---|---:|---:|")
-    print(f"| bare aiokafka consumer, decode only | {b:.0f} | 1.00 |")
-    print(f"| floor: a faust agent that only iterates | {n:.0f} | {n / b:.3f} |")
-    print(f"| floor: the worker's own handling, no Kafka ({per_record:.1f} messages a "
-          f"record made, not sent) | {o:.0f} | {o / b:.3f} |")
-    print(f"| one trackpipe worker, raw → day logs (+ actions, visits, profiles) | {w:.0f} | "
-          f"{w / b:.3f} |")
-    print(f"| the same worker, until every profile is published | {pr:.0f} | {pr / b:.3f} |")
+          f"{platform.python_version()}, Kafka {broker}; {args.records} records in envelopes of "
+          f"{args.per_envelope}, 12 partitions, median of {args.runs} runs (spread)\n")
+    print("| consumer | records/s | spread | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, text in (
+            ("bare", "bare aiokafka consumer, decode only"),
+            ("noop", "floor: a faust agent that only iterates the envelopes"),
+            ("own", f"floor: the worker's own handling, no Kafka ({m['made']:.2f} messages "
+                    "a record made, not sent)"),
+            ("worker", "one trackpipe worker, raw → day logs"),
+            ("profiles", "the same worker, until every profile is published")):
+        print(f"| {text} | {m[name]:.0f} | {spread[name]} | {m[name] / b:.3f} |")
+    print(f"\nKafka messages the worker produced per raw record, all topics: "
+          f"{m['produced']:.2f} (runs {', '.join(f'{v:.2f}' for v in rates['produced'])})")
+
+
+async def raw_messages(settings: Settings) -> list[tuple[int, bytes]]:
+    """The raw topic's messages as (partition, value), in partition order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic("raw"), p) for p in range(settings.raw_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        found: list[tuple[int, bytes]] = []
+        while len(found) < sum(ends.values()):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                found += [(m.partition, m.value) for m in batch]
+        return found
+    finally:
+        await consumer.stop()
 
 
 if __name__ == "__main__":

@@ -21,9 +21,15 @@ class Metrics:
         self.spool_depth = 0
         self.spool_bytes = 0
         self.spool_drained = 0
+        self.envelopes = 0
+        self.enveloped_records = 0
 
     def count(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
+
+    def enveloped(self, records: int) -> None:
+        self.envelopes += 1
+        self.enveloped_records += records
 
     def observe_ack(self, seconds: float) -> None:
         self.ack.observe(seconds)
@@ -41,6 +47,10 @@ class Metrics:
             ("spool_bytes", "gauge", self.spool_bytes, "Bytes of spool segments on disk."),
             ("spool_drained_total", "counter", self.spool_drained,
              "Spooled records delivered by the drainer."),
+            ("envelopes_total", "counter", self.envelopes,
+             "Raw envelopes sent (Kafka messages of many records of one partition)."),
+            ("enveloped_records_total", "counter", self.enveloped_records,
+             "Records sent in raw envelopes (over envelopes_total: the mean envelope)."),
         ):
             lines += family(f"trackpipe_gateway_{name}", kind, text, [({}, value)])
         return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
 """Publishing raw records: Kafka within the deadline, else the spool, never lost.
 
-``publish`` answers 200 when Kafka acknowledged the record (``acks=all``, idempotent producer)
-within ``ack_deadline_ms``. Otherwise the record is appended to the fsynced spool and the answer
-is 202. The producer keeps trying the original send; if it succeeds the spool entry is marked
-delivered, if it fails the drainer sends the entry again. The drainer skips entries whose
-original send is still in flight, so in a steady run every record reaches Kafka exactly once;
-only a crash between a delivery and its spool acknowledgement can send one twice, and the event
-id lets the processors drop that copy.
+Records travel in envelopes, many of one raw partition per Kafka message
+(``gateway.envelopes``). ``publish`` answers 200 when Kafka acknowledged the envelope that
+holds the record (``acks=all``, idempotent producer) within ``ack_deadline_ms``. Otherwise the
+record alone is appended to the fsynced spool and the answer is 202. The envelope's send goes
+on; if it succeeds the spool entry is marked delivered, if it fails the drainer sends the
+entry again, in an envelope of its own making. The drainer skips entries whose original send
+is still in flight, so in a steady run every record reaches Kafka exactly once; only a crash
+between a delivery and its spool acknowledgement can send one twice, and the event id lets the
+processors drop that copy.
 
 The gateway also starts while Kafka is down: until the producer connects, every record goes
 straight to the spool.
@@ -22,8 +24,11 @@ import os
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from gateway.envelopes import Packer
 from gateway.metrics import Metrics
 from gateway.spool import EntryId, Spool, claim_orphans
+from schemas import envelope
+from schemas.partitioning import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,7 @@ DRAIN_BATCH = 500
 DRAIN_IDLE_S = 0.5
 RECONNECT_S = 1.0
 ADOPT_EVERY_S = 10.0
+MAX_ENVELOPE_BYTES = 512 * 1024  # well under the broker's 1 MiB message limit
 
 
 class Publisher:
@@ -42,6 +48,7 @@ class Publisher:
         self.deadline_s = deadline_ms / 1000
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
+        self.packer: Packer | None = None
         self._inflight: dict[EntryId, asyncio.Future] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -56,6 +63,8 @@ class Publisher:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Give in-flight sends a moment, then stop; what is not delivered stays spooled."""
+        if self.packer is not None:
+            await self.packer.wait_idle(grace_s)
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
         for task in self._tasks:
@@ -72,14 +81,9 @@ class Publisher:
         loop = asyncio.get_running_loop()
         started = loop.time()
         delivery: asyncio.Future | None = None
-        producer = self.producer
-        if producer is not None:
-            try:
-                async with asyncio.timeout(self.deadline_s):
-                    delivery = await producer.send(self.topic, value, key=key)
-            except (KafkaError, TimeoutError):
-                self.metrics.kafka_errors += 1
-            if delivery is not None and await _within(delivery, started + self.deadline_s):
+        if self.packer is not None:
+            delivery = self.packer.add(key, value)
+            if await _within(delivery, started + self.deadline_s):
                 if delivery.exception() is None:
                     self.metrics.observe_ack(loop.time() - started)
                     return 200
@@ -100,18 +104,25 @@ class Publisher:
         while self.producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                request_timeout_ms=30_000, linger_ms=1, max_batch_size=256 * 1024)
+                request_timeout_ms=30_000, linger_ms=0, max_batch_size=MAX_ENVELOPE_BYTES)
             try:
                 await producer.start()
-                await producer.partitions_for(self.topic)
+                partitions = len(await producer.partitions_for(self.topic))
             except (KafkaError, OSError) as exc:
                 log.warning("kafka not reachable at %s (%s); spooling", self.bootstrap, exc)
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 await asyncio.sleep(RECONNECT_S)
                 continue
+
+            async def send(partition: int, value: bytes,
+                           producer: AIOKafkaProducer = producer) -> asyncio.Future:
+                return await producer.send(self.topic, value, partition=partition)
+
+            self.packer = Packer(send, partitions, MAX_ENVELOPE_BYTES, self.metrics.enveloped)
             self.producer = producer
-            log.info("connected to kafka at %s", self.bootstrap)
+            log.info("connected to kafka at %s (%s has %d partitions)", self.bootstrap,
+                     self.topic, partitions)
 
     async def _drain(self) -> None:
         adopted_at = -ADOPT_EVERY_S
@@ -142,25 +153,41 @@ class Publisher:
                 os.close(fd)
 
     async def _drain_once(self, producer: AIOKafkaProducer, spool: Spool) -> int:
+        """Send up to ``DRAIN_BATCH`` spooled records, in envelopes per partition."""
         inflight = self._inflight if spool is self.spool else {}
-        batch = [(entry, key, value) for entry, key, value in spool.unacked(DRAIN_BATCH)
-                 if entry not in inflight]
+        assert self.packer is not None
+        by_partition: dict[int, list[list[tuple[EntryId, bytes]]]] = {}
+        sizes: dict[int, int] = {}  # partition → bytes of its last group
+        for entry, key, value in spool.unacked(DRAIN_BATCH):
+            if entry in inflight:
+                continue
+            partition = partition_for(key, self.packer.partitions)
+            groups = by_partition.setdefault(partition, [[]])
+            if groups[-1] and sizes[partition] + len(value) > MAX_ENVELOPE_BYTES:
+                groups.append([])
+            if not groups[-1]:
+                sizes[partition] = envelope.HEADER_BYTES
+            groups[-1].append((entry, value))
+            sizes[partition] += len(value)
         deliveries = []
-        for entry, key, value in batch:
-            try:
-                deliveries.append((entry, await producer.send(self.topic, value, key=key)))
-            except KafkaError:
-                self.metrics.kafka_errors += 1
-                break
+        for partition, groups in by_partition.items():
+            for group in groups:
+                try:
+                    value = envelope.pack([v for _, v in group])
+                    deliveries.append((group, await producer.send(self.topic, value,
+                                                                  partition=partition)))
+                except KafkaError:
+                    self.metrics.kafka_errors += 1
         delivered = 0
-        for entry, delivery in deliveries:
+        for group, delivery in deliveries:
             try:
                 await delivery
             except KafkaError:
                 self.metrics.kafka_errors += 1
                 continue
-            spool.ack(entry)
-            delivered += 1
+            for entry, _ in group:
+                spool.ack(entry)
+            delivered += len(group)
         self.metrics.spool_drained += delivered
         return delivered
 

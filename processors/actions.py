@@ -26,7 +26,6 @@ BUILTINS = frozenset({
     "duration", "org", "instance", "meta", "context", "project", "Project", "host", "domain",
     "website", "alias", "id", "email",
 })
-PREFIXES = {"ce_": "action", "cv_": "visitor", "cs_": "visit", "co_": "org"}
 
 
 @dataclass(slots=True)
@@ -40,18 +39,24 @@ class Parts:
 
 
 def split(params: Mapping[str, Any]) -> Parts:
-    parts = Parts()
+    action: dict[str, Any] = {}
+    visitor: dict[str, Any] = {}
+    visit: dict[str, Any] = {}
+    org: dict[str, Any] = {}
+    builtins: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    by_prefix = {"ce_": action, "cv_": visitor, "cs_": visit, "co_": org}
     for name, value in params.items():
-        kind = PREFIXES.get(name[:3])
-        if kind is not None and len(name) > 3:
-            getattr(parts, kind)[name[3:]] = value
+        scope = by_prefix.get(name[:3])
+        if scope is not None and len(name) > 3:
+            scope[name[3:]] = value
         elif name in BUILTINS:
-            parts.builtins[name] = value
+            builtins[name] = value
         else:
-            parts.meta[name] = value
-    if "id" in parts.org:  # co_id is the built-in org
-        parts.builtins.setdefault("org", parts.org["id"])
-    return parts
+            meta[name] = value
+    if "id" in org:  # co_id is the built-in org
+        builtins.setdefault("org", org["id"])
+    return Parts(action, visitor, visit, org, builtins, meta)
 
 
 def event_name(parts: Parts) -> str:
@@ -95,30 +100,44 @@ class Context:
     """The visit's ``cs_*`` properties so far (this request's included); None: this request's."""
 
 
+DEVICE = ("browser", "os", "device")
+
+
 def build_record(ctx: Context, parts: Parts, referer: str = "",
                  language: str = "") -> dict[str, Any]:
     name = event_name(parts) if ctx.endpoint == "ce" else ctx.endpoint
-    properties = dict(parts.action)
+    properties = parts.action
     if ctx.endpoint == "ce":
-        properties.update(parse_campaign(name, properties))
-    device = {k: parts.builtins[k] for k in ("browser", "os", "device") if parts.builtins.get(k)}
-    for key, value in classify(ctx.user_agent).items():
-        device.setdefault(key, value)
-    builtins = {k: v for k, v in parts.builtins.items() if k not in ("browser", "os", "device")}
-    builtins.setdefault("referer", builtins.pop("referrer", None) or referer or None)
-    builtins.setdefault("language", language or None)
-    return {
+        campaign = parse_campaign(name, properties)
+        if campaign:
+            properties = {**properties, **campaign}
+    sent = parts.builtins
+    device = dict(classify(ctx.user_agent))
+    builtins = {}
+    for key, value in sent.items():
+        if key in DEVICE:
+            if value:
+                device[key] = value
+        elif value is not None and key != "referrer":
+            builtins[key] = value
+    if "referer" not in builtins:
+        found = sent.get("referrer") or referer
+        if found:
+            builtins["referer"] = found
+    if "language" not in builtins and language:
+        builtins["language"] = language
+    record = {
         "id": ctx.event_id, "project": ctx.project, "type": ctx.endpoint, "event": name,
         "profile": ctx.profile, "visitor_key": ctx.visitor_key, "visit": ctx.visit_id,
-        "event_ms": ctx.time.ms, "clock": str(ctx.time.clock), "future": ctx.time.future,
+        "event_ms": ctx.time.ms, "clock": ctx.time.clock.value, "future": ctx.time.future,
         "received_ms": ctx.received_ms, "ip": ctx.ip, "user_agent": ctx.user_agent,
         "cookie_assigned": ctx.cookie_assigned, "over_quota": ctx.over_quota,
         "properties": properties,
         "visitor_properties": parts.visitor,
-        "visit_properties": dict(parts.visit if ctx.visit_properties is None
-                                 else ctx.visit_properties),
-        "org_properties": parts.org, **device,
-        "builtins": {k: v for k, v in builtins.items() if v is not None}, "meta": parts.meta,
-        **({"updates": ctx.updates, "orphan": ctx.updates is None}
-           if ctx.endpoint == "update" else {}),
+        "visit_properties": parts.visit if ctx.visit_properties is None
+        else ctx.visit_properties,
+        "org_properties": parts.org, **device, "builtins": builtins, "meta": parts.meta,
     }
+    if ctx.endpoint == "update":
+        record["updates"], record["orphan"] = ctx.updates, ctx.updates is None
+    return record

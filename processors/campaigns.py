@@ -7,6 +7,7 @@ property; explicit values always win, so nothing is read from the URL when any i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,20 +25,32 @@ CAMPAIGN_TAGS = {
 PAGEVIEW = "pv"
 
 
-def parse_campaign(event: str, properties: Mapping[str, Any]) -> dict[str, str]:
-    """The campaign properties to add to an action (empty when there is nothing to add)."""
+def parse_campaign(event: str, properties: Mapping[str, Any]) -> Mapping[str, str]:
+    """The campaign properties to add to an action (empty when there is nothing to add).
+    Read it, do not change it: answers are shared between requests of the same page URL."""
     if event != PAGEVIEW or any(properties.get(name) for name in CAMPAIGN_TAGS):
-        return {}
+        return NOTHING
     url = properties.get("url") or properties.get("uri")
     if not url:
-        return {}
+        return NOTHING
+    return _tags_of(str(url))
+
+
+NOTHING: Mapping[str, str] = {}
+
+
+@functools.lru_cache(maxsize=4096)  # page URLs repeat: a hit is a dict lookup
+def _tags_of(url: str) -> Mapping[str, str]:
+    lowered = url.lower()
+    if "utm_" not in lowered and "woo_" not in lowered and "%" not in url:
+        return NOTHING  # no tag can be in it
     try:
-        query = urlsplit(str(url)).query
+        query = urlsplit(url).query
     except ValueError:  # e.g. an unbalanced IPv6 bracket: no campaign, not an error
-        return {}
+        return NOTHING
     if not query:
-        return {}
-    tags = {}
+        return NOTHING
+    tags: dict[str, str] = {}
     for key, value in parse_query(query):
         tags.setdefault(key.lower(), value)
     found = {}

@@ -1,23 +1,20 @@
 """Per-day logs: every processed record, appended to the log of its receipt day (UTC).
 
 Layout: ``<root>/<project>/<YYYY-MM-DD>/part-<NN>.jsonl``, one file per raw partition so that
-workers never share a file. Each line carries the raw record's Kafka partition and offset
-(``_source``). Offsets of one partition are written in order, so the last line of each of its
-files says how far that partition got; after a crash the writer finds that position and skips
-what it already wrote. A ``kill -9`` at any moment therefore leaves neither gaps (every line is
-written to the OS before its offset can be committed) nor duplicates (what is re-read is
-skipped). A torn last line is cut off and written again.
+workers never share a file. Each line carries where its raw record was: partition, offset of
+its envelope and index in it (``_source``). A partition's lines are written in that order, so
+a file's last line says how far the file got. The lines of one envelope are written with one
+``write`` per file, after the journal (``processors.journal``) holds them: after a crash the
+processor gives the journal's last entry to ``complete``, which writes what a file lacks. A
+``kill -9`` at any moment therefore leaves neither gaps nor duplicates. A write is whole or
+not at all (``processors.appending``), and a torn last line (a machine crash) is cut off.
 
-Positions are the authority for completeness: a record that needs no line (a duplicate, a dead
-letter) is recorded in ``<root>/_positions/part-<NN>``, so every offset of a partition up to
-its position has been handled, and the processor can tell when its stream skipped some.
-
-Event-day index: an action whose event day differs from its receipt day is noted in
+Event-day index: a line whose event day differs from its receipt day is noted in
 ``<root>/<project>/_index/<event-day>`` (one receipt day per line), so a read by event day
 opens only the receipt days that hold such events instead of scanning every file.
 
 Project names are checked again here (``schemas.project.check_name``): a name that could leave
-the folder is refused with ``ValueError`` and the record goes to the dead-letter topic.
+the folder is refused with ``ValueError`` before the processor writes anything.
 """
 
 from __future__ import annotations
@@ -28,20 +25,22 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from processors.jsonline import to_json
+from processors.appending import write_all
+from processors.journal import Line
 from schemas.project import check_name
 
 log = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 128
 INDEX = "_index"
-POSITIONS = "_positions"
 DAY_MS = 86_400_000
+TAIL_CHUNK = 65536
+WHOLE = 1 << 62  # the index of a line written before envelopes: its whole record
 
 
 def day_of(ms: int) -> str:
@@ -53,10 +52,16 @@ def _day_name(day: int) -> str:  # formatted once per day, not once per record
     return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
+def source_suffix(partition: int, offset: int, index: int) -> bytes:
+    """What ends a line: ``,"_source":{...}}`` and the newline (the record's JSON object
+    without its closing brace goes before it)."""
+    return (b',"_source":{"partition":%d,"offset":%d,"index":%d}}\n'
+            % (partition, offset, index))
+
+
 class DayLogWriter:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._positions: dict[int, int] = {}  # partition → last offset written
         self._files: OrderedDict[Path, IO[bytes]] = OrderedDict()
         self._logs: dict[tuple[str, str, int], Path] = {}  # (project, day, partition) → file
         self._indexed: set[tuple[str, str, str]] = set()
@@ -64,56 +69,60 @@ class DayLogWriter:
     def project_dir(self, project: str) -> Path:
         return self.root / check_name(project)
 
-    def position(self, partition: int) -> int:
-        """The last offset of ``partition`` already in the logs (-1 for none)."""
-        if partition not in self._positions:
-            self._positions[partition] = self._recover(partition)
-        return self._positions[partition]
-
-    def forget(self, partitions: Any) -> None:
-        """Drop cached positions: recompute them from the files on next use."""
-        for partition in partitions:
-            self._positions.pop(partition, None)
-
-    def write(self, partition: int, offset: int, project: str, received_ms: int,
-              record: dict[str, Any]) -> bool:
-        """Append one line unless this offset is already written; True if written.
-        A record's ``event_ms`` (when it has one) feeds the event-day index."""
-        if offset <= self.position(partition):
-            log.info("day log: offset %s of partition %s is already written (at %s); skipped",
-                     offset, partition, self._positions[partition])
-            return False
-        day = day_of(received_ms)
+    def path(self, project: str, day: str, partition: int) -> Path:
         path = self._logs.get((project, day, partition))
         if path is None:
             path = self.project_dir(project) / day / f"part-{partition:03d}.jsonl"
             if len(self._logs) > 4 * MAX_OPEN_FILES:
                 self._logs.clear()
             self._logs[project, day, partition] = path
-        line = dict(record, _source={"partition": partition, "offset": offset})
-        self._file(path).write(to_json(line) + b"\n")
-        self._positions[partition] = offset
-        event_ms = record.get("event_ms")
-        if event_ms is not None:
-            event_day = day_of(event_ms)
-            if event_day != day:
-                self._index(path.parent.parent, event_day, day)
-        return True
+        return path
 
-    def skip(self, partition: int, offset: int) -> None:
-        """Record that ``offset`` needs no line (a duplicate or a dead letter), so that the
-        position moves past it and a gap check does not fetch it again."""
-        if offset <= self.position(partition):
-            return
-        self._positions[partition] = offset
-        marker = self.root / POSITIONS / f"part-{partition:03d}"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(offset))
+    def write(self, partition: int, lines: Iterable[Line]) -> None:
+        """Append an envelope's lines: one write per file, each whole or not at all."""
+        by_file: dict[Path, list[bytes]] = {}
+        for project, day, _, data, event_day in lines:
+            path = self.path(project, day, partition)
+            by_file.setdefault(path, []).append(data)
+            if event_day is not None and event_day != day:
+                self._index(path.parent.parent, event_day, day)
+        for path, chunks in by_file.items():
+            f = self._file(path)
+            write_all(f, b"".join(chunks), f.seek(0, os.SEEK_END))
+
+    def complete(self, partition: int, offset: int, lines: Iterable[Line]) -> int:
+        """Write those of an envelope's lines (at ``offset``) that their file lacks; how many.
+        A file is complete up to its last line's (offset, index)."""
+        missing: list[Line] = []
+        reached: dict[Path, tuple[int, int]] = {}
+        for line in lines:
+            path = self.path(line[0], line[1], partition)
+            if path not in reached:
+                reached[path] = last_source(path)
+            if (offset, line[2]) > reached[path]:
+                missing.append(line)
+        if missing:
+            log.info("day logs of partition %s: %d line(s) of offset %s were missing; written",
+                     partition, len(missing), offset)
+            self.write(partition, missing)
+        return len(missing)
+
+    def recover_position(self, partition: int) -> int:
+        """The last offset in ``partition``'s files (-1: none). Only for a partition the
+        journal knows nothing of (logs written before it existed): it scans every file."""
+        last = -1
+        for path in self.root.glob(f"*/*/part-{partition:03d}.jsonl"):
+            last = max(last, last_source(path)[0])
+        return last
 
     def sync(self) -> None:
         """fsync every open file (the machine-crash durability point)."""
         for f in self._files.values():
             os.fsync(f.fileno())
+
+    def forget(self) -> None:
+        """Close every file: after a rebalance another worker may have written them."""
+        self.close()
 
     def close(self) -> None:
         for f in self._files.values():
@@ -126,6 +135,7 @@ class DayLogWriter:
             self._files.move_to_end(path)
             return f
         path.parent.mkdir(parents=True, exist_ok=True)
+        cut_torn_tail(path)
         f = open(path, "ab", buffering=0)  # noqa: SIM115 - cached; unbuffered: kill -9 safe
         self._files[path] = f
         if len(self._files) > MAX_OPEN_FILES:
@@ -145,40 +155,55 @@ class DayLogWriter:
                 f.write(receipt_day + "\n")
         self._indexed.add(key)
 
-    def _recover(self, partition: int) -> int:
-        last = -1
-        name = f"part-{partition:03d}.jsonl"
-        for path in self.root.glob(f"*/*/{name}"):
-            last = max(last, _last_offset(path))
-        marker = self.root / POSITIONS / f"part-{partition:03d}"
-        if marker.exists():
-            try:
-                last = max(last, int(marker.read_text()))
-            except ValueError:
-                pass  # a torn marker: the files still say how far we got
-        return last
+
+def _last_line_start(f: IO[bytes], end: int) -> int:
+    """Where the last line of the first ``end`` bytes begins (they end in a newline), however
+    long it is: read backwards a chunk at a time."""
+    pos = end - 1  # the newline that ends the last line
+    while pos > 0:
+        start = max(0, pos - TAIL_CHUNK)
+        f.seek(start)
+        cut = f.read(pos - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0
 
 
-def _last_offset(path: Path) -> int:
-    """The offset on the last whole line of ``path``; cuts a torn last line off."""
+def cut_torn_tail(path: Path) -> None:
+    """Cut a last line that has no newline (a write torn by a crash) off ``path``."""
+    if not path.exists():
+        return
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)
         if size == 0:
-            return -1
-        tail_start = max(0, size - 65536)
-        f.seek(tail_start)
-        tail = f.read()
-        if not tail.endswith(b"\n"):
-            cut = tail.rfind(b"\n")
-            f.truncate(tail_start + cut + 1 if cut >= 0 else tail_start)
-            tail = tail[: cut + 1] if cut >= 0 else b""
-        lines = tail.splitlines()
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["_source"]["offset"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return -1
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        start = _last_line_start(f, size + 1) if size > 1 else 0
+        log.warning("day log %s: a torn last line (%d bytes) cut off", path, size - start)
+        f.truncate(start)
+
+
+def last_source(path: Path) -> tuple[int, int]:
+    """(offset, index) of the last whole line of ``path``; (-1, -1) when it has none. A line
+    from before envelopes has no index: its whole record was written."""
+    if not path.exists():
+        return -1, -1
+    cut_torn_tail(path)
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        while end > 0:
+            start = _last_line_start(f, end)
+            f.seek(start)
+            line = f.read(end - start)
+            try:
+                source = json.loads(line)["_source"]
+                return int(source["offset"]), int(source.get("index", WHOLE))
+            except (ValueError, KeyError, TypeError):
+                end = start  # not one of ours: look at the line before
+    return -1, -1
 
 
 def _receipt_days(folder: Path, days: list[str], event_days: set[str] | None) -> list[str]:

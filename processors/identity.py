@@ -27,6 +27,10 @@ import hashlib
 from dataclasses import dataclass
 
 from schemas.identifiers import Identifiers
+from schemas.identity import Link, Merge
+
+__all__ = ["IdentityState", "Link", "LinkDecision", "Merge", "VisitorDecision", "VisitorState",
+           "profile_id", "rebind", "resolve_link", "resolve_visitor"]
 
 
 def profile_id(project: str, identifier_key: str) -> str:
@@ -42,15 +46,6 @@ class VisitorState:
 
 
 @dataclass(frozen=True, slots=True)
-class Link:
-    """Ask the identifier's partition who owns it, offering ``candidate``."""
-    identifier: str          # "id:u" or "email:e"
-    candidate: str
-    visitor_key: str
-    has_id: bool = False     # the candidate profile has an id (for email links)
-
-
-@dataclass(frozen=True, slots=True)
 class VisitorDecision:
     profile: str             # stamp the action with this profile now
     state: VisitorState      # the visitor's new state
@@ -59,7 +54,7 @@ class VisitorDecision:
 
 
 def resolve_visitor(project: str, visitor_key: str, state: VisitorState | None,
-                    ids: Identifiers) -> VisitorDecision:
+                    ids: Identifiers, at_ms: int = 0) -> VisitorDecision:
     profile = state.profile if state else profile_id(project, visitor_key)
     known_id = state.id if state else None
     known_email = state.email if state else None
@@ -73,9 +68,10 @@ def resolve_visitor(project: str, visitor_key: str, state: VisitorState | None,
     new_email = ids.email or (None if switched else known_email)
     links = []
     if ids.id and (ids.id != known_id or switched):
-        links.append(Link("id:" + ids.id, profile, visitor_key, has_id=True))
+        links.append(Link("id:" + ids.id, profile, visitor_key, True, project, at_ms))
     if ids.email and (ids.email != known_email or switched or (ids.id and ids.id != known_id)):
-        links.append(Link("email:" + ids.email, profile, visitor_key, has_id=bool(new_id)))
+        links.append(Link("email:" + ids.email, profile, visitor_key, bool(new_id), project,
+                          at_ms))
     return VisitorDecision(profile, VisitorState(profile, new_id, new_email), tuple(links),
                            switched)
 
@@ -84,13 +80,6 @@ def resolve_visitor(project: str, visitor_key: str, state: VisitorState | None,
 class IdentityState:
     profile: str
     has_id: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Merge:
-    source: str              # the profile that is folded in
-    into: str
-    identifier: str          # what caused it
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +101,12 @@ def resolve_link(state: IdentityState | None, link: Link) -> LinkDecision:
             return LinkDecision(state, link.candidate)
         # an id-less email profile joins the id's profile
         return LinkDecision(IdentityState(link.candidate, True), link.candidate,
-                            Merge(state.profile, link.candidate, link.identifier))
-    return LinkDecision(state, state.profile,
-                        Merge(link.candidate, state.profile, link.identifier))
+                            _merge(state.profile, link.candidate, link))
+    return LinkDecision(state, state.profile, _merge(link.candidate, state.profile, link))
+
+
+def _merge(source: str, into: str, link: Link) -> Merge:
+    return Merge(source, into, link.identifier, link.project, link.visitor_key, link.at_ms)
 
 
 def rebind(state: VisitorState | None, link: Link, answer: str) -> VisitorState | None:

@@ -19,6 +19,8 @@ class WorkerMetrics:
         self.actions: Counter[str] = Counter()   # by project
         self.merges = 0
         self.dead_letters = 0
+        self.duplicates = 0
+        self.replayed = 0
         self.visits_closed = 0
         self.open_visits: dict[int, int] = {}    # raw partition → open visits
         self.log_write = Histogram(WRITE_BUCKETS_S)
@@ -41,6 +43,10 @@ class WorkerMetrics:
             ("merges_total", "counter", self.merges, "Profile merges decided."),
             ("dead_letters_total", "counter", self.dead_letters,
              "Records sent to the dead-letter topic."),
+            ("duplicates_total", "counter", self.duplicates,
+             "Raw records dropped as replays of an event id already logged."),
+            ("replayed_envelopes_total", "counter", self.replayed,
+             "Raw envelopes read again after a crash or rebalance, applied from the journal."),
             ("visits_closed_total", "counter", self.visits_closed,
              "Visits closed by their timeout."),
             ("open_visits", "gauge", sum(self.open_visits.values()),

@@ -1,5 +1,5 @@
-"""What a profile knows, and how updates and merges change it. Pure, on JSON-able dicts
-(they live in a faust table and on the compacted profiles topic as they are).
+"""How updates and merges change a profile (``schemas.profile``). Pure, on JSON-able dicts
+(they live in the profiles table and on the compacted profiles topic as they are).
 
 - ``cv_*`` properties are last-write-wins by **event** time (ties: the later update wins), so
   a late event cannot overwrite a newer value.
@@ -9,58 +9,54 @@
   what was merged into it, the merged one points at the survivor (``merged_into``).
 - Replays change nothing. A worker that crashes re-reads updates it had already applied (its
   table's changelog can be ahead of its committed offset). Each update names its origin, the
-  raw partition and offset of the request, and the path it came by (directly, or forwarded by
-  a merged profile); along one path a partition's updates arrive in offset order, so a
-  watermark per (partition, path) recognises a replay. A fold is recognised by its source, and
-  hands the source's watermarks on, so an update the fold already counted and a crashed worker
-  forwards again is recognised too.
+  raw partition and offset of the envelope its requests came in, and the path it came by
+  (directly, or forwarded by merged profiles); along one path a partition's updates arrive in
+  offset order, so a watermark per (partition, path) recognises a replay. A fold is
+  recognised by its source, and hands the source's watermarks on, so an update the fold
+  already counted and a crashed worker forwards again is recognised too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from schemas.profile import Profile, ProfileUpdate, new_profile, shown
 
-Profile = dict[str, Any]
-
-
-def new_profile(project: str, profile_id: str) -> Profile:
-    return {"project": project, "profile": profile_id, "ids": [], "emails": [], "cookies": [],
-            "properties": {}, "first_seen_ms": None, "last_seen_ms": None, "actions": 0,
-            "visits": 0, "merged_from": [], "merged_into": None, "applied": {}}
+__all__ = ["apply_update", "fold", "new_profile", "shown"]
 
 
-def _add(values: list[str], value: str | None) -> list[str]:
-    return values if not value or value in values else [*values, value]
+def _union(values: list[str], more: list[str]) -> list[str]:
+    added = [v for v in more if v and v not in values]
+    return [*values, *dict.fromkeys(added)] if added else values
 
 
-def apply_update(profile: Profile, update: dict[str, Any]) -> Profile | None:
-    """One processed request: ``event_ms``, identifiers, ``properties``, counts, and its
-    ``origin`` ([raw partition, offset]) and ``via`` (the merged profile that forwarded it, or
-    absent); None when this update was applied before (a replay)."""
-    applied = dict(profile.get("applied") or {})
-    origin = update.get("origin")
-    if origin is not None:
-        path = f"{origin[0]}/{update.get('via') or ''}"
-        if origin[1] <= applied.get(path, -1):
+def apply_update(profile: Profile, update: ProfileUpdate) -> Profile | None:
+    """``profile`` after ``update``; None when this update was applied before (a replay)."""
+    applied = profile.get("applied") or {}
+    if update.origin is not None:
+        path = f"{update.origin[0]}/{update.via}"
+        if update.origin[1] <= applied.get(path, -1):
             return None
-        applied[path] = origin[1]
-    at = update["event_ms"]
-    properties = dict(profile["properties"])
-    for name, value in update.get("properties", {}).items():
-        current = properties.get(name)
-        if current is None or at >= current[1]:
-            properties[name] = [value, at]
+        applied = {**applied, path: update.origin[1]}
+    properties = profile["properties"]
+    if update.properties:
+        properties = dict(properties)
+        for name, (value, at) in update.properties.items():
+            current = properties.get(name)
+            if current is None or at >= current[1]:
+                properties[name] = [value, at]
     first, last = profile["first_seen_ms"], profile["last_seen_ms"]
+    if update.first_ms is not None:
+        first = update.first_ms if first is None else min(first, update.first_ms)
+        last = update.last_ms if last is None else max(last, update.last_ms)
     return {
         **profile,
-        "ids": _add(profile["ids"], update.get("id")),
-        "emails": _add(profile["emails"], update.get("email")),
-        "cookies": _add(profile["cookies"], update.get("cookie")),
+        "ids": _union(profile["ids"], update.ids),
+        "emails": _union(profile["emails"], update.emails),
+        "cookies": _union(profile["cookies"], update.cookies),
         "properties": properties,
-        "first_seen_ms": at if first is None else min(first, at),
-        "last_seen_ms": at if last is None else max(last, at),
-        "actions": profile["actions"] + update.get("actions", 0),
-        "visits": profile["visits"] + update.get("visits", 0),
+        "first_seen_ms": first,
+        "last_seen_ms": last,
+        "actions": profile["actions"] + update.actions,
+        "visits": profile["visits"] + update.visits,
         "applied": applied,
     }
 
@@ -81,10 +77,9 @@ def fold(into: Profile, source: Profile) -> Profile | None:
               "last_seen_ms": max(last) if last else None,
               "actions": into["actions"] + source["actions"],
               "visits": into["visits"] + source["visits"],
-              "merged_from": _add(into["merged_from"], source["profile"])}
+              "merged_from": _union(into["merged_from"], [source["profile"]])}
     for kind in ("ids", "emails", "cookies"):
-        for value in source[kind]:
-            merged[kind] = _add(merged[kind], value)
+        merged[kind] = _union(merged[kind], source[kind])
     # What the source applied is in the fold; replayed at the source after the merge, it
     # comes here forwarded (its path extended by the source) and must be seen as applied.
     applied = dict(into.get("applied") or {})
@@ -93,11 +88,3 @@ def fold(into: Profile, source: Profile) -> Profile | None:
         applied[forwarded] = max(offset, applied.get(forwarded, -1))
     merged["applied"] = applied
     return merged
-
-
-def shown(profile: Profile) -> Profile:
-    """The profile as `trackpipe profile` prints it: property values without their times,
-    and without the replay watermarks."""
-    out = {k: v for k, v in profile.items() if k != "applied"}
-    out["properties"] = {k: v for k, (v, _) in profile["properties"].items()}
-    return out

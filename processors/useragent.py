@@ -7,6 +7,9 @@ claims to be Safari, iPad claims to be a Mac on newer iOS).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+
 BROWSERS = (("bot", "Bot"), ("spider", "Bot"), ("crawl", "Bot"), ("edg/", "Edge"),
             ("opr/", "Opera"), ("opera", "Opera"), ("samsungbrowser", "Samsung Internet"),
             ("firefox", "Firefox"), ("fxios", "Firefox"), ("crios", "Chrome"),
@@ -17,8 +20,10 @@ SYSTEMS = (("windows", "Windows"), ("iphone", "iOS"), ("ipad", "iOS"), ("ipod", 
            ("macintosh", "Mac OS X"), ("linux", "Linux"))
 
 
-def classify(user_agent: str) -> dict[str, str]:
-    """``browser``, ``os`` and ``device`` ("desktop", "mobile", "tablet" or "bot")."""
+@functools.lru_cache(maxsize=4096)  # user agents repeat: a hit is a dict lookup
+def classify(user_agent: str) -> Mapping[str, str]:
+    """``browser``, ``os`` and ``device`` ("desktop", "mobile", "tablet" or "bot"). Read it,
+    do not change it: answers are shared between requests of the same user agent."""
     ua = user_agent.lower()
     if not ua:
         return {}

@@ -14,7 +14,7 @@ that visits can close on their own within seconds of their deadline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_TIMEOUT_MS = 30_000
@@ -72,10 +72,9 @@ def next_visit(current: Visit | None, now_ms: int, timeout: int, *, is_action: b
                       dict(properties or {}))
         return VisitDecision(visit, ended, started=True)
     merged = {**current.properties, **properties} if properties else current.properties
-    visit = replace(current, last_ms=max(current.last_ms, now_ms),
-                    deadline_ms=max(current.deadline_ms,
-                                    _deadline(current.start_ms, now_ms, timeout)),
-                    actions=current.actions + int(is_action), properties=merged)
+    visit = Visit(current.id, current.start_ms, max(current.last_ms, now_ms),
+                  max(current.deadline_ms, _deadline(current.start_ms, now_ms, timeout)),
+                  current.actions + int(is_action), merged)
     return VisitDecision(visit, ended)
 
 

@@ -76,6 +76,11 @@ class RawRecord:
             obj = msgpack.unpackb(data)
         except Exception as exc:  # msgpack raises several unrelated types
             raise SchemaError(f"not msgpack: {exc}") from exc
+        return cls.from_obj(obj)
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> RawRecord:
+        """A record from its decoded msgpack map (an item of an envelope)."""
         if not isinstance(obj, dict):
             raise SchemaError("raw record is not a map")
         if obj.get("v") != SCHEMA_VERSION:

@@ -26,14 +26,12 @@ FIRINGS = "firings"
 JS_ACTIONS = "js-actions"
 HOUR_MS = 3_600_000
 JS_ACTION_TTL_MS = 7 * 24 * HOUR_MS  # how long a queued JS action waits for its visitor
-# The processors' faust tables; faust names their changelogs "<app id>-<table>-changelog" and
-# the app id is "<prefix>processors". Created here, not by racing workers at start-up.
-TABLES = ("visitors", "seen", "identities", "profiles", "quota_counts", "quota_totals")
-
-
-def changelog(table: str) -> str:
-    return f"processors-{table}-changelog"
-
+# The processors' faust tables and their changelogs: faust names a changelog
+# "<app id>-<table>-changelog" (the app id is "<prefix>processors"), but for the profiles
+# table, whose changelog is the public profiles topic. Created here, not by racing workers.
+TABLES = ("visitors", "quota_counts", "identities", "profiles", "quota_totals")
+CHANGELOGS = {table: PROFILES if table == "profiles" else f"processors-{table}-changelog"
+              for table in TABLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +45,16 @@ class TopicSpec:
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(RAW, compacted=False, partitions=None,
-              purpose="every accepted tracking request, as received (schemas.raw)"),
+              purpose="every accepted tracking request, as received, in envelopes "
+                      "(schemas.raw, schemas.envelope)"),
     TopicSpec(PROJECTS, compacted=True, partitions=1,
               purpose="the project registry, keyed by project name (schemas.project)"),
     TopicSpec(TICKS, compacted=False, partitions=None, retention_ms=HOUR_MS,
               purpose="clock ticks per raw partition, so visits close without traffic"),
     TopicSpec(LINKS, compacted=False, partitions=None,
-              purpose="identity links, keyed by project + identifier (processors.identity)"),
+              purpose="identity links in envelopes, to the identifier's partition"),
     TopicSpec(REBINDS, compacted=False, partitions=None,
-              purpose="answers to links, keyed like the raw record of the asking visitor"),
+              purpose="answers to links in envelopes, to the asking visitor's partition"),
     TopicSpec(ACTIONS, compacted=False, partitions=None,
               purpose="enriched actions and updates (processors.actions), for triggers"),
     TopicSpec(VISITS, compacted=False, partitions=None,
@@ -63,11 +62,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(MERGES, compacted=False, partitions=None,
               purpose="every profile merge: source, into, identifier, time"),
     TopicSpec(PROFILE_UPDATES, compacted=False, partitions=None,
-              purpose="profile updates, merges and folds, keyed by project + profile id"),
+              purpose="profile updates, merges and folds in envelopes (schemas.profile)"),
     TopicSpec(PROFILES, compacted=True, partitions=None,
-              purpose="the current state of every profile (processors.profiles)"),
+              purpose="every profile's current state (schemas.profile); the profiles "
+                      "table's changelog"),
     TopicSpec(QUOTA_COUNTS, compacted=False, partitions=None,
-              purpose="per raw partition action counts of a project's month, keyed by project"),
+              purpose="raw partitions' action counts of a project's month, in envelopes"),
     TopicSpec(QUOTA, compacted=True, partitions=1,
               purpose="each project's quota state for the month (schemas.quota)"),
     TopicSpec(TRIGGERS, compacted=True, partitions=1,
@@ -78,7 +78,7 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="JavaScript actions queued for a visitor's next tracking response"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
-    *(TopicSpec(changelog(table), compacted=True, partitions=None,
+    *(TopicSpec(CHANGELOGS[table], compacted=True, partitions=None,
                 purpose=f"changelog of the processors' {table} table")
-      for table in TABLES),
+      for table in TABLES if CHANGELOGS[table] != PROFILES),
 )

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from gateway.main import Gateway
-from schemas import topics
+from schemas import envelope, topics
+from schemas.partitioning import partition_for
 from schemas.project import ProjectRecord
 from schemas.raw import RawRecord
 from trackpipe import registry
@@ -150,8 +151,9 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 
 async def read_raw(settings: Settings, expected: int, timeout_s: float = 15,
                    settle_s: float = 1.0) -> list[tuple[bytes, RawRecord]]:
-    """Every raw record in the topic: waits for ``expected`` of them, then ``settle_s`` more
-    so that a test also sees records that should not be there."""
+    """Every raw record in the topic, with its key: waits for ``expected`` of them, then
+    ``settle_s`` more so that a test also sees records that should not be there. Records
+    travel in envelopes; each must be in the partition its key hashes to."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     topic = settings.topic(topics.RAW)
@@ -168,7 +170,12 @@ async def read_raw(settings: Settings, expected: int, timeout_s: float = 15,
         settle_until = None
         while loop.time() < (settle_until or deadline):
             for records in (await consumer.getmany(timeout_ms=200)).values():
-                found += [(m.key, RawRecord.from_bytes(m.value)) for m in records]
+                for message in records:
+                    for item in envelope.unpack(message.value):
+                        record = RawRecord.from_obj(item)
+                        key = record.kafka_key()
+                        assert partition_for(key, settings.raw_partitions) == message.partition
+                        found.append((key, record))
             if settle_until is None and len(found) >= expected:
                 settle_until = loop.time() + settle_s
         return found

@@ -1,7 +1,7 @@
 """The processes ``trackpipe up`` runs beside its gateway, started again when one exits.
 
 A worker stops itself on purpose when Kafka gives up on one of its messages (exit 70, see
-``processors.sink``), and any of them can crash; in the compose deployment the container
+``processors.outbound``), and any of them can crash; in the compose deployment the container
 restarts, and here this does the same: the process is started again after a pause that
 doubles (1 s up to 30 s) while it keeps exiting within a minute of its start.
 """

@@ -471,7 +471,7 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
         if profile is None:
             raise CliError(f"profile {profile_id} is not built yet; try again in a moment")
         if not profile["merged_into"]:
-            from processors.profiles import shown
+            from schemas.profile import shown
 
             print(json.dumps(shown(profile), indent=2, ensure_ascii=False))
             return
@@ -494,14 +494,17 @@ def _lookup(url: str, key: str) -> Any:
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> None:
-    from faust.worker import Worker
+    import mode.loop
 
-    from processors.app import Processors
+    mode.loop.use("uvloop")  # a fifth more events a second than asyncio's loop (benchmarks.md)
+    from faust.worker import Worker as FaustWorker
 
-    processors = Processors(settings, bootstrap_servers(settings),
-                            args.web_port or settings.worker_web_port)
-    Worker(processors.app, loglevel=args.loglevel, quiet=True,
-           redirect_stdouts=False).execute_from_commandline()
+    from processors.worker import Worker
+
+    worker = Worker(settings, bootstrap_servers(settings),
+                    args.web_port or settings.worker_web_port)
+    FaustWorker(worker.app, loglevel=args.loglevel, quiet=True,
+                redirect_stdouts=False).execute_from_commandline()
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> None:

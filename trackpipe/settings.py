@@ -53,6 +53,9 @@ class Settings:
         "Address a processor worker's web server listens on (0.0.0.0 in containers).")
     worker_web_port: int = _setting(6066,
         "Web port of a processor worker (profile lookups, faust's own views).")
+    commit_interval_ms: int = _setting(2000,
+        "How often a worker writes its tables' changes and commits offsets: longer means "
+        "fewer changelog and profile messages, and more to read again after a crash.")
     worker_url: str = _setting("",
         "Where the triggers service looks profiles up; empty: the local worker web port.")
     webhook_timeout_ms: int = _setting(5000,

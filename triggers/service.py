@@ -9,7 +9,7 @@ of ``firings`` to its end: what is there is pending, is delivered now, and is wh
 uncommitted actions it reads again would fire (they are skipped). The one window left is a
 crash between a receiver's answer and the tombstone, which delivers that firing again with the
 same ``X-Trackpipe-Delivery`` id, so receivers can drop it. An action a processor sends again
-after its own crash (``processors.outbox``) fires nothing new: recent firing ids are kept.
+after its own crash (``processors.journal``) fires nothing new: recent firing ids are kept.
 
 Webhooks are POSTed with a timeout and retried with backoff; a project's deliveries share a
 semaphore, so a slow or failing receiver holds only its own project's slots. JavaScript actions
@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -32,6 +31,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas import topics
+from schemas.deadletter import DeadLetter
+from schemas.firing import Firing
+from schemas.profile import shown
 from schemas.project import ProjectRecord
 from schemas.trigger import TriggerRule
 from trackpipe import registry
@@ -50,32 +52,6 @@ KAFKA_RETRY_S = 1.0
 
 class _Left(Exception):
     """The firing's partition went to another owner (or the service stops): leave it pending."""
-
-
-@dataclass(slots=True)
-class Firing:
-    """One rule fired by one action: what its delivery needs, as kept in ``firings``."""
-    id: str
-    partition: int
-    rule: TriggerRule
-    action: dict[str, Any]
-    profile: dict[str, Any] | None
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({"rule": self.rule.to_dict(), "action": self.action,
-                           "profile": self.profile}).encode()
-
-    @classmethod
-    def from_bytes(cls, firing_id: str, partition: int, data: bytes) -> Firing:
-        obj = json.loads(data)
-        return cls(firing_id, partition, TriggerRule.from_dict(obj["rule"]), obj["action"],
-                   obj.get("profile"))
-
-    def body(self) -> bytes:
-        """The webhook's body: exactly these bytes are signed."""
-        return json.dumps({"trigger": self.rule.name, "project": self.rule.project,
-                           "delivery": self.id, "action": self.action, "profile": self.profile},
-                          separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class TriggerService:
@@ -170,9 +146,9 @@ class TriggerService:
                 action = json.loads(record.value)
                 firings.extend(await self._fire(tp.partition, action))
             except Exception as exc:  # a record we cannot read must not stop the partition
-                await self._send(topics.DEADLETTER, record.key, json.dumps({
-                    "kind": "action", "error": repr(exc),
-                    "source": f"{tp.topic}[{tp.partition}]@{record.offset}"}).encode())
+                await self._send(topics.DEADLETTER, record.key, DeadLetter(
+                    "action", repr(exc), tp.topic, tp.partition, record.offset,
+                    key=record.key, value=record.value).to_json())
         known = self._resumed[tp.partition]
         fresh = [f for f in firings if f.id not in known and f.id not in self._fired]
         for firing in fresh:
@@ -224,8 +200,6 @@ class TriggerService:
             return None
         if not found:
             return None
-        from processors.profiles import shown
-
         return shown(found)
 
     # -- delivering ----------------------------------------------------------------------------
@@ -244,10 +218,12 @@ class TriggerService:
             return
         if outcome is not None:
             self.counts["dead"] += 1
-            await self._send(topics.DEADLETTER, firing.id.encode(), json.dumps({
-                "kind": "trigger", "delivery": firing.id, "trigger": rule.name,
-                "project": rule.project, "webhook": rule.webhook, "error": outcome,
-                "action": firing.action, "profile": firing.profile}).encode())
+            await self._send(topics.DEADLETTER, firing.id.encode(), DeadLetter(
+                "trigger", outcome, self.topic[topics.FIRINGS], firing.partition,
+                key=firing.id.encode(), detail={
+                    "delivery": firing.id, "trigger": rule.name, "project": rule.project,
+                    "webhook": rule.webhook, "action": firing.action,
+                    "profile": firing.profile}).to_json())
         await self._send(topics.FIRINGS, firing.id.encode(), None, firing.partition)
 
     async def _post(self, firing: Firing) -> str | None:

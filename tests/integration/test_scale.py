@@ -30,6 +30,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.daylog import day_of, read_lines
+from schemas import envelope
+from schemas.profile import shown
 from tests.conftest import started_kafka
 from tests.integration.pipeline import PROJECT, prepare, start_topology, wait_until
 from trackpipe.settings import Settings
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.integration
 # `make scale-demo` sends the full 50,000; the suite sends 5,000 to stay within CI's budget on
 # a 2-core machine (docs/benchmarks.md has the times of both).
 REQUESTS = int(os.environ.get("TRACKPIPE_SCALE_REQUESTS", "5000"))
-LANES = 48
+LANES = 128
 KILL_AT = 0.4
 WORKERS = ("worker-1", "worker-2", "worker-3")
 RF3 = {"TRACKPIPE_REPLICATION_FACTOR": "3"}
@@ -144,17 +146,18 @@ async def read_topic(settings: Settings, name: str) -> list:
 
 
 async def copy_raw(source: Settings, target: Settings) -> int:
-    """The raw records of one run into another run's raw topic, partition for partition."""
-    records = await read_topic(source, "raw")
+    """The raw envelopes of one run into another run's raw topic, partition for partition;
+    how many records they hold."""
+    messages = await read_topic(source, "raw")
     producer = AIOKafkaProducer(bootstrap_servers=target.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        for partition, key, value in records:
+        for partition, key, value in messages:
             await producer.send(target.topic("raw"), value, key=key, partition=partition)
         await producer.flush()
     finally:
         await producer.stop()
-    return len(records)
+    return sum(len(envelope.unpack(value)) for _, _, value in messages)
 
 
 def people_of(settings: Settings) -> tuple[Counter, Counter]:
@@ -166,7 +169,7 @@ def people_of(settings: Settings) -> tuple[Counter, Counter]:
 
     def content(p):
         return (tuple(sorted(p["ids"])), tuple(sorted(p["emails"])), tuple(sorted(p["cookies"])),
-                p["actions"], tuple(sorted(p["properties"].items())))
+                p["actions"], tuple(sorted(shown(p)["properties"].items())))
 
     survivors = {p["profile"]: p for p in latest.values() if not p["merged_into"]}
     final = {}

@@ -77,7 +77,8 @@ def test_two_devices_one_email_are_one_profile_with_a_recorded_merge():
     m.track("phone-login", cookie="c2", email="ANN@x".lower())
     m.track("phone-after", cookie="c2")
     assert m.people() == [{"laptop", "phone-anon", "phone-login", "phone-after"}]
-    assert m.merges == [Merge(pid("cookie:c2"), pid("cookie:c1"), "email:ann@x")]
+    assert m.merges == [Merge(pid("cookie:c2"), pid("cookie:c1"), "email:ann@x", P,
+                              "cookie:c2")]
 
 
 def test_two_ids_never_merge_even_on_one_device():
@@ -87,7 +88,8 @@ def test_two_ids_never_merge_even_on_one_device():
     m.track("u1-again", cookie="other", id="u1")
     assert m.people() == [{"u1", "u1-again"}, {"u2"}]
     # the only merge folds the second device's cookie profile into u1, never u2 into u1
-    assert m.merges == [Merge(pid("cookie:other"), pid("cookie:shared"), "id:u1")]
+    assert m.merges == [Merge(pid("cookie:other"), pid("cookie:shared"), "id:u1", P,
+                              "cookie:other")]
 
 
 def test_two_emails_never_merge():
@@ -109,7 +111,8 @@ def test_an_email_profile_joins_the_id_that_claims_it():
     m.track("newsletter", cookie="c1", email="ann@x")
     m.track("signup", cookie="c2", id="u1", email="ann@x")
     assert m.people() == [{"newsletter", "signup"}]
-    assert m.merges == [Merge(pid("cookie:c1"), pid("cookie:c2"), "email:ann@x")]
+    assert m.merges == [Merge(pid("cookie:c1"), pid("cookie:c2"), "email:ann@x", P,
+                              "cookie:c2")]
 
 
 def test_identified_requests_without_a_cookie_are_keyed_by_their_identifier():
@@ -140,12 +143,13 @@ def test_replaying_the_same_story_makes_the_same_decisions():
 @pytest.mark.parametrize(("state", "link", "expected_answer", "merge"), [
     (None, Link("email:e", "pA", "cookie:c"), "pA", None),
     (IdentityState("pA"), Link("email:e", "pA", "cookie:c"), "pA", None),
-    (IdentityState("pA"), Link("email:e", "pB", "cookie:c"), "pA", Merge("pB", "pA", "email:e")),
+    (IdentityState("pA"), Link("email:e", "pB", "cookie:c"), "pA",
+     Merge("pB", "pA", "email:e", "", "cookie:c")),
     (IdentityState("pA", True), Link("id:u", "pB", "cookie:c", True), "pA",
-     Merge("pB", "pA", "id:u")),
+     Merge("pB", "pA", "id:u", "", "cookie:c")),
     (IdentityState("pA", True), Link("email:e", "pB", "cookie:c", True), "pB", None),
     (IdentityState("pA", False), Link("email:e", "pB", "cookie:c", True), "pB",
-     Merge("pA", "pB", "email:e")),
+     Merge("pA", "pB", "email:e", "", "cookie:c")),
 ], ids=["new", "same", "cookie-joins-email", "cookie-joins-id", "email-of-other-id",
         "email-joins-id"])
 def test_resolve_link(state, link, expected_answer, merge):

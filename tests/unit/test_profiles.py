@@ -1,8 +1,29 @@
 from processors.profiles import apply_update, fold, new_profile, shown
+from schemas.profile import ProfileUpdate, change_from_obj
 
 
-def update(at, **kw):
-    return {"event_ms": at, **kw}
+def update(at, origin=None, via="", **request):
+    """The update of one request at event time ``at``."""
+    made = ProfileUpdate("shop", "p1", origin, via)
+    made.add(at, **request)
+    return made
+
+
+def test_one_update_folds_the_requests_of_an_envelope_like_applying_them_one_by_one():
+    requests = [(200, {"cookie": "c1", "properties": {"plan": "pro"}, "actions": 1,
+                       "visits": 1}),
+                (100, {"cookie": "c1", "email": "a@x", "properties": {"plan": "free",
+                                                                      "name": "Rio"}}),
+                (300, {"id": "u1", "properties": {"name": "Rio B."}, "actions": 1})]
+    one_by_one = new_profile("shop", "p1")
+    folded = ProfileUpdate("shop", "p1", [0, 1])
+    for at, request in requests:
+        one_by_one = apply_update(one_by_one, update(at, **request))
+        folded.add(at, **request)
+    at_once = apply_update(new_profile("shop", "p1"), folded)
+    assert {k: v for k, v in at_once.items() if k != "applied"} == {
+        k: v for k, v in one_by_one.items() if k != "applied"}
+    assert change_from_obj(folded.to_obj()) == folded  # and it travels as it is
 
 
 def test_properties_are_last_write_wins_by_event_time():

@@ -30,3 +30,12 @@ def test_random_strings_match_the_standard_library(keep_blank):
         qs = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
         assert parse_query(qs, keep_blank) == parse_qsl(
             qs, keep_blank_values=keep_blank, errors="replace"), qs
+
+
+def test_random_escapes_match_the_standard_library():
+    rng = random.Random(20261201)
+    alphabet = ["%C3", "%A9", "%e2", "%82", "%ac", "%2", "%", "+", "=", "&", "x", "é", "%FF"]
+    for _ in range(20_000):
+        qs = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12)))
+        assert parse_query(qs, True) == parse_qsl(qs, keep_blank_values=True,
+                                                  errors="replace"), qs

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from gateway.jsactions import JsQueue
+from schemas.firing import Firing
 from schemas.project import ProjectError
 from schemas.trigger import Condition, TriggerError, TriggerRule
 from triggers import rules
-from triggers.service import Firing
 
 
 def rule(*where, event="signup", name="r"):

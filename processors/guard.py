@@ -1,0 +1,47 @@
+"""How a worker treats a message whose handling fails: retry what is transient, dead-letter
+what is the message's own fault, and never stop the partition for either.
+
+Transient I/O (a ``KafkaError``: a broker hiccup; an ``OSError``: a full disk) is not the
+message's fault: it is retried with backoff (``RETRY_FIRST_S`` doubling to ``RETRY_MAX_S``),
+holding the partition, because dead-lettering a good record would take it out of the day logs.
+Anything else is the message's own fault: it goes to the dead-letter topic and the stream goes
+on. A handler may be a function or a coroutine function; it must leave nothing half done when
+it raises (the stages decide first and apply last, see ``processors.journal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+async def guarded(handle: Callable[[Any], Any], message: Any,
+                  dead_letter: Callable[[Any, BaseException], None],
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    backoff_s = RETRY_FIRST_S
+    while True:
+        try:
+            done = handle(message)
+            if inspect.isawaitable(done):
+                await done
+            return
+        except (KafkaError, OSError) as exc:
+            log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic, message.partition,
+                        message.offset, backoff_s, exc)
+            await sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+        except Exception as exc:  # a message's own fault must not stop the partition
+            log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
+                        message.offset, exc)
+            dead_letter(message, exc)
+            return

@@ -1,0 +1,58 @@
+"""The identities stage: links in, rebinds, merges and profile merges out.
+
+It reads envelopes of ``Link`` records, keyed by identifier, and keeps who owns each
+identifier in the ``identities`` table. For each link ``processors.identity.resolve_link``
+says the profile that wins; a merge goes to the public ``merges`` topic and to the merged
+profile (which folds itself into the survivor, ``stages.profiles``), and the answer goes back
+to the asking visitor's partition as a ``Rebind``. Links of one envelope are taken in order,
+each seeing what the previous ones decided. A replay after a crash decides the same (the
+identifier's owner is recorded before the answer leaves), so repeats are harmless.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from processors import identity
+from processors.metrics import WorkerMetrics
+from processors.outbound import Outbound
+from processors.state import TableState
+from schemas import envelope
+from schemas.identity import Link, Rebind
+from schemas.profile import MergeInto
+
+
+def encode_owner(state: identity.IdentityState) -> bytes:
+    return msgpack.packb([state.profile, state.has_id])
+
+
+def decode_owner(data: bytes) -> identity.IdentityState:
+    if data[:1] == b"{":  # written as JSON before the table held msgpack
+        import orjson
+
+        return identity.IdentityState(**orjson.loads(data))
+    return identity.IdentityState(*msgpack.unpackb(data))
+
+
+class IdentitiesStage:
+    def __init__(self, identities: TableState, outbound: Outbound, metrics: WorkerMetrics,
+                 merges: str, rebinds: str, profile_updates: str) -> None:
+        self.identities = identities
+        self.outbound = outbound
+        self.metrics = metrics
+        self.merges, self.rebinds, self.profile_updates = merges, rebinds, profile_updates
+
+    def handle_links(self, partition: int, value: bytes) -> None:
+        for item in envelope.unpack(value):
+            link = Link.from_obj(item)
+            decision = identity.resolve_link(self.identities.get(link.key), link)
+            self.identities.put(link.key, decision.state, partition)
+            merge = decision.merge
+            if merge is not None:
+                self.metrics.merges += 1
+                self.outbound.message(self.merges, merge.key, merge.to_json())
+                into = MergeInto(link.project, merge.source, merge.into)
+                self.outbound.record(self.profile_updates, into.key,
+                                     msgpack.packb(into.to_obj()))
+            rebind = Rebind(link, decision.answer)
+            self.outbound.record(self.rebinds, rebind.key, msgpack.packb(rebind.to_obj()))

@@ -1,0 +1,57 @@
+"""The profiles stage: profile changes in, profiles out (``schemas.profile``).
+
+It reads envelopes of changes keyed by profile and keeps each profile in the ``profiles``
+table, with the rules of ``processors.profiles``: an update is applied, a merge marks the
+profile ``merged_into`` its survivor and sends its state there as a ``Fold``, and a profile
+that was merged forwards what still reaches it to its survivor (the path it took is part of
+the update, so replays stay recognisable). The table's changelog is the public compacted
+``profiles`` topic itself: each changed profile is published once per flush, whatever number
+of changes it took in since the last one.
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from processors import profiles
+from processors.outbound import Outbound
+from processors.state import TableState
+from schemas import envelope
+from schemas.profile import Fold, ProfileChange, ProfileUpdate, change_from_obj
+
+
+class ProfilesStage:
+    def __init__(self, table: TableState, outbound: Outbound, profile_updates: str) -> None:
+        self.table = table
+        self.outbound = outbound
+        self.profile_updates = profile_updates
+
+    def handle_changes(self, partition: int, value: bytes) -> None:
+        for item in envelope.unpack(value):
+            self.apply(partition, change_from_obj(item))
+
+    def apply(self, partition: int, change: ProfileChange) -> None:
+        key = change.key
+        current = self.table.get(key) or profiles.new_profile(change.project, change.profile)
+        survivor = current["merged_into"]
+        if survivor:
+            if isinstance(change, ProfileUpdate):  # it belongs to the survivor now
+                self._send(ProfileUpdate(**{**_fields(change), "profile": survivor,
+                                            "via": f"{change.via}>{change.profile}"}))
+            return
+        if isinstance(change, ProfileUpdate):
+            changed = profiles.apply_update(current, change)
+        elif isinstance(change, Fold):
+            changed = profiles.fold(current, change.source)
+        else:  # merged into another profile
+            changed = {**current, "merged_into": change.into}
+            self._send(Fold(change.project, change.into, current))
+        if changed is not None:  # None: applied before a crash, a replay
+            self.table.put(key, changed, partition)
+
+    def _send(self, change: ProfileChange) -> None:
+        self.outbound.record(self.profile_updates, change.key, msgpack.packb(change.to_obj()))
+
+
+def _fields(update: ProfileUpdate) -> dict[str, object]:
+    return {name: getattr(update, name) for name in update.__slots__}

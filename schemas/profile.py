@@ -1,0 +1,144 @@
+"""Profiles: the merged record of one person, and the changes that travel to it.
+
+A **profile** is a JSON object: ``project``, ``profile`` (its id), ``ids``, ``emails``,
+``cookies``, ``properties`` (``{name: [value, event_ms]}``: the time says which write wins),
+``first_seen_ms``, ``last_seen_ms``, ``actions``, ``visits``, ``merged_from``, ``merged_into``
+and ``applied`` (replay watermarks, see ``processors.profiles``). It is the value of the
+compacted public ``profiles`` topic, which is also the changelog the profiles table recovers
+from, so what is published is the whole state; ``shown`` is what `trackpipe profile` prints.
+
+**Changes** travel on the internal ``profile-updates`` topic, in envelopes, keyed
+``project \\n profile``: a ``ProfileUpdate`` (what the requests of one raw envelope said about
+one profile, folded together), a ``MergeInto`` (this profile was merged into another) and a
+``Fold`` (the state of a merged profile, for its survivor to take in). Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.identity import scoped_key
+from schemas.jsonline import to_json
+
+Profile = dict[str, Any]
+
+
+def new_profile(project: str, profile_id: str) -> Profile:
+    return {"project": project, "profile": profile_id, "ids": [], "emails": [], "cookies": [],
+            "properties": {}, "first_seen_ms": None, "last_seen_ms": None, "actions": 0,
+            "visits": 0, "merged_from": [], "merged_into": None, "applied": {}}
+
+
+def shown(profile: Profile) -> Profile:
+    """The profile as `trackpipe profile` prints it: property values without their times,
+    and without the replay watermarks."""
+    out = {k: v for k, v in profile.items() if k != "applied"}
+    out["properties"] = {k: v for k, (v, _) in profile["properties"].items()}
+    return out
+
+
+def encode(profile: Profile) -> bytes:
+    return to_json(profile)
+
+
+def decode(data: bytes) -> Profile:
+    return orjson.loads(data)
+
+
+def _add(values: list[str], value: str | None) -> None:
+    if value and value not in values:
+        values.append(value)
+
+
+@dataclass(slots=True)
+class ProfileUpdate:
+    """What the requests of one raw envelope said about one profile, folded together.
+
+    ``origin`` is the raw ``[partition, offset]`` of that envelope, ``via`` the merged
+    profiles that forwarded it (``>a>b``): the profile recognises a replay by them.
+    """
+    project: str
+    profile: str
+    origin: list[int] | None = None
+    via: str = ""
+    first_ms: int | None = None
+    last_ms: int | None = None
+    ids: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+    cookies: list[str] = field(default_factory=list)
+    properties: dict[str, list[Any]] = field(default_factory=dict)
+    actions: int = 0
+    visits: int = 0
+
+    @property
+    def key(self) -> bytes:
+        return scoped_key(self.project, self.profile)
+
+    def add(self, event_ms: int, *, id: str | None = None, email: str | None = None,
+            cookie: str | None = None, properties: dict[str, Any] | None = None,
+            actions: int = 0, visits: int = 0) -> None:
+        """Fold one request in: identifiers in order, the latest value of each property by
+        event time (ties: the later request), counts summed."""
+        self.first_ms = event_ms if self.first_ms is None else min(self.first_ms, event_ms)
+        self.last_ms = event_ms if self.last_ms is None else max(self.last_ms, event_ms)
+        _add(self.ids, id)
+        _add(self.emails, email)
+        _add(self.cookies, cookie)
+        for name, value in (properties or {}).items():
+            known = self.properties.get(name)
+            if known is None or event_ms >= known[1]:
+                self.properties[name] = [value, event_ms]
+        self.actions += actions
+        self.visits += visits
+
+    def to_obj(self) -> list[Any]:
+        return ["update", self.project, self.profile, self.origin, self.via, self.first_ms,
+                self.last_ms, self.ids, self.emails, self.cookies, self.properties,
+                self.actions, self.visits]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeInto:
+    """``profile`` was merged into ``into``: it sends its state there and forwards from now."""
+    project: str
+    profile: str
+    into: str
+
+    @property
+    def key(self) -> bytes:
+        return scoped_key(self.project, self.profile)
+
+    def to_obj(self) -> list[Any]:
+        return ["merge", self.project, self.profile, self.into]
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """The state of ``source`` (merged into ``profile``), for ``profile`` to take in."""
+    project: str
+    profile: str
+    source: Profile
+
+    @property
+    def key(self) -> bytes:
+        return scoped_key(self.project, self.profile)
+
+    def to_obj(self) -> list[Any]:
+        return ["fold", self.project, self.profile, self.source]
+
+
+ProfileChange = ProfileUpdate | MergeInto | Fold
+
+
+def change_from_obj(obj: list[Any]) -> ProfileChange:
+    kind, *fields = obj
+    if kind == "update":
+        return ProfileUpdate(*fields)
+    if kind == "merge":
+        return MergeInto(*fields)
+    if kind == "fold":
+        return Fold(*fields)
+    raise ValueError(f"unknown profile change {kind!r}")

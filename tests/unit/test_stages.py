@@ -1,0 +1,212 @@
+"""The stages on envelopes of many records, with no broker: what one envelope makes, how a
+crash at any point between its journal entry and its last line is completed, and how a
+record's own fault stays its own (``processors.worker.Stages``, a transport that records)."""
+
+from collections import Counter
+
+import msgpack
+import pytest
+
+from processors.daylog import read_lines
+from processors.stages.visitors import decode_visitor
+from processors.worker import Stages
+from schemas import envelope
+from schemas.deadletter import DeadLetter
+from schemas.identity import Link, Rebind
+from schemas.raw import RawRecord
+from trackpipe.settings import Settings
+
+DAY = "2027-01-15"
+RECEIVED_MS = 1_800_000_000_000  # 2027-01-15
+
+
+class Recorder:
+    """A transport that keeps what it was given: (topic, partition, key, value)."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, topic, partition, messages):
+        self.sent += [(topic, partition, key, value) for key, value in messages]
+
+    def topic(self, name):
+        return [m for m in self.sent if m[0] == f"trackpipe.{name}"]
+
+    def items(self, name):
+        """The items of the envelopes sent to an internal topic."""
+        return [item for *_, value in self.topic(name) for item in envelope.unpack(value)]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path, raw_partitions=4)
+
+
+@pytest.fixture
+def make_stages(settings):
+    """Stages over the same data folder, as a restarted worker would be: tables recovered
+    from what was flushed (the stores passed in), journal and day logs from the disk."""
+    made = []
+
+    def make(stores=None):
+        recorder = Recorder()
+        stages = Stages(settings, recorder, stores)
+        stages.recorder = recorder
+        made.append(stages)
+        return stages
+
+    yield make
+    for stages in made:
+        stages.close()
+
+
+def raw(n, cookie="ck1", project="shop.example", **params):
+    query = "&".join(f"{k}={v}" for k, v in {"event": "pv", "cookie": cookie, **params}.items())
+    return RawRecord(id=f"00000000-0000-7000-8000-{n:012d}", received_ms=RECEIVED_MS + n,
+                     endpoint="ce", project=project, ip="192.0.2.1", query=query.encode(),
+                     visitor_key=f"cookie:{cookie}")
+
+
+def pack(*records):
+    return envelope.pack([r.to_bytes() for r in records])
+
+
+def logged(settings, project="shop.example"):
+    return list(read_lines(settings.data_dir / "logs", project, [DAY]))
+
+
+async def test_an_envelope_is_one_write_per_file_and_its_outputs_are_batched(make_stages,
+                                                                           settings):
+    stages = make_stages()
+    records = [raw(n, cookie=f"ck{n % 3}", cv_name=f"n{n}") for n in range(9)]
+    stages.visitors.handle_raw(2, 40, pack(*records))
+    await stages.outbound.flush(state=True)
+    lines = logged(settings)
+    assert [line["id"] for line in lines] == [r.id for r in records]
+    assert [line["_source"] for line in lines] == [
+        {"partition": 2, "offset": 40, "index": i} for i in range(9)]
+    rec = stages.recorder
+    assert len(rec.topic("actions")) == 9  # public: one message an action
+    assert len(rec.topic("visits")) == 3   # a visit started per visitor
+    updates = rec.items("profile-updates")
+    assert len(updates) == 3 and len(rec.topic("profile-updates")) <= 3  # one per profile
+    assert sorted(u[11] for u in updates) == [3, 3, 3]  # actions folded per profile
+    changelog = rec.topic("processors-visitors-changelog")
+    assert len(changelog) == 3 and {m[1] for m in changelog} == {2}  # once a key, own partition
+
+
+async def test_each_changed_key_is_written_once_a_flush_whatever_the_envelopes(make_stages):
+    stages = make_stages()
+    for offset in range(5):
+        stages.visitors.handle_raw(0, offset, pack(raw(offset, cookie="same")))
+    await stages.outbound.flush(state=True)
+    assert len(stages.recorder.topic("processors-visitors-changelog")) == 1
+    assert len(stages.recorder.topic("actions")) == 5
+
+
+async def test_a_crash_after_the_journal_entry_completes_the_lines_and_resends(make_stages,
+                                                                             settings,
+                                                                             monkeypatch):
+    first = make_stages()
+    records = [raw(0, project="a.example"), raw(1, project="b.example"),
+               raw(2, project="a.example")]
+    real_write = first.visitors.daylog.write
+
+    def crash_after_the_first_file(partition, lines):
+        real_write(partition, [line for line in lines if line[0] == "a.example"])
+        raise SystemExit("killed")  # a.example's file is written, then: kill -9
+
+    monkeypatch.setattr(first.visitors.daylog, "write", crash_after_the_first_file)
+    with pytest.raises(SystemExit):
+        first.visitors.handle_raw(1, 7, pack(*records))
+    assert len(logged(settings, "a.example")) == 2 and logged(settings, "b.example") == []
+
+    again = make_stages()  # its tables recovered without anything of offset 7
+    assert again.visitors.position(1) == 7  # and b.example's line is written by now
+    assert [r["id"] for r in logged(settings, "b.example")] == [records[1].id]
+    again.visitors.handle_raw(1, 7, pack(*records))  # faust hands the envelope over again
+    await again.outbound.flush(state=True)
+    assert len(logged(settings, "a.example")) == 2 and len(logged(settings, "b.example")) == 1
+    assert len(again.recorder.topic("actions")) == 3  # its messages, sent again
+    assert len(again.recorder.topic("processors-visitors-changelog")) == 2  # writes applied
+    assert again.visitors.deadlines.has(1) is False  # indexed from the table on the next tick
+
+
+async def test_a_day_log_write_that_fails_is_retried_without_a_duplicate(make_stages, settings,
+                                                                       monkeypatch):
+    stages = make_stages()
+    real_write, failures = stages.visitors.daylog.write, []
+
+    def full_disk_once(partition, lines):
+        if not failures:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        real_write(partition, lines)
+
+    monkeypatch.setattr(stages.visitors.daylog, "write", full_disk_once)
+    records = [raw(0), raw(1)]
+    with pytest.raises(OSError):
+        stages.visitors.handle_raw(0, 3, pack(*records))
+    stages.visitors.handle_raw(0, 3, pack(*records))  # the worker retries the same envelope
+    await stages.outbound.flush(state=True)
+    assert [r["id"] for r in logged(settings)] == [r.id for r in records]
+    assert len(stages.recorder.topic("actions")) == 2
+
+
+async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(make_stages):
+    """A rebind (or a tick) wrote the visitor after the envelope; the next owner's recovered
+    table holds that write, and the envelope, read again, must not put the older entry back."""
+    first = make_stages()
+    first.visitors.handle_raw(0, 0, pack(raw(0)))
+    await first.outbound.flush(state=True)
+    [(_, _, key, value)] = first.recorder.topic("processors-visitors-changelog")
+    link = Link("email:a@x", decode_visitor(value).state.profile, "cookie:ck1", False,
+                "shop.example")
+    first.visitors.handle_rebinds(0, envelope.pack([msgpack.packb(
+        Rebind(link, "p-survivor").to_obj())]))
+    await first.outbound.flush(state=True)
+    rebound = first.visitors.visitors.get(key)
+    assert rebound.state.profile == "p-survivor"
+
+    again = make_stages({"visitors": {key: first.visitors.visitors.store[key]},
+                         "quota_counts": {}, "identities": {}, "profiles": {},
+                         "quota_totals": {}})
+    again.visitors.handle_raw(0, 0, pack(raw(0)))
+    await again.outbound.flush(state=True)
+    assert again.visitors.visitors.get(key) == rebound
+    assert again.recorder.topic("processors-visitors-changelog") == []
+    assert len(again.recorder.topic("actions")) == 1
+
+
+async def test_a_bad_record_is_a_dead_letter_of_its_own_and_the_envelope_goes_on(make_stages,
+                                                                               settings):
+    stages = make_stages()
+    good = [raw(0), raw(2)]
+    items = [good[0].to_bytes(), msgpack.packb({"v": 99}), raw(1, project="../etc").to_bytes(),
+             good[1].to_bytes()]
+    stages.visitors.handle_raw(0, 5, envelope.pack(items))
+    await stages.outbound.flush()
+    assert [r["id"] for r in logged(settings)] == [r.id for r in good]
+    letters = [DeadLetter.from_json(v) for *_, v in stages.recorder.topic("deadletter")]
+    assert [(d.kind, d.offset, d.index) for d in letters] == [("record", 5, 1), ("record", 5, 2)]
+    assert "version" in letters[0].error and "project name" in letters[1].error
+    assert not (settings.data_dir / "etc").exists()
+
+
+async def test_a_message_that_is_no_envelope_is_a_dead_letter(make_stages):
+    stages = make_stages()
+    stages.visitors.handle_raw(0, 0, b"\xc1 not msgpack")
+    await stages.outbound.flush()
+    [letter] = [DeadLetter.from_json(v) for *_, v in stages.recorder.topic("deadletter")]
+    assert letter.value == b"\xc1 not msgpack" and letter.index is None
+    assert stages.visitors.position(0) == 0  # handled: never fetched again
+
+
+async def test_an_event_id_is_logged_once_within_and_across_envelopes(make_stages, settings):
+    stages = make_stages()
+    twice = raw(0)
+    stages.visitors.handle_raw(0, 0, pack(twice, twice, raw(1)))
+    stages.visitors.handle_raw(0, 1, pack(twice))
+    await stages.outbound.flush()
+    assert Counter(r["id"] for r in logged(settings)) == {twice.id: 1, raw(1).id: 1}
+    assert stages.metrics.duplicates == 2
