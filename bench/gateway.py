@@ -42,7 +42,7 @@ CONNECTIONS = 64
 
 def serve(app: str, port: int, env: dict[str, str], factory: bool) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
                "--log-level", "warning"]
     if factory:
         command.append("--factory")

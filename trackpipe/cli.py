@@ -407,9 +407,11 @@ def _server_env(settings: Settings, args: argparse.Namespace) -> Settings:
 def serve_gateway(settings: Settings, workers: int) -> None:
     import uvicorn
 
+    # proxy_headers off: the gateway believes X-Forwarded-For only from the configured trusted
+    # proxies (gateway.addresses), never uvicorn's own default of any loopback peer.
     uvicorn.run("gateway.main:create_app", factory=True, host=settings.http_host,
                 port=settings.http_port, workers=workers, loop="uvloop", http="httptools",
-                access_log=False, lifespan="on", log_level="info")
+                access_log=False, lifespan="on", log_level="info", proxy_headers=False)
 
 
 def run_gateway(settings: Settings, args: argparse.Namespace) -> None:

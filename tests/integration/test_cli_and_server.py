@@ -103,6 +103,18 @@ def test_registry_changes_apply_live_to_a_running_gateway(env, server):
     assert poll_status(track, 403) == 403
 
 
+def test_x_forwarded_for_from_an_untrusted_peer_is_not_believed(env, server):
+    """No trusted proxies are configured: a loopback sender cannot pick the address that
+    exclusions (and the logs) see, whatever the HTTP server's own proxy-header defaults."""
+    url, _ = server
+    assert cli(env, "projects", "add", "xff.example", "--exclude-ip", "203.0.113.7"
+               ).returncode == 0
+    track = f"{url}/track/ce?project=xff.example&cookie=c"
+    assert poll_status(track, 200) == 200
+    forged = httpx.get(track, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert forged.status_code == 200
+
+
 def test_stops_cleanly_on_ctrl_c(server):
     url, process = server
     assert httpx.get(url + "/healthz").status_code == 200
