@@ -105,3 +105,21 @@ def test_an_update_counted_by_a_fold_and_forwarded_again_is_a_replay():
     assert apply_update(into, update(50, actions=1, origin=[2, 7], via=">m1")) is None
     later = apply_update(into, update(60, actions=1, origin=[2, 8], via=">m1"))
     assert later["actions"] == 3
+
+
+def test_a_stored_profile_costs_its_own_size():
+    """A table of a million profiles keeps every encoded value: each must hold only its bytes
+    (orjson's output alone keeps a 4 KiB buffer)."""
+    import tracemalloc
+
+    from schemas.profile import encode
+
+    profile = apply_update(new_profile("shop", "p1"), update(1, cookie="c1",
+                                                              properties={"name": "Rio"}))
+    tracemalloc.start()
+    try:
+        kept = [encode(profile) for _ in range(1000)]
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1000 * (len(kept[0]) + 200)
