@@ -40,9 +40,10 @@ from trackpipe.topics import create_topics  # noqa: E402
 CONNECTIONS = 64
 
 
-def serve(app: str, port: int, env: dict[str, str], factory: bool) -> subprocess.Popen:
+def serve(app: str, port: int, env: dict[str, str], factory: bool,
+          http: str = "httptools") -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
+               "--loop", "uvloop", "--http", http, "--no-access-log", "--no-proxy-headers",
                "--log-level", "warning"]
     if factory:
         command.append("--factory")
@@ -115,8 +116,11 @@ def measure(bootstrap: str, work: Path, args: argparse.Namespace) -> tuple:
                "TRACKPIPE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
         bare_port, null_port, gateway_port = (free_port_block() for _ in range(3))
         processes.append(serve("bench.bare_app:app", bare_port, env, factory=False))
-        processes.append(serve("bench.null_gateway:create_app", null_port, env, factory=True))
-        processes.append(serve("gateway.main:create_app", gateway_port, env, factory=True))
+        # both gateways with the protocol the gateway ships with (its limits: gateway.http)
+        processes.append(serve("bench.null_gateway:create_app", null_port, env, factory=True,
+                               http="gateway.http:GatewayProtocol"))
+        processes.append(serve("gateway.main:create_app", gateway_port, env, factory=True,
+                               http="gateway.http:GatewayProtocol"))
         for port in (bare_port, null_port, gateway_port):
             wrk(port, 2)  # warm-up
         bare = median_run(bare_port, args.runs, args.seconds)

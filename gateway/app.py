@@ -22,7 +22,9 @@ from gateway.errors import (
     GatewayError,
     MalformedBody,
     RegistryNotLoaded,
+    RequestTimeout,
     SpoolFull,
+    TooLarge,
     Unauthenticated,
     UrlTooLong,
     status_of,
@@ -41,6 +43,7 @@ from gateway.responses import Reply, render, response_format, script, success
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord, kafka_key
+from schemas.topics import MAX_RECORD_BYTES
 
 TRACK_PATHS = {
     "/track/ce": "ce", "/track/identify": "identify", "/track/update": "update",
@@ -57,7 +60,16 @@ EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
     Unauthenticated: [(b"www-authenticate", b'Basic realm="trackpipe"')],
     SpoolFull: [(b"retry-after", b"5")],
     RegistryNotLoaded: [(b"retry-after", b"2")],
+    # what was not read of these is not worth keeping the connection for
+    BodyTooLarge: [(b"connection", b"close")],
+    RequestTimeout: [(b"connection", b"close")],
+    UrlTooLong: [(b"connection", b"close")],
 }
+# A body over the limit is still read (and dropped) up to this much before the 413 goes out,
+# so that a plain client, which sends its whole body before it reads, sees the answer instead
+# of a connection reset; past it the connection is closed as it is.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
+MAX_PUSH_RECORD_BYTES = 32 * 1024 * 1024  # every line of a push carries the request's query
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
 Forget = Callable[[list[str]], None]
@@ -83,8 +95,8 @@ def route(path: str) -> tuple[str, str] | None:
 
 class TrackingApp:
     def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
-                 max_url_bytes: int, max_body_bytes: int,
-                 trusted_proxies: tuple[Network, ...] = (),
+                 max_url_bytes: int, max_body_bytes: int, max_push_lines: int = 1000,
+                 body_timeout_ms: int = 30_000, trusted_proxies: tuple[Network, ...] = (),
                  quotas: Mapping[str, QuotaState] | None = None,
                  js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
         self.projects = projects
@@ -95,6 +107,8 @@ class TrackingApp:
         self.metrics = metrics
         self.max_url_bytes = max_url_bytes
         self.max_body_bytes = max_body_bytes
+        self.max_push_lines = max_push_lines
+        self.body_timeout_s = body_timeout_ms / 1000
         self.trusted = trusted_proxies
         self.ids = EventIds()
 
@@ -115,14 +129,14 @@ class TrackingApp:
         try:
             query = scope["query_string"]
             if len(scope.get("raw_path") or b"") + len(query) > self.max_url_bytes:
-                raise UrlTooLong()
+                raise UrlTooLong(f"the URL is over {self.max_url_bytes} bytes")
             facts = scan_query(query.decode("utf-8", "replace"))
             fmt = response_format(facts.get("response"))
             form: dict[str, Any] = {}
             if method == "POST":
                 body = await self._read_body(receive, headers)
-                form = await decode_body(headers.get(b"content-type", b"").decode("latin-1"),
-                                         body)
+                content_type = headers.get(b"content-type", b"").decode("latin-1")
+                form = await decode_body(content_type, body, off_loop=len(body) > OFF_LOOP_BYTES)
             elif method not in ("GET", "HEAD"):
                 raise MalformedBody(f"method {method} is not supported: use GET or POST")
             params = {**facts, **form} if form else facts
@@ -150,17 +164,25 @@ class TrackingApp:
         except ClientGone:
             return
         except GatewayError as exc:
-            reply = render(fmt, status_of(exc), exc.message)
-            extra_headers = CORS + EXTRA_HEADERS.get(type(exc), [])
+            await self.refuse(send, exc, endpoint, event_id, fmt, head=method == "HEAD")
+            return
         self.metrics.count(endpoint, reply.status)
         await send_reply(send, reply, event_id, extra_headers, head=method == "HEAD")
+
+    async def refuse(self, send: Any, exc: GatewayError, endpoint: str, event_id: str,
+                     fmt: str = "js", head: bool = False) -> None:
+        """Answer a refused request (the status of ``exc``, its message in ``fmt``)."""
+        reply = render(fmt, status_of(exc), exc.message)
+        self.metrics.count(endpoint, reply.status)
+        await send_reply(send, reply, event_id, CORS + EXTRA_HEADERS.get(type(exc), []),
+                         head=head)
 
     async def _track(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                      query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,
                      headers: dict[bytes, bytes]) -> tuple[int, RawRecord]:
         record = self._admit(event_id, now_ms, endpoint, path_project, query, params, form, ip,
                              headers)
-        status = await self.publish(record.kafka_key(), record.to_bytes())
+        status = await self.publish(record.kafka_key(), encoded(record))
         return (OVER_QUOTA if record.over_quota else status), record
 
     def _admit(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
@@ -189,7 +211,16 @@ class TrackingApp:
         payload = form.get("payload")
         if payload is None:
             payload = parse_qs(query.decode("utf-8", "replace")).get("payload", [""])[-1]
-        lines = decode_push_lines(str(payload))
+        payload = str(payload)
+        count = payload.count("\n") + 1  # never build what is then refused
+        if count > self.max_push_lines:
+            raise TooLarge(f"a push holds at most {self.max_push_lines} lines "
+                           f"(TRACKPIPE_MAX_PUSH_LINES); this one has {count}")
+        if count * len(query) > MAX_PUSH_RECORD_BYTES:
+            raise TooLarge(f"each of the {count} lines would carry the {len(query)}-byte query: "
+                           "send fewer lines or a shorter query")
+        lines = (decode_push_lines(payload) if len(payload) < OFF_LOOP_BYTES
+                 else await asyncio.to_thread(decode_push_lines, payload))
         if not lines:
             raise MalformedBody("push needs a 'payload' of JSON lines")
         records: list[RawRecord] = []
@@ -209,8 +240,10 @@ class TrackingApp:
                 refusals.append(exc)
         if not records:
             raise refusals[0]
+        values = [encoded(r) for r in records]
         statuses = await asyncio.gather(*(self.publish(kafka_key(r.project, r.visitor_key, r.id),
-                                                       r.to_bytes()) for r in records),
+                                                       value)
+                                          for r, value in zip(records, values, strict=True)),
                                         return_exceptions=True)
         failures = [s for s in statuses if isinstance(s, BaseException)]
         if failures:  # a spool failure: some lines may be in Kafka, the sender must retry all
@@ -220,22 +253,44 @@ class TrackingApp:
         return max(statuses), {"accepted": len(records), "rejected": len(refusals)}
 
     async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:
+        """The body, within ``body_timeout_ms`` (408) and ``max_body_bytes`` (413). A body over
+        the limit is read to its end and dropped (up to ``MAX_DRAIN_BYTES``) before the 413,
+        so the client reads the answer instead of a reset connection."""
         declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise BodyTooLarge()
+        too_large = declared.isdigit() and int(declared) > self.max_body_bytes
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise BodyTooLarge()
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise ClientGone()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    too_large = too_large or size > self.max_body_bytes
+                    if not too_large:
+                        chunks.append(chunk)
+                    if not message.get("more_body") or size > MAX_DRAIN_BYTES:
+                        break
+        except TimeoutError:
+            raise RequestTimeout(f"the body did not arrive within {self.body_timeout_s:.0f} s"
+                                 ) from None
+        if too_large:
+            raise BodyTooLarge(f"the body is over {self.max_body_bytes} bytes")
+        return b"".join(chunks)
+
+
+OFF_LOOP_BYTES = 64 * 1024  # bodies and pushes this large are parsed in a thread
+
+
+def encoded(record: RawRecord) -> bytes:
+    """The record's bytes, or 413 when Kafka could not take it (``MAX_RECORD_BYTES``)."""
+    value = record.to_bytes()
+    if len(value) > MAX_RECORD_BYTES:
+        raise TooLarge(f"the request makes a {len(value)}-byte record; the most Kafka takes is "
+                       f"{MAX_RECORD_BYTES} bytes")
+    return value
 
 
 async def send_reply(send: Any, reply: Reply, event_id: str,

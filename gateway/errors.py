@@ -2,8 +2,10 @@
 
     GatewayError
     ├── BadInput            the request itself is wrong: fix it, do not retry as is
-    │   ├── MalformedBody       400  a body that cannot be parsed at all
+    │   ├── MalformedBody       400  a body that cannot be parsed at all (or nested too deep)
+    │   ├── RequestTimeout      408  the body did not arrive within body_timeout_ms
     │   ├── BodyTooLarge        413  over max_body_bytes
+    │   ├── TooLarge            413  a push over max_push_lines, a record Kafka cannot take
     │   └── UrlTooLong          414  over max_url_bytes
     ├── NotAllowed          the project refuses it: nothing is logged
     │   ├── Unauthenticated     401  secure tracking without valid Basic auth
@@ -40,6 +42,14 @@ class BodyTooLarge(BadInput):
     message = "the body is too large"
 
 
+class TooLarge(BadInput):
+    message = "the request makes more than the gateway takes in one request"
+
+
+class RequestTimeout(BadInput):
+    message = "the body took too long to arrive"
+
+
 class UrlTooLong(BadInput):
     message = "the URL is too long"
 
@@ -74,7 +84,9 @@ class RegistryNotLoaded(Unavailable):
 
 HTTP_STATUS: dict[type[GatewayError], int] = {
     MalformedBody: 400,
+    RequestTimeout: 408,
     BodyTooLarge: 413,
+    TooLarge: 413,
     UrlTooLong: 414,
     Unauthenticated: 401,
     UnknownProject: 403,

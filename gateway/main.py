@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway import snapshot
 from gateway.app import TrackingApp, route
+from gateway.errors import UrlTooLong
+from gateway.http import URL_TOO_LONG
 from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
@@ -51,6 +53,12 @@ class Gateway:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.tracking is not None:
+            too_long = (scope.get("extensions") or {}).get(URL_TOO_LONG)
+            if too_long:  # the HTTP protocol did not keep it (gateway.http)
+                await self.tracking.refuse(send, UrlTooLong(
+                    f"the URL is {too_long} bytes, over {self.tracking.max_url_bytes}"),
+                    "unknown", self.tracking.ids.next()[0])
+                return
             found = route(scope["path"])
             if found is not None:
                 await self.tracking(scope, receive, send, *found)
@@ -64,12 +72,15 @@ class Gateway:
         folder, lock_fd = claim_slot(self.settings.spool_dir)
         self.publisher = Publisher(self.bootstrap, self.settings.topic(topics.RAW),
                                    Spool(folder, self.settings.spool_max_bytes),
-                                   self.settings.ack_deadline_ms, self.metrics)
+                                   self.settings.ack_deadline_ms, self.metrics,
+                                   self.settings.topic(topics.DEADLETTER))
         await self.publisher.start()
         self.tracking = TrackingApp(
             self.projects, self.publisher.publish, self.metrics,
             max_url_bytes=self.settings.max_url_bytes,
             max_body_bytes=self.settings.max_body_bytes,
+            max_push_lines=self.settings.max_push_lines,
+            body_timeout_ms=self.settings.body_timeout_ms,
             trusted_proxies=self.settings.trusted_networks, quotas=self.quotas,
             js_actions=self.js_actions, forget_js=self._forget_js)
         snapshot_file = self.settings.data_dir / "registry.snapshot"

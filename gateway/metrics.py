@@ -23,6 +23,10 @@ class Metrics:
         self.spool_drained = 0
         self.envelopes = 0
         self.enveloped_records = 0
+        self.spool_errors = 0      # drain rounds that failed (and were tried again)
+        self.spool_lost = 0        # spooled entries found corrupt on disk
+        self.spool_ack_errors = 0  # acknowledgements the disk refused
+        self.spool_refused = 0     # spooled records Kafka refused for good (dead-lettered)
 
     def count(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
@@ -47,6 +51,14 @@ class Metrics:
             ("spool_bytes", "gauge", self.spool_bytes, "Bytes of spool segments on disk."),
             ("spool_drained_total", "counter", self.spool_drained,
              "Spooled records delivered by the drainer."),
+            ("spool_errors_total", "counter", self.spool_errors,
+             "Drain rounds that failed on an I/O or Kafka error, and were tried again."),
+            ("spool_lost_total", "counter", self.spool_lost,
+             "Spooled records found corrupt on disk, which cannot be delivered."),
+            ("spool_ack_errors_total", "counter", self.spool_ack_errors,
+             "Spool acknowledgements the disk refused (the record may be sent twice)."),
+            ("spool_refused_total", "counter", self.spool_refused,
+             "Spooled records Kafka refused for good, sent to the dead-letter topic."),
             ("envelopes_total", "counter", self.envelopes,
              "Raw envelopes sent (Kafka messages of many records of one partition)."),
             ("enveloped_records_total", "counter", self.enveloped_records,

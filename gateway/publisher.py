@@ -22,13 +22,15 @@ import logging
 import os
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from gateway.envelopes import Packer
 from gateway.metrics import Metrics
 from gateway.spool import EntryId, Spool, claim_orphans
 from schemas import envelope
+from schemas.deadletter import DeadLetter
 from schemas.partitioning import partition_for
+from schemas.topics import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,10 @@ MAX_ENVELOPE_BYTES = 512 * 1024  # well under the broker's 1 MiB message limit
 
 class Publisher:
     def __init__(self, bootstrap: str, topic: str, spool: Spool, deadline_ms: int,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, deadletter: str = "") -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.deadletter = deadletter
         self.spool = spool
         self.deadline_s = deadline_ms / 1000
         self.metrics = metrics
@@ -98,13 +101,14 @@ class Publisher:
     def _settle(self, entry: EntryId, delivery: asyncio.Future) -> None:
         del self._inflight[entry]
         if not delivery.cancelled() and delivery.exception() is None:
-            self.spool.ack(entry)
+            self.spool.ack(entry)  # (an ack the disk refuses is counted, never raised)
 
     async def _connect(self) -> None:
         while self.producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                request_timeout_ms=30_000, linger_ms=0, max_batch_size=MAX_ENVELOPE_BYTES)
+                request_timeout_ms=30_000, linger_ms=0, max_batch_size=MAX_ENVELOPE_BYTES,
+                max_request_size=MAX_MESSAGE_BYTES)
             try:
                 await producer.start()
                 partitions = len(await producer.partitions_for(self.topic))
@@ -125,17 +129,27 @@ class Publisher:
                      self.topic, partitions)
 
     async def _drain(self) -> None:
+        """Deliver what the spool holds, forever: an error (a disk that refuses a read, a
+        broker that refuses a send) is logged and counted, and the next round tries again."""
         adopted_at = -ADOPT_EVERY_S
         while True:
             sent = 0
-            if self.producer is not None:
-                sent = await self._drain_once(self.producer, self.spool)
-                now = asyncio.get_running_loop().time()
-                if sent == 0 and now - adopted_at >= ADOPT_EVERY_S:
-                    adopted_at = now
-                    await self._adopt_orphans(self.producer)
-            self.metrics.spool_depth = self.spool.depth
-            self.metrics.spool_bytes = self.spool.bytes
+            try:
+                if self.producer is not None:
+                    sent = await self._drain_once(self.producer, self.spool)
+                    now = asyncio.get_running_loop().time()
+                    if sent == 0 and now - adopted_at >= ADOPT_EVERY_S:
+                        adopted_at = now
+                        await self._adopt_orphans(self.producer)
+                self.metrics.spool_depth = self.spool.depth
+                self.metrics.spool_bytes = self.spool.bytes
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.spool_errors += 1
+                log.exception("draining the spool failed; trying again")
+            self.metrics.spool_lost = self.spool.lost
+            self.metrics.spool_ack_errors = self.spool.errors
             if sent == 0:
                 await asyncio.sleep(DRAIN_IDLE_S)
 
@@ -174,14 +188,18 @@ class Publisher:
             for group in groups:
                 try:
                     value = envelope.pack([v for _, v in group])
-                    deliveries.append((group, await producer.send(self.topic, value,
-                                                                  partition=partition)))
+                    deliveries.append((partition, group,
+                                       await producer.send(self.topic, value,
+                                                           partition=partition)))
                 except KafkaError:
                     self.metrics.kafka_errors += 1
         delivered = 0
-        for group, delivery in deliveries:
+        for partition, group, delivery in deliveries:
             try:
                 await delivery
+            except MessageSizeTooLargeError:
+                delivered += await self._too_large(producer, spool, partition, group)
+                continue
             except KafkaError:
                 self.metrics.kafka_errors += 1
                 continue
@@ -189,6 +207,31 @@ class Publisher:
                 spool.ack(entry)
             delivered += len(group)
         self.metrics.spool_drained += delivered
+        return delivered
+
+    async def _too_large(self, producer: AIOKafkaProducer, spool: Spool, partition: int,
+                         group: list[tuple[EntryId, bytes]]) -> int:
+        """An envelope Kafka refuses for its size: each record goes alone, and one that is
+        still refused (it was spooled under larger limits than Kafka's now) can never be
+        delivered: it goes to the dead-letter topic, cut to size, and leaves the spool, so it
+        never holds up the entries behind it."""
+        delivered = 0
+        for entry, value in group:
+            try:
+                await (await producer.send(self.topic, envelope.pack([value]),
+                                           partition=partition))
+            except MessageSizeTooLargeError as exc:
+                log.error("a spooled %d-byte record is more than Kafka takes: dead-lettered",
+                          len(value))
+                self.metrics.spool_refused += 1
+                await producer.send_and_wait(self.deadletter, DeadLetter(
+                    "spool", f"{type(exc).__name__}: {exc}", self.topic,
+                    value=value).to_json())
+            except KafkaError:
+                self.metrics.kafka_errors += 1
+                continue
+            spool.ack(entry)
+            delivered += 1
         return delivered
 
 

@@ -9,7 +9,16 @@ Delivery is recorded in a side file of acknowledged entry numbers per segment. T
 fsynced: losing it after a crash only means re-sending entries already in Kafka, and every
 record carries an event id that the processors dedupe on. A segment whose entries are all
 acknowledged is deleted. A torn entry at the end of a segment (a crash mid-write) was never
-acknowledged to anyone and is ignored.
+acknowledged to anyone and is cut off. An entry in the middle whose checksum fails (the disk
+lost it) is counted in ``lost`` and logged, and reading goes on past it: its length says where
+the next one starts, and it keeps its number, so the acknowledgements of the others still
+name the right entries.
+
+The disk may refuse a write (full, or gone): a group of appends then fails as a whole, the
+segment is cut back to what it held, every one of them is answered 503 (``SpoolFull``), and
+the spool goes on as it was; a new segment that cannot be opened leaves the current one in
+use. An acknowledgement that cannot be written is logged and counted (``errors``): the entry
+is delivered, and at worst it is sent again after a restart.
 
 One process owns a spool folder at a time (``flock`` on ``lock``); with several gateway
 processes each claims its own slot below the spool root, and a slot that no live process holds
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import struct
 import zlib
@@ -28,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.errors import SpoolFull
+
+log = logging.getLogger(__name__)
 
 HEADER = struct.Struct(">III")
 ACK = struct.Struct(">I")
@@ -101,6 +113,8 @@ class Spool:
         self._pending: list[tuple[bytes, asyncio.Future[EntryId]]] = []
         self._pending_bytes = 0  # kept, not summed: appends under load must stay O(1)
         self._flushing: asyncio.Task[None] | None = None
+        self.lost = 0    # entries found corrupt on disk
+        self.errors = 0  # writes of acknowledgements the disk refused
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -155,33 +169,47 @@ class Spool:
             self._flushing = None
 
     def _write(self, entries: list[bytes]) -> list[EntryId]:
+        """Append and fsync a group of entries; on an OSError the segment is cut back to what
+        it held and nothing of the group is recorded."""
         assert self._active is not None and self._file is not None
         if self._active.size >= self.segment_bytes:
             self._roll(self._active.number + 1)
-        segment = self._active
+        segment, f = self._active, self._file
+        try:
+            f.write(b"".join(entries))
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            try:
+                f.seek(segment.size)
+                f.truncate(segment.size)
+            except OSError:
+                log.exception("spool %s: could not cut a failed write back", segment.path)
+            raise
         ids = []
-        data = b"".join(entries)
         for entry in entries:
             ids.append(EntryId(segment.number, len(segment.offsets)))
             segment.offsets.append(segment.size)
             segment.size += len(entry)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
         return ids
 
     def _roll(self, number: int) -> None:
+        """Start a new segment; if it cannot be opened, the current one stays in use."""
+        segment = _Segment(number, self.folder / f"{number:012d}.seg")
+        f = open(segment.path, "ab")  # noqa: SIM115 - lives as long as the segment
+        try:
+            dir_fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)  # the new file's name must survive a crash too
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            f.close()
+            raise
         if self._file is not None:
             self._file.close()
-        segment = _Segment(number, self.folder / f"{number:012d}.seg")
         self._segments[number] = segment
-        self._active = segment
-        self._file = open(segment.path, "ab")  # noqa: SIM115 - lives as long as the segment
-        dir_fd = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the new file's name must survive a crash too
-        finally:
-            os.close(dir_fd)
+        self._active, self._file = segment, f
 
     # -- delivery ------------------------------------------------------------------------------
 
@@ -191,11 +219,16 @@ class Spool:
         if segment is None or entry_id.index in segment.acked:
             return
         segment.acked.add(entry_id.index)
-        if segment.done and segment is not self._active:
-            self._delete(segment)
-            return
-        with open(segment.ack_path, "ab") as f:
-            f.write(ACK.pack(entry_id.index))
+        try:
+            if segment.done and segment is not self._active:
+                self._delete(segment)
+                return
+            with open(segment.ack_path, "ab") as f:
+                f.write(ACK.pack(entry_id.index))
+        except OSError as exc:  # delivered all the same; a restart may send it once more
+            self.errors += 1
+            log.warning("spool %s: an acknowledgement could not be written: %s", self.folder,
+                        exc)
 
     def unacked(self, limit: int) -> Iterator[tuple[EntryId, bytes, bytes]]:
         """Up to ``limit`` entries not yet in Kafka, oldest first."""
@@ -230,12 +263,14 @@ class Spool:
     def _load(self, segment: _Segment) -> None:
         data = segment.path.read_bytes()
         offset = 0
+        corrupt = set()
         while offset + HEADER.size <= len(data):
             key_len, value_len, crc = HEADER.unpack_from(data, offset)
             end = offset + HEADER.size + key_len + value_len
-            body = data[offset + HEADER.size:end]
-            if end > len(data) or zlib.crc32(body) != crc:
+            if end > len(data):
                 break  # torn tail: never acknowledged to a sender
+            if zlib.crc32(data[offset + HEADER.size:end]) != crc:
+                corrupt.add(len(segment.offsets))  # keeps its number; never sent
             segment.offsets.append(offset)
             offset = end
         segment.size = offset
@@ -244,7 +279,14 @@ class Spool:
             usable = len(acks) - len(acks) % ACK.size
             segment.acked = {i for (i,) in ACK.iter_unpack(acks[:usable])
                              if i < len(segment.offsets)}
-        if offset < len(data):
+        lost = corrupt - segment.acked
+        if lost:
+            self.lost += len(lost)
+            log.error("spool %s: %d entr%s failed their checksum and cannot be delivered "
+                      "(numbers %s)", segment.path, len(lost), "y" if len(lost) == 1 else "ies",
+                      sorted(lost)[:10])
+        segment.acked |= corrupt
+        if offset < len(data) and not corrupt:  # after a corrupt header, nothing is certain
             os.truncate(segment.path, offset)
 
     def _delete(self, segment: _Segment) -> None:

@@ -34,6 +34,15 @@ CHANGELOGS = {table: PROFILES if table == "profiles" else f"processors-{table}-c
               for table in TABLES}
 
 
+# The largest message a topic takes (its max.message.bytes; producers are set to match). The
+# broker's default is 1 MiB: a raw record can be bigger (a 1 MiB body plus a 64 KiB URL,
+# MAX_RECORD_BYTES), and so can what processing it makes (its action as JSON, a dead letter).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The largest raw record a gateway publishes; a request that would make a bigger one is refused
+# with 413 before it is acknowledged (half the message limit: room for JSON's escapes later).
+MAX_RECORD_BYTES = MAX_MESSAGE_BYTES // 2
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str

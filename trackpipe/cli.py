@@ -410,7 +410,8 @@ def serve_gateway(settings: Settings, workers: int) -> None:
     # proxy_headers off: the gateway believes X-Forwarded-For only from the configured trusted
     # proxies (gateway.addresses), never uvicorn's own default of any loopback peer.
     uvicorn.run("gateway.main:create_app", factory=True, host=settings.http_host,
-                port=settings.http_port, workers=workers, loop="uvloop", http="httptools",
+                port=settings.http_port, workers=workers, loop="uvloop",
+                http="gateway.http:GatewayProtocol", limit_concurrency=settings.max_connections,
                 access_log=False, lifespan="on", log_level="info", proxy_headers=False)
 
 

@@ -45,6 +45,14 @@ class Settings:
         "Longest accepted request target (path + query); longer gets 414.")
     max_body_bytes: int = _setting(1024 * 1024,
         "Largest accepted request body; larger gets 413.")
+    max_push_lines: int = _setting(1000,
+        "Most lines one `/track/push` may hold; more gets 413.")
+    header_timeout_ms: int = _setting(10_000,
+        "How long a client may take to send a request's headers before it is disconnected.")
+    body_timeout_ms: int = _setting(30_000,
+        "How long a client may take to send a request's body before it gets 408.")
+    max_connections: int = _setting(4096,
+        "Connections and requests one gateway process holds at once; beyond, 503.")
     spool_max_bytes: int = _setting(1024 * 1024 * 1024,
         "Disk the spool may use before the gateway answers 503.")
     trusted_proxies: tuple[str, ...] = _setting((),
@@ -117,7 +125,9 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes",
-                    "max_body_bytes", "spool_max_bytes", "raw_partitions",
+                    "max_body_bytes", "max_push_lines", "header_timeout_ms", "body_timeout_ms",
+                    "max_connections", "commit_interval_ms", "spool_max_bytes",
+                    "raw_partitions",
                     "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
                     "webhook_concurrency", "admin_port", "replication_factor",
                     "local_kafka_port", "local_kafka_nodes")

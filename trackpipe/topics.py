@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaClient, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from schemas.topics import TOPICS
+from schemas.topics import MAX_MESSAGE_BYTES, TOPICS
 from trackpipe.settings import Settings
 
 
@@ -16,6 +16,7 @@ def topic_configs(settings: Settings) -> list[NewTopic]:
     topics = []
     for spec in TOPICS:
         config = {"cleanup.policy": "compact"} if spec.compacted else {}
+        config["max.message.bytes"] = str(MAX_MESSAGE_BYTES)
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)
             if spec.compacted:  # the latest record of a key is kept, but not forever

@@ -100,3 +100,78 @@ def test_each_process_claims_its_own_slot(tmp_path):
     assert third == first  # a released slot (and what it holds) is taken again
     os.close(fd2)
     os.close(fd3)
+
+
+def values(spool):
+    return [v for _, _, v in spool.unacked(100)]
+
+
+async def test_a_write_the_disk_refuses_is_503_and_leaves_the_spool_consistent(
+        tmp_path, open_spool, monkeypatch):
+    import gateway.spool as spool_module
+
+    spool = open_spool(tmp_path)
+    await spool.append(b"k", b"first")
+    real_fsync, calls = os.fsync, []
+
+    def full_disk_once(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", full_disk_once)
+    with pytest.raises(SpoolFull, match="cannot be written"):
+        await spool.append(b"k", b"refused")
+    await spool.append(b"k", b"third")
+    assert values(spool) == [b"first", b"third"] and spool.depth == 2
+    spool.close()
+    assert values(open_spool(tmp_path)) == [b"first", b"third"]
+
+
+async def test_a_new_segment_that_cannot_be_opened_leaves_the_current_one_in_use(
+        tmp_path, open_spool, monkeypatch):
+    import gateway.spool as spool_module
+
+    spool = open_spool(tmp_path, segment_bytes=16)
+    await spool.append(b"k", b"x" * 20)  # the segment is full: the next append rolls
+    calls = []
+
+    def refuse_once(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(24, "Too many open files")
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(spool_module, "open", refuse_once, raising=False)
+    async with asyncio.timeout(5):  # (it used to hang: its flush task had died)
+        with pytest.raises(SpoolFull):
+            await spool.append(b"k", b"refused")
+        await spool.append(b"k", b"later")
+    assert values(spool) == [b"x" * 20, b"later"]
+
+
+async def test_an_acknowledgement_the_disk_refuses_is_counted_not_raised(tmp_path,
+                                                                        open_spool):
+    spool = open_spool(tmp_path)
+    first = await spool.append(b"k", b"first")
+    await spool.append(b"k", b"second")
+    for ack_file in tmp_path.glob("*.acks"):
+        ack_file.unlink()
+    (next(tmp_path.glob("*.seg")).with_suffix(".acks")).mkdir()  # cannot be opened to append
+    spool.ack(first)
+    assert spool.errors == 1 and values(spool) == [b"second"]
+
+
+async def test_a_corrupt_entry_is_skipped_and_counted_and_the_later_ones_still_go(
+        tmp_path, open_spool):
+    spool = open_spool(tmp_path)
+    ids = [await spool.append(b"k", f"entry-{i}".encode()) for i in range(4)]
+    spool.ack(ids[3])
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[data.index(b"entry-1")] ^= 0xFF  # the disk lost a byte of the second entry
+    segment.write_bytes(bytes(data))
+    again = open_spool(tmp_path)
+    assert values(again) == [b"entry-0", b"entry-2"] and again.lost == 1
