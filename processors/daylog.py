@@ -3,11 +3,13 @@
 Layout: ``<root>/<project>/<YYYY-MM-DD>/part-<NN>.jsonl``, one file per raw partition so that
 workers never share a file. Each line carries where its raw record was: partition, offset of
 its envelope and index in it (``_source``). A partition's lines are written in that order, so
-a file's last line says how far the file got. The lines of one envelope are written with one
-``write`` per file, after the journal (``processors.journal``) holds them: after a crash the
-processor gives the journal's last entry to ``complete``, which writes what a file lacks. A
-``kill -9`` at any moment therefore leaves neither gaps nor duplicates. A write is whole or
-not at all (``processors.appending``), and a torn last line (a machine crash) is cut off.
+a file's last line says how far the file got, and a line a file already holds is never written
+to it again. The lines of one envelope are written with one ``write`` per file, after the
+journal (``processors.journal``) holds them: after a crash the processor writes the journal's
+last entry again, which adds what a file lacks. A ``kill -9`` at any moment therefore leaves
+neither gaps nor duplicates. A write is whole or not at all (``processors.appending``), a torn
+last line (a machine crash) is cut off, and ``sync`` fsyncs what was written, which the
+worker does before every offset commit.
 
 Event-day index: a line whose event day differs from its receipt day is noted in
 ``<root>/<project>/_index/<event-day>`` (one receipt day per line), so a read by event day
@@ -65,6 +67,8 @@ class DayLogWriter:
         self._files: OrderedDict[Path, IO[bytes]] = OrderedDict()
         self._logs: dict[tuple[str, str, int], Path] = {}  # (project, day, partition) → file
         self._indexed: set[tuple[str, str, str]] = set()
+        self._reached: dict[Path, tuple[int, int]] = {}  # file → its last (offset, index)
+        self._unsynced: set[Path] = set()
 
     def project_dir(self, project: str) -> Path:
         return self.root / check_name(project)
@@ -78,34 +82,33 @@ class DayLogWriter:
             self._logs[project, day, partition] = path
         return path
 
-    def write(self, partition: int, lines: Iterable[Line]) -> None:
-        """Append an envelope's lines: one write per file, each whole or not at all."""
+    def write(self, partition: int, offset: int, lines: Iterable[Line]) -> int:
+        """Append the lines of the envelope at ``offset`` that their files do not hold yet,
+        one write per file, each whole or not at all; how many were written. A file holds
+        every line up to its last line's (offset, index), so writing an envelope again (after
+        a crash, from the journal) adds only what is missing, and never a line twice."""
         by_file: dict[Path, list[bytes]] = {}
-        for project, day, _, data, event_day in lines:
+        last: dict[Path, int] = {}
+        for project, day, index, data, event_day in lines:
             path = self.path(project, day, partition)
+            if (offset, index) <= self._reached_in(path):
+                continue
             by_file.setdefault(path, []).append(data)
+            last[path] = index
             if event_day is not None and event_day != day:
                 self._index(path.parent.parent, event_day, day)
         for path, chunks in by_file.items():
             f = self._file(path)
             write_all(f, b"".join(chunks), f.seek(0, os.SEEK_END))
+            self._reached[path] = (offset, last[path])
+            self._unsynced.add(path)
+        return sum(len(chunks) for chunks in by_file.values())
 
-    def complete(self, partition: int, offset: int, lines: Iterable[Line]) -> int:
-        """Write those of an envelope's lines (at ``offset``) that their file lacks; how many.
-        A file is complete up to its last line's (offset, index)."""
-        missing: list[Line] = []
-        reached: dict[Path, tuple[int, int]] = {}
-        for line in lines:
-            path = self.path(line[0], line[1], partition)
-            if path not in reached:
-                reached[path] = last_source(path)
-            if (offset, line[2]) > reached[path]:
-                missing.append(line)
-        if missing:
-            log.info("day logs of partition %s: %d line(s) of offset %s were missing; written",
-                     partition, len(missing), offset)
-            self.write(partition, missing)
-        return len(missing)
+    def _reached_in(self, path: Path) -> tuple[int, int]:
+        reached = self._reached.get(path)
+        if reached is None:
+            reached = self._reached[path] = last_source(path)
+        return reached
 
     def recover_position(self, partition: int) -> int:
         """The last offset in ``partition``'s files (-1: none). Only for a partition the
@@ -116,13 +119,18 @@ class DayLogWriter:
         return last
 
     def sync(self) -> None:
-        """fsync every open file (the machine-crash durability point)."""
-        for f in self._files.values():
-            os.fsync(f.fileno())
+        """fsync every file written since the last call (before faust commits offsets)."""
+        for path in list(self._unsynced):
+            f = self._files.get(path)
+            if f is not None:
+                os.fsync(f.fileno())
+            self._unsynced.discard(path)
 
     def forget(self) -> None:
-        """Close every file: after a rebalance another worker may have written them."""
+        """Close every file and forget how far each got: after a rebalance another worker
+        may have written them."""
         self.close()
+        self._reached.clear()
 
     def close(self) -> None:
         for f in self._files.values():
@@ -139,7 +147,10 @@ class DayLogWriter:
         f = open(path, "ab", buffering=0)  # noqa: SIM115 - cached; unbuffered: kill -9 safe
         self._files[path] = f
         if len(self._files) > MAX_OPEN_FILES:
-            _, oldest = self._files.popitem(last=False)
+            oldest_path, oldest = self._files.popitem(last=False)
+            if oldest_path in self._unsynced:
+                os.fsync(oldest.fileno())
+                self._unsynced.discard(oldest_path)
             oldest.close()
         return f
 

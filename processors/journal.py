@@ -69,6 +69,7 @@ class Journal:
         self._files: dict[int, IO[bytes]] = {}
         self._last: dict[int, Entry | None] = {}
         self._index: dict[int, dict[int, tuple[Path, int, int]]] = {}  # offset → where
+        self._unsynced: set[int] = set()
 
     def _path(self, partition: int, previous: bool = False) -> Path:
         return self.root / f"part-{partition:03d}.journal{'.1' if previous else ''}"
@@ -106,8 +107,18 @@ class Journal:
         self._index[partition][entry.offset] = (self._path(partition), start + FRAME.size,
                                                 len(payload))
         self._last[partition] = entry
+        self._unsynced.add(partition)
         if start + FRAME.size + len(payload) > self.max_bytes:
+            os.fsync(f.fileno())  # the rotation closes it
             self._rotate(partition)
+
+    def sync(self) -> None:
+        """fsync every journal file written to since the last call."""
+        for partition in list(self._unsynced):
+            f = self._files.get(partition)
+            if f is not None:
+                os.fsync(f.fileno())
+            self._unsynced.discard(partition)
 
     def forget(self, partitions: Any) -> None:
         """After a rebalance another worker may have written these partitions' files."""

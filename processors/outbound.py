@@ -153,26 +153,35 @@ class KafkaTransport:
     going on would lose it."""
 
     def __init__(self, producer: Callable[[], Any],
+                 delivered: Callable[[str, int, int], None] = lambda t, p, o: None,
                  stop: Callable[[int], Any] = os._exit) -> None:
         self._producer = producer
+        self._on_delivered = delivered  # (topic, partition, offset of its last message)
         self._stop = stop
 
     async def send(self, topic: str, partition: int, messages: Sequence[Message]) -> None:
         producer = self._producer()
-        batch = producer.create_batch()
+        batch, count = producer.create_batch(), 0
         for key, value in messages:
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                await self._submit(producer, batch, topic, partition)
-                batch = producer.create_batch()
+                await self._submit(producer, batch, count, topic, partition)
+                batch, count = producer.create_batch(), 0
                 batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any
-        await self._submit(producer, batch, topic, partition)
+            count += 1
+        await self._submit(producer, batch, count, topic, partition)
 
-    async def _submit(self, producer: Any, batch: Any, topic: str, partition: int) -> None:
+    async def _submit(self, producer: Any, batch: Any, count: int, topic: str,
+                      partition: int) -> None:
         delivery = await producer.send_batch(batch, topic, partition=partition)
-        delivery.add_done_callback(self._delivered)
+        delivery.add_done_callback(lambda done: self._delivered(done, topic, partition, count))
 
-    def _delivered(self, delivery: asyncio.Future) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
+    def _delivered(self, delivery: asyncio.Future, topic: str, partition: int,
+                   count: int) -> None:
+        if delivery.cancelled():  # the producer is stopping with the worker
+            return
+        if delivery.exception() is not None:
             log.critical("a message was not delivered, stopping the worker: %r",
                          delivery.exception())
             self._stop(EXIT_UNDELIVERED)
+            return
+        self._on_delivered(topic, partition, delivery.result().offset + count - 1)

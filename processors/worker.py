@@ -37,6 +37,7 @@ from typing import Any
 import faust
 import msgpack
 from aiokafka import TopicPartition
+from faust.types import TP
 
 from processors.daylog import DayLogWriter
 from processors.guard import guarded
@@ -67,6 +68,27 @@ def advertised_host(bind_host: str) -> str:
     if bind_host in ("0.0.0.0", "::", ""):
         return socket.gethostbyname(socket.gethostname())
     return bind_host
+
+
+class RocksStore:
+    """faust's RocksDB store as ``processors.state`` uses it. faust keeps one database per
+    table partition and takes a write's partition from the event being handled; the stages
+    write at the flush before a commit, where there is none, so the partition is given."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.store.get(key)  # the handled event's partition, else every partition's
+
+    def put(self, key: bytes, value: bytes, partition: int) -> None:
+        self.store._db_for_partition(partition).put(key, value)
+
+    def delete(self, key: bytes, partition: int) -> None:
+        self.store._db_for_partition(partition).delete(key)
+
+    def items(self) -> Any:
+        return self.store.items()
 
 
 class Stages:
@@ -133,7 +155,14 @@ class Worker:
         self.app = faust.App(
             settings.topic_prefix + "processors",
             broker=[f"kafka://{server}" for server in bootstrap.split(",")],
-            store="memory://",
+            # Tables on local disk: a restarted worker reads only the changelog written since
+            # (docs/benchmarks.md: a million visitors took minutes to recover in memory), and
+            # memory holds what is used, not every visitor. Small write buffers: a worker has
+            # a database per table and partition.
+            store="rocksdb://",
+            rocksdb_options={"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
+                             "block_cache_size": 8 * 1024 * 1024,
+                             "target_file_size_base": 32 * 1024 * 1024},
             processing_guarantee="at_least_once",
             topic_partitions=settings.raw_partitions,
             topic_replication_factor=settings.replication_factor,
@@ -142,7 +171,8 @@ class Worker:
             broker_commit_interval=settings.commit_interval_ms / 1000,
             web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
-            datadir=str(settings.data_dir / "processors"),
+            # its own: two workers of one host must never open one partition's database
+            datadir=str(settings.data_dir / "processors" / f"state-{web_port}"),
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
@@ -165,9 +195,18 @@ class Worker:
             name = table.changelog_topic.get_topic_name()
             if name not in declared:
                 raise RuntimeError(f"{name} is missing from schemas.topics")
+        changelogs = {table.changelog_topic.get_topic_name(): table
+                      for table in faust_tables.values()}
+
+        def persisted(topic: str, partition: int, offset: int) -> None:
+            """faust recovers a table from the offset its store says it holds."""
+            table = changelogs.get(topic)
+            if table is not None:
+                table.data.set_persisted_offset(TP(topic, partition), offset)
+
         self.stages = Stages(
-            settings, KafkaTransport(lambda: self.app.producer._ensure_producer()),
-            {name: table.data for name, table in faust_tables.items()},
+            settings, KafkaTransport(lambda: self.app.producer._ensure_producer(), persisted),
+            {name: RocksStore(table.data) for name, table in faust_tables.items()},
             {name: table.changelog_topic.get_topic_name()
              for name, table in faust_tables.items()})
         self.faust_tables = faust_tables
@@ -263,6 +302,7 @@ class Worker:
         flush = producer.flush
 
         async def flush_state_then_producer() -> None:
+            self.stages.visitors.sync()  # on disk before the offsets it produced are committed
             await self.stages.outbound.flush(state=True)
             await flush()
 

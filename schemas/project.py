@@ -42,12 +42,14 @@ class ProjectRecord:
     exclude_visitors: tuple[str, ...] = ()
     quota: int | None = None
     retention_days: int = 365
+    webhook_secret: str | None = field(default=None, repr=False)
+    """Signs the project's webhooks (not ``secret``, which every server-side SDK holds)."""
 
     @classmethod
     def build(cls, name: str, *, aliases: tuple[str, ...] = (), secret: str | None = None,
               exclude_ips: tuple[str, ...] = (), exclude_user_agents: tuple[str, ...] = (),
               exclude_visitors: tuple[str, ...] = (), quota: int | None = None,
-              retention_days: int = 365) -> ProjectRecord:
+              retention_days: int = 365, webhook_secret: str | None = None) -> ProjectRecord:
         canonical = check_name(name)
         alias_names = tuple(dict.fromkeys(check_name(a, "alias") for a in aliases))
         if canonical in alias_names:
@@ -67,8 +69,11 @@ class ProjectRecord:
             raise ProjectError("quota must be zero or more actions a month")
         if retention_days <= 0:
             raise ProjectError("retention must be at least one day")
+        if webhook_secret is not None and len(webhook_secret) < 16:
+            raise ProjectError("the webhook signing secret must be at least 16 characters")
         return cls(canonical, alias_names, secret, tuple(exclude_ips),
-                   tuple(exclude_user_agents), tuple(exclude_visitors), quota, retention_days)
+                   tuple(exclude_user_agents), tuple(exclude_visitors), quota, retention_days,
+                   webhook_secret)
 
     def to_bytes(self) -> bytes:
         return msgpack.packb({"v": SCHEMA_VERSION, **asdict(self)})
@@ -85,4 +90,5 @@ class ProjectRecord:
         """What `projects show` prints: everything but the secret itself."""
         shown = asdict(self)
         shown["secret"] = "<set>" if self.secret else None
+        shown["webhook_secret"] = "<set>" if self.webhook_secret else None
         return shown

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler in (("show", projects_show), ("remove", projects_remove)):
         sub = project_cmds.add_parser(name)
         sub.add_argument("name")
+        if name == "show":
+            sub.add_argument("--reveal", action="store_true",
+                             help="print the secrets themselves, not <set>")
         sub.set_defaults(handler=handler)
     apply = project_cmds.add_parser("apply", help="add or replace the projects of a TOML file")
     apply.add_argument("file", type=Path)
@@ -175,6 +180,8 @@ def add_project_options(parser: argparse.ArgumentParser, is_set: bool) -> None:
     parser.add_argument("--retention-days", type=int)
     if is_set:
         parser.add_argument("--no-secret", action="store_true", help="turn secure tracking off")
+        parser.add_argument("--rotate-webhook-secret", action="store_true",
+                            help="make a new webhook signing secret (printed once)")
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -232,6 +239,10 @@ def _record_from_args(name: str, args: argparse.Namespace,
         "exclude_visitors": base.exclude_visitors if base else (),
         "quota": base.quota if base else None,
         "retention_days": base.retention_days if base else 365,
+        # every project signs its webhooks with a secret of its own, made here
+        "webhook_secret": (base.webhook_secret if base and base.webhook_secret
+                           and not getattr(args, "rotate_webhook_secret", False)
+                           else secrets.token_urlsafe(32)),
     }
     for key in fields:
         value = getattr(args, key, None)
@@ -256,7 +267,7 @@ async def _save(settings: Settings, record: ProjectRecord, must_exist: bool | No
 def projects_add(settings: Settings, args: argparse.Namespace) -> None:
     record = _record_from_args(args.name, args)
     asyncio.run(_save(settings, record, must_exist=False))
-    print(f"added {record.name}")
+    print(f"added {record.name}\nwebhook signing secret: {record.webhook_secret}")
 
 
 def projects_set(settings: Settings, args: argparse.Namespace) -> None:
@@ -268,6 +279,8 @@ def projects_set(settings: Settings, args: argparse.Namespace) -> None:
     record = _record_from_args(name, args, base=current)
     asyncio.run(_save(settings, record, must_exist=True))
     print(f"updated {record.name}")
+    if record.webhook_secret != current.webhook_secret:
+        print(f"webhook signing secret: {record.webhook_secret}")
 
 
 def projects_list(settings: Settings, args: argparse.Namespace) -> None:
@@ -281,7 +294,8 @@ def projects_show(settings: Settings, args: argparse.Namespace) -> None:
     record = asyncio.run(registry.read_all(*_registry(settings))).get(name)
     if record is None:
         raise CliError(f"project {name!r} does not exist")
-    print(json.dumps(record.public_dict(), indent=2))
+    shown = dataclasses.asdict(record) if args.reveal else record.public_dict()
+    print(json.dumps(shown, indent=2))
 
 
 def projects_remove(settings: Settings, args: argparse.Namespace) -> None:
@@ -316,6 +330,12 @@ def projects_apply(settings: Settings, args: argparse.Namespace) -> None:
     async def apply_all() -> None:
         bootstrap, topic = _registry(settings)
         projects = await registry.read_all(bootstrap, topic)
+        for i, record in enumerate(records):
+            if record.webhook_secret is None:  # the file does not say: keep it, or make one
+                known = projects.get(record.name)
+                records[i] = dataclasses.replace(record, webhook_secret=(
+                    known.webhook_secret if known and known.webhook_secret
+                    else secrets.token_urlsafe(32)))
         for record in records:
             projects[record.name] = record
         for record in records:

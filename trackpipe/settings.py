@@ -74,6 +74,9 @@ class Settings:
         "Wait after a webhook's first failed attempt; doubled after each further one.")
     webhook_concurrency: int = _setting(4,
         "Webhook deliveries in flight per project, so one slow receiver never stalls others.")
+    webhook_allow_networks: tuple[str, ...] = _setting((),
+        "Comma-separated CIDRs webhooks may reach beyond the public internet (loopback, "
+        "private and link-local addresses are refused otherwise).")
     admin_host: str = _setting("127.0.0.1",
         "Address of the live dashboard (`trackpipe dashboard`); off loopback it needs a token.")
     admin_port: int = _setting(8090,
@@ -109,6 +112,10 @@ class Settings:
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
 
+    @property
+    def webhook_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(p, strict=False) for p in self.webhook_allow_networks)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read every ``TRACKPIPE_<FIELD>`` variable; ``overrides`` win over the environment."""
@@ -142,10 +149,13 @@ class Settings:
         if not self.admin_token and not _loopback(self.admin_host):
             raise SettingsError(f"{ENV_PREFIX}ADMIN_TOKEN must be set when the dashboard listens "
                                 f"on {self.admin_host!r} (beyond loopback)")
-        try:
-            _ = self.trusted_networks
-        except ValueError as exc:
-            raise SettingsError(f"{ENV_PREFIX}TRUSTED_PROXIES: {exc}") from None
+        for name in ("trusted_networks", "webhook_networks"):
+            try:
+                getattr(self, name)
+            except ValueError as exc:
+                variable = {"trusted_networks": "TRUSTED_PROXIES",
+                            "webhook_networks": "WEBHOOK_ALLOW_NETWORKS"}[name]
+                raise SettingsError(f"{ENV_PREFIX}{variable}: {exc}") from None
 
     @property
     def scrape_targets(self) -> tuple[str, ...]:

@@ -6,18 +6,26 @@ visitor's: the profile's known properties overlaid by the ones this very request
 newest). Comparisons are on text, except ``>`` and ``<``, which compare numbers and are false
 for a property that is not one; ``contains`` ignores case; ``exists`` means present and not
 empty. Over-quota actions and updates never fire (SPEC §6).
+
+Webhooks are signed with the project's own signing secret over the time and the body, and
+reach only public addresses unless the operator allows a network (``webhook_address_allowed``,
+checked on the resolved address at delivery: a name that later resolves elsewhere is checked
+again).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.trigger import Condition, TriggerRule
 
 MAX_DELAY_S = 300.0
+SIGNATURE_TOLERANCE_S = 300  # what receivers are told to accept (README)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _number(value: Any) -> float | None:
@@ -76,9 +84,41 @@ def firing_id(event_id: str, rule_name: str) -> str:
     return f"{event_id}/{rule_name}"
 
 
-def signature(secret: str, body: bytes) -> str:
-    """``X-Trackpipe-Signature``: HMAC-SHA256 of the exact body, keyed with the project secret."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, body: bytes, timestamp_s: int) -> str:
+    """``X-Trackpipe-Signature``: ``t=<unix seconds>,v1=<hex>``, the HMAC-SHA256 of
+    ``"<t>." + body`` keyed with the project's webhook signing secret. The time is signed with
+    the body, so a receiver that refuses old timestamps refuses replays."""
+    mac = hmac.new(secret.encode(), f"{timestamp_s}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp_s},v1={mac.hexdigest()}"
+
+
+def verify_signature(secret: str, header: str, body: bytes, now_s: int,
+                     tolerance_s: int = SIGNATURE_TOLERANCE_S) -> bool:
+    """What a receiver does: the header parses, its time is within ``tolerance_s`` of now,
+    and its ``v1`` is the HMAC of that time and these exact bytes (compared in constant
+    time)."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp_s = int(fields["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs(now_s - timestamp_s) > tolerance_s:
+        return False
+    expected = signature(secret, body, timestamp_s)
+    return hmac.compare_digest(expected, f"t={fields['t']},v1={fields.get('v1', '')}")
+
+
+def webhook_address_allowed(address: str, allowed: Iterable[Network] = ()) -> bool:
+    """Whether a webhook may connect to ``address``: a public one, or one of the networks the
+    operator allowed. Loopback, private, shared, link-local (the cloud metadata service at
+    169.254.169.254 among them), multicast and reserved addresses are refused, also when they
+    hide in an IPv4-mapped IPv6 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in allowed):
+        return True
+    return ip.is_global and not ip.is_multicast
 
 
 def retry_delay(attempt: int, attempts: int, first_s: float) -> float | None:

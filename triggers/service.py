@@ -25,6 +25,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -40,12 +41,14 @@ from trackpipe import registry
 from trackpipe.kafka.partition import read_partition
 from trackpipe.settings import Settings
 from triggers import rules
+from triggers.addresses import GuardedResolver
 
 log = logging.getLogger(__name__)
 
 LOOKUP_TIMEOUT_S = 2.0
 LOOKUP_PAUSE_S = 5.0
 STOP_GRACE_S = 10.0
+MAX_ANSWER_BYTES = 64 * 1024  # what is read of a receiver's answer (its status is what counts)
 RECENT_FIRINGS = 100_000  # a processor that crashed sends its last actions again: skip them
 KAFKA_RETRY_S = 1.0
 
@@ -73,6 +76,7 @@ class TriggerService:
         self._lookup_paused_until = 0.0
         self._producer: AIOKafkaProducer | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
 
     # -- running -------------------------------------------------------------------------------
 
@@ -81,7 +85,9 @@ class TriggerService:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                           enable_idempotence=True)
         await self._producer.start()
+        self._resolver = GuardedResolver(self.settings.webhook_networks)
         self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self._resolver),
             timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_ms / 1000))
         rules_ready = asyncio.Event()
         projects_ready = asyncio.Event()
@@ -239,17 +245,22 @@ class TriggerService:
             project = self.projects.get(rule.project)
             headers = {"Content-Type": "application/json", "User-Agent": "trackpipe",
                        "X-Trackpipe-Delivery": firing.id, "X-Trackpipe-Trigger": rule.name}
-            if project is not None and project.secret:
-                headers["X-Trackpipe-Signature"] = rules.signature(project.secret, body)
+            if project is not None and project.webhook_secret:
+                headers["X-Trackpipe-Signature"] = rules.signature(
+                    project.webhook_secret, body, int(time.time()))
             status: int | None = None
+            refused = await self._refused(rule.webhook)
+            if refused is not None:
+                return refused  # not a receiver's failure: no retry
             async with limit:
                 if leaving.is_set():
                     raise _Left()
                 try:
                     async with self._http.post(  # type: ignore[union-attr]
-                            rule.webhook, data=body, headers=headers) as answer:
+                            rule.webhook, data=body, headers=headers,
+                            allow_redirects=False) as answer:
                         status = answer.status
-                        await answer.read()
+                        await answer.read(MAX_ANSWER_BYTES)
                     error = None if status < 300 else f"HTTP {status}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -267,6 +278,20 @@ class TriggerService:
                 await asyncio.wait_for(leaving.wait(), delay_s)
             if leaving.is_set():
                 raise _Left()
+
+    async def _refused(self, url: str) -> str | None:
+        """Why a webhook may not be called (every address its host resolves to is loopback,
+        private, link-local... and not allowed), or None. The connection itself goes through
+        ``GuardedResolver``, so a name that resolves elsewhere by then is refused too."""
+        host = urlsplit(url).hostname or ""
+        try:
+            addresses = await self._resolver.addresses(host)  # type: ignore[union-attr]
+        except OSError as exc:
+            return None if not host else f"{host} does not resolve: {exc}"  # retried later
+        if not addresses:
+            return (f"{host} resolves only to addresses webhooks may not reach (loopback, "
+                    "private, link-local); TRACKPIPE_WEBHOOK_ALLOW_NETWORKS allows a network")
+        return None
 
     async def _queue_js(self, firing: Firing) -> str | None:
         visitor_key = firing.action.get("visitor_key")

@@ -191,7 +191,7 @@ class VisitorsStage:
             return known
         last = self.journal.last(partition)
         if last is not None:
-            self.daylog.complete(partition, last.offset, last.lines)
+            self.daylog.write(partition, last.offset, last.lines)
             position = last.offset
         else:  # logs written before the journal existed, or none at all
             position = self.daylog.recover_position(partition)
@@ -311,10 +311,7 @@ class VisitorsStage:
     def _apply(self, partition: int, entry: Entry, again: bool) -> None:
         """Lines first (an OSError here is retried: the entry is journaled), then the tables,
         then the messages."""
-        if again:
-            self.daylog.complete(partition, entry.offset, entry.lines)
-        else:
-            self.daylog.write(partition, entry.lines)
+        self.daylog.write(partition, entry.offset, entry.lines)
         for table, key, data in entry.writes:
             if table == "visitors":
                 value = decode_visitor(data)
@@ -388,6 +385,12 @@ class VisitorsStage:
                 self.outbound.record(self.topics.quota_counts, count_record.key,
                                      msgpack.packb(count_record.to_obj()))
                 self._counts_sent[key] = count
+
+    def sync(self) -> None:
+        """fsync the journal and the day logs written since the last call: after it, what
+        faust commits is on disk (a power loss costs only what was not committed)."""
+        self.journal.sync()
+        self.daylog.sync()
 
     def forget(self, partitions: list[int]) -> None:
         """After a rebalance: positions and the deadline index are recovered again."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.pipeline import PROJECT, started_pipeline
 from tests.integration.test_cli_and_server import free_port
+from triggers import rules
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,11 @@ class Receiver:
                                        "X-Trackpipe-Delivery"])
                 failing = self.path.startswith("/down/") or (
                     self.path.startswith("/flaky/") and attempts <= 3)
-                self.send_response(500 if failing else 200)
+                if self.path.startswith("/redirect/"):  # to a path that would accept it
+                    self.send_response(307)
+                    self.send_header("Location", "/ok/redirected")
+                else:
+                    self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -81,11 +86,15 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap, tmp_path_factory):
-    fast_retries = {"TRACKPIPE_WEBHOOK_BACKOFF_MS": "200", "TRACKPIPE_WEBHOOK_ATTEMPTS": "4",
-                    "TRACKPIPE_WEBHOOK_TIMEOUT_MS": "2000"}
+    env = {"TRACKPIPE_WEBHOOK_BACKOFF_MS": "200", "TRACKPIPE_WEBHOOK_ATTEMPTS": "4",
+           "TRACKPIPE_WEBHOOK_TIMEOUT_MS": "2000",
+           # the receiver is on loopback, which webhooks may not reach unless allowed
+           "TRACKPIPE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}
     with started_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("triggers"),
-                          workers=("worker-1",), env=fast_retries, triggers=True) as p:
-        assert p.cli("projects", "add", SIGNED, "--secret", SECRET).returncode == 0
+                          workers=("worker-1",), env=env, triggers=True) as p:
+        added = p.cli("projects", "add", SIGNED, "--secret", SECRET)
+        assert added.returncode == 0
+        p.signing_secret = added.stdout.split("webhook signing secret: ")[1].strip()
         yield p
 
 
@@ -122,8 +131,14 @@ def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, recei
     assert len(calls) == 3
     seen = set()
     for headers, body in calls:
-        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        assert headers["X-Trackpipe-Signature"] == f"sha256={expected}"
+        signed = headers["X-Trackpipe-Signature"]
+        fields = dict(part.split("=", 1) for part in signed.split(","))
+        expected = hmac.new(pipeline.signing_secret.encode(), f"{fields['t']}.".encode() + body,
+                            hashlib.sha256).hexdigest()
+        assert fields["v1"] == expected and abs(time.time() - int(fields["t"])) < 120
+        # not the secure-tracking secret, which every server-side SDK holds
+        assert not rules.verify_signature(SECRET, signed, body, int(time.time()))
+        assert rules.verify_signature(pipeline.signing_secret, signed, body, int(time.time()))
         doc = json.loads(body)
         assert doc["trigger"] == "pro-signup" and doc["action"]["properties"]["plan"] == "pro"
         assert headers["X-Trackpipe-Delivery"] == f"{doc['action']['id']}/pro-signup"
@@ -132,7 +147,8 @@ def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, recei
     assert seen == set(sent)
 
 
-def test_an_unsigned_project_gets_no_signature_header(pipeline, receiver):
+def test_a_project_registered_before_signing_secrets_gets_no_signature_header(pipeline,
+                                                                               receiver):
     add(pipeline, PROJECT, "plain", "--event", "plain", "--webhook", receiver.url + "/ok/plain")
     track(pipeline, event="plain", cookie="p1")
     headers, _ = receiver.wait("/ok/plain", 1)[0]
@@ -250,3 +266,22 @@ def test_list_and_remove(pipeline):
     assert '"temp"' not in names
     again = pipeline.cli("triggers", "remove", PROJECT, "temp")
     assert again.returncode == 2 and "has no trigger" in again.stderr
+
+
+def test_webhooks_reach_no_private_address_and_follow_no_redirect(pipeline, receiver):
+    """The metadata service of a cloud machine is a link-local address: a rule naming it is
+    refused when it fires (dead-lettered at once, no request made); a receiver answering a
+    redirect is not followed."""
+    add(pipeline, PROJECT, "metadata", "--event", "probe",
+        "--webhook", "http://169.254.169.254/latest/meta-data/")
+    add(pipeline, PROJECT, "redirected", "--event", "probe",
+        "--webhook", receiver.url + "/redirect/1")
+    event_id = track(pipeline, event="probe", cookie="m1").headers["x-event-id"]
+    dead = pipeline.topic("deadletter", lambda ds: {f"{event_id}/metadata",
+                                                    f"{event_id}/redirected"}
+                          <= {d.get("delivery") for d in ds})
+    errors = {d["delivery"]: d["error"] for d in dead if d.get("delivery")}
+    assert "may not reach" in errors[f"{event_id}/metadata"]
+    assert "HTTP 307" in errors[f"{event_id}/redirected"]
+    assert len(receiver.received("/redirect/1")) == 1
+    assert receiver.received("/ok/redirected") == []

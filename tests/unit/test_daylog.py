@@ -28,42 +28,44 @@ def line(partition, offset, index, received_ms, event_ms=None, name="e", project
 
 
 def test_lines_go_to_the_receipt_day_file_of_their_partition(writer, tmp_path):
-    writer.write(3, [line(3, 10, 0, DAY1), line(3, 10, 1, DAY2)])
+    writer.write(3, 10, [line(3, 10, 0, DAY1), line(3, 10, 1, DAY2)])
     first = tmp_path / "p" / day_of(DAY1) / "part-003.jsonl"
     assert json.loads(first.read_text())["_source"] == {"partition": 3, "offset": 10,
                                                         "index": 0}
     assert (tmp_path / "p" / day_of(DAY2) / "part-003.jsonl").exists()
 
 
-def test_complete_writes_only_what_each_file_lacks(writer, tmp_path):
+def test_writing_an_envelope_again_adds_only_what_each_file_lacks(writer, tmp_path):
     envelope = [line(0, 5, i, DAY1, project=project, name=f"e{i}")
                 for i, project in enumerate(["a", "b", "a", "b"])]
-    writer.write(0, [envelope[0], envelope[2]])  # a's file, then the crash
+    writer.write(0, 5, [envelope[0], envelope[2]])  # a's file, then the crash
     writer.close()
     again = DayLogWriter(tmp_path)
-    assert again.complete(0, 5, envelope) == 2
-    assert again.complete(0, 5, envelope) == 0  # complete now: nothing twice
+    assert again.write(0, 5, envelope) == 2
+    assert again.write(0, 5, envelope) == 0  # complete now: nothing twice
+    assert again.write(0, 4, [line(0, 4, 0, DAY1, project="a")]) == 0  # older: held
     again.close()
     assert [r["event"] for r in read_lines(tmp_path, "a", [day_of(DAY1)])] == ["e0", "e2"]
     assert [r["event"] for r in read_lines(tmp_path, "b", [day_of(DAY1)])] == ["e1", "e3"]
 
 
 def test_the_position_is_found_behind_a_last_line_longer_than_any_read_chunk(writer, tmp_path):
-    writer.write(0, [line(0, 1, 0, DAY1), line(0, 2, 0, DAY1, padding=300_000)])
+    writer.write(0, 1, [line(0, 1, 0, DAY1)])
+    writer.write(0, 2, [line(0, 2, 0, DAY1, padding=300_000)])
     path = tmp_path / "p" / day_of(DAY1) / "part-000.jsonl"
     assert last_source(path) == (2, 0)
     assert writer.recover_position(0) == 2 and writer.recover_position(1) == -1
 
 
 def test_a_torn_last_line_is_cut_before_the_next_write(writer, tmp_path):
-    writer.write(0, [line(0, 0, 0, DAY1, name="ok")])
+    writer.write(0, 0, [line(0, 0, 0, DAY1, name="ok")])
     writer.close()
     path = tmp_path / "p" / day_of(DAY1) / "part-000.jsonl"
     with open(path, "ab") as f:
         f.write(b'{"event":"torn","_source":{"partition":0,"off' + b"y" * 100_000)
     again = DayLogWriter(tmp_path)
     assert last_source(path) == (0, 0)
-    again.write(0, [line(0, 1, 0, DAY1, name="retried")])
+    again.write(0, 1, [line(0, 1, 0, DAY1, name="retried")])
     again.close()
     assert [r["event"] for r in read_lines(tmp_path, "p", [day_of(DAY1)])] == ["ok", "retried"]
 
@@ -103,7 +105,7 @@ def test_a_short_write_is_cut_back_and_raised(tmp_path):
 
 
 def test_reads_by_event_day_find_late_and_early_events_through_the_index(writer, tmp_path):
-    writer.write(0, [line(0, 0, 0, DAY2, DAY1, "late"),     # happened on day 1, received day 2
+    writer.write(0, 0, [line(0, 0, 0, DAY2, DAY1, "late"),  # happened on day 1, received day 2
                      line(0, 0, 1, DAY1, DAY2, "early"),    # future: received day 1
                      line(0, 0, 2, DAY1, DAY1, "on-time")])
     by_event = lambda d: sorted(r["event"] for r in read_lines(tmp_path, "p", [d], {d}))  # noqa: E731
@@ -115,5 +117,5 @@ def test_reads_by_event_day_find_late_and_early_events_through_the_index(writer,
 @pytest.mark.parametrize("project", ["../etc", "a/b", "..", "", "x\x00y"])
 def test_names_that_could_leave_the_folder_are_refused(writer, tmp_path, project):
     with pytest.raises(ValueError):
-        writer.write(0, [line(0, 0, 0, DAY1, project=project)])
+        writer.write(0, 0, [line(0, 0, 0, DAY1, project=project)])
     assert list(tmp_path.iterdir()) == []

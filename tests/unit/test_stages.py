@@ -112,8 +112,8 @@ async def test_a_crash_after_the_journal_entry_completes_the_lines_and_resends(m
                raw(2, project="a.example")]
     real_write = first.visitors.daylog.write
 
-    def crash_after_the_first_file(partition, lines):
-        real_write(partition, [line for line in lines if line[0] == "a.example"])
+    def crash_after_the_first_file(partition, offset, lines):
+        real_write(partition, offset, [line for line in lines if line[0] == "a.example"])
         raise SystemExit("killed")  # a.example's file is written, then: kill -9
 
     monkeypatch.setattr(first.visitors.daylog, "write", crash_after_the_first_file)
@@ -137,11 +137,11 @@ async def test_a_day_log_write_that_fails_is_retried_without_a_duplicate(make_st
     stages = make_stages()
     real_write, failures = stages.visitors.daylog.write, []
 
-    def full_disk_once(partition, lines):
+    def full_disk_once(partition, offset, lines):
         if not failures:
             failures.append(1)
             raise OSError(28, "No space left on device")
-        real_write(partition, lines)
+        real_write(partition, offset, lines)
 
     monkeypatch.setattr(stages.visitors.daylog, "write", full_disk_once)
     records = [raw(0), raw(1)]
@@ -168,7 +168,7 @@ async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(ma
     rebound = first.visitors.visitors.get(key)
     assert rebound.state.profile == "p-survivor"
 
-    again = make_stages({"visitors": {key: first.visitors.visitors.store[key]},
+    again = make_stages({"visitors": {key: first.visitors.visitors.store.get(key)},
                          "quota_counts": {}, "identities": {}, "profiles": {},
                          "quota_totals": {}})
     again.visitors.handle_raw(0, 0, pack(raw(0)))

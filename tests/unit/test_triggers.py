@@ -132,10 +132,49 @@ def test_over_quota_actions_and_other_records_never_fire(over):
 
 # -- delivery decisions -----------------------------------------------------------------------
 
-def test_the_signature_is_the_hmac_of_the_exact_body():
+def test_the_signature_is_the_hmac_of_the_time_and_the_exact_body():
     body = b'{"a":1}'
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert rules.signature("s3cret", body) == "sha256=" + expected
+    expected = hmac.new(b"signing-secret-0", b"1800000000." + body, hashlib.sha256).hexdigest()
+    assert rules.signature("signing-secret-0", body, 1800000000) == (
+        f"t=1800000000,v1={expected}")
+
+
+@pytest.mark.parametrize(("secret", "body", "now", "valid"), [
+    ("signing-secret-0", b'{"a":1}', 1800000000, True),
+    ("signing-secret-0", b'{"a":1}', 1800000000 + 300, True),      # at the tolerance
+    ("signing-secret-0", b'{"a":1}', 1800000000 + 301, False),     # a replay, too late
+    ("signing-secret-0", b'{"a":1}', 1800000000 - 301, False),     # from the future
+    ("another-secret-0", b'{"a":1}', 1800000000, False),
+    ("signing-secret-0", b'{"a":2}', 1800000000, False),           # the body was changed
+], ids=["valid", "at-tolerance", "too-old", "too-new", "wrong-secret", "changed-body"])
+def test_a_receiver_verifies_a_signature(secret, body, now, valid):
+    header = rules.signature("signing-secret-0", b'{"a":1}', 1800000000)
+    assert rules.verify_signature(secret, header, body, now) is valid
+
+
+@pytest.mark.parametrize("header", ["", "v1=abc", "t=x,v1=abc", "t=1800000000",
+                                    "t=1800000000,v1="])
+def test_a_malformed_signature_never_verifies(header):
+    assert not rules.verify_signature("signing-secret-0", header, b"{}", 1800000000)
+
+
+@pytest.mark.parametrize(("address", "allowed"), [
+    ("93.184.216.34", True), ("2606:2800:220:1::1", True),
+    ("127.0.0.1", False), ("::1", False), ("10.1.2.3", False), ("172.16.0.1", False),
+    ("192.168.1.1", False), ("169.254.169.254", False), ("fe80::1", False),
+    ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False), ("fc00::1", False),
+    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False),
+], ids=lambda v: str(v))
+def test_webhooks_reach_only_public_addresses(address, allowed):
+    assert rules.webhook_address_allowed(address) is allowed
+
+
+def test_an_operator_can_allow_a_network():
+    import ipaddress
+
+    lan = [ipaddress.ip_network("10.0.0.0/8")]
+    assert rules.webhook_address_allowed("10.1.2.3", lan)
+    assert not rules.webhook_address_allowed("127.0.0.1", lan)
 
 
 def test_retry_delays_double_and_stop_after_the_last_attempt():

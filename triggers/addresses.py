@@ -1,0 +1,49 @@
+"""Where a webhook may connect: the resolver the triggers service's HTTP client uses.
+
+A webhook URL is typed by a user and its host is resolved by whoever answers DNS for it, so
+it could name the metadata service of the machine (169.254.169.254), the broker, or anything
+on the private network: server-side request forgery. ``GuardedResolver`` keeps only the
+addresses ``triggers.rules.webhook_address_allowed`` allows, at every connection (a name that
+resolved to a public address when the rule was added and to a private one now is refused
+now); ``addresses`` answers the same for the service's own check before a delivery, which
+also covers URLs that name an IP address (the HTTP client does not resolve those).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
+
+from triggers.rules import Network, webhook_address_allowed
+
+
+class GuardedResolver(AbstractResolver):
+    def __init__(self, allowed: Iterable[Network] = ()) -> None:
+        self.allowed = tuple(allowed)
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        found = await self._inner.resolve(host, port, family)
+        kept = [info for info in found if webhook_address_allowed(info["host"], self.allowed)]
+        if not kept:
+            raise OSError(f"{host} resolves only to addresses webhooks may not reach")
+        return kept
+
+    async def addresses(self, host: str) -> list[str]:
+        """The addresses of ``host`` a webhook may connect to (empty: none may)."""
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            found = [host]
+        except ValueError:
+            found = [info["host"] for info in await self._inner.resolve(host, 0,
+                                                                       socket.AF_UNSPEC)]
+        return [address for address in found if webhook_address_allowed(address, self.allowed)]
+
+    async def close(self) -> None:
+        await self._inner.close()
