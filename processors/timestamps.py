@@ -1,7 +1,8 @@
 """Which time an action happened at (SPEC §4). Pure: the receipt time comes in as an argument.
 
-``timestamp`` is unix ms. Without it (or with a value that is not a number) the receipt time
-is the event time, and the time records which clock it came from. Past timestamps are kept
+``timestamp`` is unix ms. Without it (or with a value that is not a number, or not a time a
+calendar can write: beyond the year 9999) the receipt time is the event time, and the time
+records which clock it came from. Past timestamps are kept
 as sent. A timestamp later than the receipt time by more than ``FUTURE_TOLERANCE_MS`` (clock
 skew of senders) is kept but flagged ``future``: reads leave it out until it has happened.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 FUTURE_TOLERANCE_MS = 60_000
+MAX_EVENT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: day logs name days by date
 
 
 class Clock(StrEnum):
@@ -31,8 +33,8 @@ def event_time(timestamp: object, received_ms: int) -> EventTime:
         return EventTime(received_ms, Clock.RECEIPT)
     try:
         ms = int(float(str(timestamp).strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or infinite
         return EventTime(received_ms, Clock.RECEIPT)
-    if ms <= 0:
+    if not 0 < ms <= MAX_EVENT_MS:
         return EventTime(received_ms, Clock.RECEIPT)
     return EventTime(ms, Clock.SENDER, future=ms > received_ms + FUTURE_TOLERANCE_MS)

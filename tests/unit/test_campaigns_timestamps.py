@@ -46,7 +46,12 @@ NOW = 1_700_000_000_000
     (str(NOW + FUTURE_TOLERANCE_MS), EventTime(NOW + FUTURE_TOLERANCE_MS, Clock.SENDER)),
     (str(NOW + FUTURE_TOLERANCE_MS + 1),
      EventTime(NOW + FUTURE_TOLERANCE_MS + 1, Clock.SENDER, future=True)),
+    ("253402300799999", EventTime(253402300799999, Clock.SENDER, future=True)),
+    ("253402300800000", EventTime(NOW, Clock.RECEIPT)),   # the year 10000: no day to log it
+    ("1e30", EventTime(NOW, Clock.RECEIPT)),
+    ("inf", EventTime(NOW, Clock.RECEIPT)),
+    ("nan", EventTime(NOW, Clock.RECEIPT)),
 ], ids=["absent", "empty", "text", "negative", "bool", "past", "number", "fraction",
-        "within-skew", "future"])
+        "within-skew", "future", "year-9999", "year-10000", "huge", "infinite", "nan"])
 def test_event_time(timestamp, expected):
     assert event_time(timestamp, NOW) == expected

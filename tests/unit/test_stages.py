@@ -210,3 +210,13 @@ async def test_an_event_id_is_logged_once_within_and_across_envelopes(make_stage
     await stages.outbound.flush()
     assert Counter(r["id"] for r in logged(settings)) == {twice.id: 1, raw(1).id: 1}
     assert stages.metrics.duplicates == 2
+
+
+async def test_a_timestamp_beyond_the_year_9999_is_logged_at_its_receipt_time(make_stages,
+                                                                             settings):
+    stages = make_stages()
+    stages.visitors.handle_raw(0, 0, pack(raw(0, timestamp="253402300800000")))
+    await stages.outbound.flush()
+    [line] = logged(settings)
+    assert (line["event_ms"], line["clock"]) == (RECEIVED_MS, "receipt")
+    assert stages.recorder.topic("deadletter") == []
