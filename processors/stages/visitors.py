@@ -9,6 +9,10 @@ write per file, the tables' new values, the messages queued in ``processors.outb
 record's own fault (a bad record, a project name that could leave the folder) is a dead
 letter for that record, and the envelope goes on.
 
+A request is dropped as a replay when its event id is one the visitor remembers (a spooled
+request delivered twice), and an action when its client action id (``idptnc``) is one of the
+visitor's recent actions' (a client that retried after losing its connection: SPEC §9).
+
 An envelope at or before the journal's position was decided before (a crash or a rebalance
 came before faust committed it): its entry is applied again instead (``processors.journal``).
 """
@@ -243,6 +247,10 @@ class VisitorsStage:
             return
         parts = split(raw.params())
         sent, visitor = parts.builtins, parts.visitor
+        idptnc = sent.get("idptnc")
+        if raw.endpoint == "ce" and idptnc and entry is not None and str(idptnc) in entry.recent:
+            batch.duplicates += 1  # a client's retry of an action it sent (SPEC §9)
+            return
         ids = identifiers_of({"cv_id": visitor.get("id"), "id": sent.get("id"),
                               "cv_email": visitor.get("email"), "email": sent.get("email"),
                               "cookie": sent.get("cookie") if raw.visitor_key
@@ -267,7 +275,6 @@ class VisitorsStage:
             visit, started = step.visit, step.started
 
         recent = entry.recent if entry else {}
-        idptnc = sent.get("idptnc")
         record = build_record(
             Context(raw.id, raw.project, raw.endpoint, raw.received_ms, raw.ip, raw.user_agent,
                     decision.profile, visitor_key, not raw.visitor_key,

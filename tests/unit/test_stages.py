@@ -220,3 +220,18 @@ async def test_a_timestamp_beyond_the_year_9999_is_logged_at_its_receipt_time(ma
     [line] = logged(settings)
     assert (line["event_ms"], line["clock"]) == (RECEIVED_MS, "receipt")
     assert stages.recorder.topic("deadletter") == []
+
+
+async def test_a_client_retry_of_an_action_is_logged_once(make_stages, settings):
+    """The same action (project, visitor, idptnc) sent again by a client that lost its
+    connection: a new event id, the same action. An update naming it is no retry."""
+    stages = make_stages()
+    stages.visitors.handle_raw(0, 0, pack(raw(0, idptnc="a1"), raw(1, idptnc="a1")))
+    stages.visitors.handle_raw(0, 1, pack(raw(2, idptnc="a1"), raw(3, idptnc="a2")))
+    update = RawRecord(**{**{f: getattr(raw(4), f) for f in RawRecord.__slots__},
+                          "endpoint": "update", "query": b"cookie=ck1&idptnc=a1"})
+    stages.visitors.handle_raw(0, 2, pack(update))
+    await stages.outbound.flush()
+    lines = logged(settings)
+    assert [r["id"] for r in lines] == [raw(0).id, raw(3).id, update.id]
+    assert lines[2]["updates"] == raw(0).id and stages.metrics.duplicates == 2
