@@ -9,7 +9,10 @@ repeats one.
 
 A visitor may never come back, so an action waits at most ``JS_ACTION_TTL_MS`` (7 days) from
 when this gateway learned of it; the topic deletes records of that age too
-(``compact,delete``), so neither the gateways' memory nor the topic grows without bound.
+(``compact,delete``), so neither the gateways' memory nor the topic grows without bound. And
+within the week: a visitor keeps at most ``MAX_PER_VISITOR`` actions (the newest; an older one
+makes room), a project at most ``MAX_PER_PROJECT`` (a new one beyond is not kept). What is not
+kept is counted in ``dropped``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from collections.abc import Callable
 
 from schemas.topics import JS_ACTION_TTL_MS
 
+MAX_PER_VISITOR = 20
+MAX_PER_PROJECT = 100_000
+
 
 class JsQueue:
     def __init__(self, clock: Callable[[], float], ttl_ms: int = JS_ACTION_TTL_MS) -> None:
@@ -27,22 +33,36 @@ class JsQueue:
         self._learned: deque[tuple[float, tuple[str, str], str]] = deque()  # oldest first
         self._ttl_s = ttl_ms / 1000
         self._clock = clock
+        self._per_project: dict[str, int] = defaultdict(int)
+        self.dropped = 0
 
     def apply(self, key: str, code: bytes | None) -> None:
         """A record of the topic: queued code, or a tombstone (taken by some gateway)."""
         self._expire()
         project, rest = key.split("\n", 1)
         visitor_key, delivery = rest.rsplit("\n", 1)
-        if code is not None:
-            self._pending[(project, visitor_key)][delivery] = code.decode("utf-8", "replace")
-            self._learned.append((self._clock(), (project, visitor_key), delivery))
+        if code is None:
+            self._forget((project, visitor_key), delivery)
             return
-        self._forget((project, visitor_key), delivery)
+        queued = self._pending[(project, visitor_key)]
+        if delivery not in queued:
+            if self._per_project[project] >= MAX_PER_PROJECT:
+                self.dropped += 1
+                if not queued:
+                    del self._pending[(project, visitor_key)]
+                return
+            if len(queued) >= MAX_PER_VISITOR:  # the oldest makes room
+                self._forget((project, visitor_key), next(iter(queued)))
+                self.dropped += 1
+                queued = self._pending[(project, visitor_key)]
+            self._per_project[project] += 1
+        queued[delivery] = code.decode("utf-8", "replace")
+        self._learned.append((self._clock(), (project, visitor_key), delivery))
 
     def _forget(self, visitor: tuple[str, str], delivery: str) -> None:
         queued = self._pending.get(visitor)
-        if queued is not None:
-            queued.pop(delivery, None)
+        if queued is not None and queued.pop(delivery, None) is not None:
+            self._per_project[visitor[0]] -= 1
             if not queued:
                 del self._pending[visitor]
 
@@ -61,6 +81,7 @@ class JsQueue:
         queued = self._pending.pop((project, visitor_key), None)
         if not queued:
             return [], b""
+        self._per_project[project] -= len(queued)
         keys = [f"{project}\n{visitor_key}\n{delivery}" for delivery in queued]
         script = "".join(f"try {{\n{code}\n}} catch (e) {{ console.error(e); }}\n"
                          for code in queued.values())

@@ -21,6 +21,7 @@ class WorkerMetrics:
         self.dead_letters = 0
         self.duplicates = 0
         self.replayed = 0
+        self.profiles_trimmed = 0
         self.visits_closed = 0
         self.open_visits: dict[int, int] = {}    # raw partition → open visits
         self.log_write = Histogram(WRITE_BUCKETS_S)
@@ -45,6 +46,8 @@ class WorkerMetrics:
              "Records sent to the dead-letter topic."),
             ("duplicates_total", "counter", self.duplicates,
              "Raw records dropped as replays of an event id already logged."),
+            ("profiles_trimmed_total", "counter", self.profiles_trimmed,
+             "Profiles cut down to their bounds (identifiers, properties, bytes)."),
             ("replayed_envelopes_total", "counter", self.replayed,
              "Raw envelopes read again after a crash or rebalance, applied from the journal."),
             ("visits_closed_total", "counter", self.visits_closed,

@@ -7,6 +7,11 @@
   visits are counts.
 - ``fold`` adds a merged profile into its survivor with the same rules; the survivor lists
   what was merged into it, the merged one points at the survivor (``merged_into``).
+- A profile is bounded (``bounded``), because one person's data must not grow forever nor
+  outgrow a Kafka message: the newest ``MAX_IDENTIFIERS`` ids, emails and cookies each, the
+  ``MAX_PROPERTIES`` most recently set properties, the last ``MAX_MERGED_FROM`` merges, and at
+  most ``MAX_PROFILE_BYTES`` as JSON (the largest property values go first). What is stored
+  is what is published: the table and its changelog never disagree.
 - Replays change nothing. A worker that crashes re-reads updates it had already applied (its
   table's changelog can be ahead of its committed offset). Each update names its origin, the
   raw partition and offset of the envelope its requests came in, and the path it came by
@@ -18,9 +23,40 @@
 
 from __future__ import annotations
 
+from schemas.jsonline import to_json
 from schemas.profile import Profile, ProfileUpdate, new_profile, shown
 
-__all__ = ["apply_update", "fold", "new_profile", "shown"]
+__all__ = ["apply_update", "bounded", "fold", "new_profile", "shown"]
+
+MAX_IDENTIFIERS = 100
+MAX_PROPERTIES = 1000
+MAX_MERGED_FROM = 1000
+MAX_PROFILE_BYTES = 1024 * 1024
+
+
+def bounded(profile: Profile) -> tuple[Profile, bool]:
+    """``profile`` within the bounds, and whether anything had to go."""
+    trimmed = False
+    out = profile
+    for kind, limit in (("ids", MAX_IDENTIFIERS), ("emails", MAX_IDENTIFIERS),
+                        ("cookies", MAX_IDENTIFIERS), ("merged_from", MAX_MERGED_FROM)):
+        if len(out[kind]) > limit:
+            out, trimmed = {**out, kind: out[kind][-limit:]}, True
+    properties = out["properties"]
+    if len(properties) > MAX_PROPERTIES:
+        newest = sorted(properties.items(), key=lambda item: item[1][1])[-MAX_PROPERTIES:]
+        out, trimmed = {**out, "properties": dict(newest)}, True
+    size = len(to_json(out))
+    if size > MAX_PROFILE_BYTES:
+        properties = dict(out["properties"])
+        for name, (value, _) in sorted(properties.items(),
+                                       key=lambda item: -len(to_json(item[1][0]))):
+            size -= len(to_json(value))
+            del properties[name]
+            if size <= MAX_PROFILE_BYTES:
+                break
+        out, trimmed = {**out, "properties": properties}, True
+    return out, trimmed
 
 
 def _union(values: list[str], more: list[str]) -> list[str]:

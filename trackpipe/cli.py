@@ -43,6 +43,9 @@ class CliError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # What trackpipe writes holds personal data and secrets (day logs, the spool, the
+    # registry snapshot, tables): never readable by other users of the machine.
+    os.umask(0o027)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler not in (run_gateway, run_worker, run_triggers, run_dashboard, run_up):
@@ -479,18 +482,19 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
     project = check_name(args.project)
     ids = identifiers_of({"cv_id": args.id, "cv_email": args.email, "cookie": args.cookie})
     base = f"http://127.0.0.1:{args.web_port or settings.worker_web_port}/lookup/"
+    token = settings.worker_token
     if ids.cookie:
-        entry = _lookup(base + "visitor", f"{project}\ncookie:{ids.cookie}")
+        entry = _lookup(base + "visitor", f"{project}\ncookie:{ids.cookie}", token)
         profile_id = entry["state"]["profile"] if entry else None
     else:
         identifier = f"id:{ids.id}" if ids.id else f"email:{ids.email}"
-        entry = _lookup(base + "identity", f"{project}\n{identifier}") if (
+        entry = _lookup(base + "identity", f"{project}\n{identifier}", token) if (
             ids.id or ids.email) else None
         profile_id = entry["profile"] if entry else None
     for _ in range(32):  # a chain of merges is short; a cycle would be a bug, not a hang
         if profile_id is None:
             raise CliError("no profile for that identifier (yet)")
-        profile = _lookup(base + "profile", f"{project}\n{profile_id}")
+        profile = _lookup(base + "profile", f"{project}\n{profile_id}", token)
         if profile is None:
             raise CliError(f"profile {profile_id} is not built yet; try again in a moment")
         if not profile["merged_into"]:
@@ -502,15 +506,20 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
     raise CliError("the merge chain is too long")
 
 
-def _lookup(url: str, key: str) -> Any:
+def _lookup(url: str, key: str, token: str = "") -> Any:
     import urllib.error
     import urllib.parse
     import urllib.request
 
+    request = urllib.request.Request(f"{url}?{urllib.parse.urlencode({'key': key})}",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(f"{url}?{urllib.parse.urlencode({'key': key})}",
-                                    timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise CliError("the worker asks for its token: set TRACKPIPE_WORKER_TOKEN") from None
+        raise CliError(f"the worker at {url} answered {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"no processor worker answers at {url} ({exc}); is `trackpipe worker` "
                        "running? (--web-port picks the worker)") from None

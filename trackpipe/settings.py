@@ -64,6 +64,9 @@ class Settings:
     commit_interval_ms: int = _setting(2000,
         "How often a worker writes its tables' changes and commits offsets: longer means "
         "fewer changelog and profile messages, and more to read again after a crash.")
+    worker_token: str = field(default="", repr=False, metadata={"doc":
+        "Token a worker's lookups ask for (`Authorization: Bearer`); required when the "
+        "worker listens beyond loopback (its lookups answer emails and ids)."})
     worker_url: str = _setting("",
         "Where the triggers service looks profiles up; empty: the local worker web port.")
     webhook_timeout_ms: int = _setting(5000,
@@ -146,6 +149,10 @@ class Settings:
         if not self.topic_prefix or any(c not in _TOPIC_CHARS for c in self.topic_prefix):
             raise SettingsError(
                 f"{ENV_PREFIX}TOPIC_PREFIX may only hold letters, digits, '.', '_' and '-'")
+        if not self.worker_token and not _loopback(self.worker_web_host):
+            raise SettingsError(f"{ENV_PREFIX}WORKER_TOKEN must be set when a worker listens "
+                                f"on {self.worker_web_host!r} (beyond loopback): its lookups "
+                                "answer people's emails and ids")
         if not self.admin_token and not _loopback(self.admin_host):
             raise SettingsError(f"{ENV_PREFIX}ADMIN_TOKEN must be set when the dashboard listens "
                                 f"on {self.admin_host!r} (beyond loopback)")

@@ -29,13 +29,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
 from schemas import topics
 from schemas.deadletter import DeadLetter
 from schemas.firing import Firing
 from schemas.profile import shown
 from schemas.project import ProjectRecord
+from schemas.topics import MAX_MESSAGE_BYTES
 from schemas.trigger import TriggerRule
 from trackpipe import registry
 from trackpipe.kafka.partition import read_partition
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 LOOKUP_TIMEOUT_S = 2.0
 LOOKUP_PAUSE_S = 5.0
 STOP_GRACE_S = 10.0
+MAX_DELIVERIES = 10_000  # firings delivered (or waiting for a retry) at once, all projects
+DEFERRED_EVERY_S = 5.0
 MAX_ANSWER_BYTES = 64 * 1024  # what is read of a receiver's answer (its status is what counts)
 RECENT_FIRINGS = 100_000  # a processor that crashed sends its last actions again: skip them
 KAFKA_RETRY_S = 1.0
@@ -68,6 +71,7 @@ class TriggerService:
             topics.TRIGGERS, topics.PROJECTS)}
         self.counts: dict[str, int] = defaultdict(int)
         self._deliveries: dict[int, dict[str, asyncio.Task[None]]] = defaultdict(dict)
+        self._deferred: set[int] = set()  # partitions with firings left pending for room
         self._resumed: dict[int, set[str]] = defaultdict(set)
         self._fired: OrderedDict[str, None] = OrderedDict()  # recent firing ids, oldest first
         self._leaving: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
@@ -83,7 +87,8 @@ class TriggerService:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume actions until ``stop`` is set; then let deliveries in flight finish."""
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          enable_idempotence=True)
+                                          enable_idempotence=True,
+                                          max_request_size=MAX_MESSAGE_BYTES)
         await self._producer.start()
         self._resolver = GuardedResolver(self.settings.webhook_networks)
         self._http = aiohttp.ClientSession(
@@ -92,6 +97,7 @@ class TriggerService:
         rules_ready = asyncio.Event()
         projects_ready = asyncio.Event()
         followers = [
+            asyncio.create_task(self._resume_deferred(), name="resume-deferred"),
             asyncio.create_task(self._follow(topics.TRIGGERS, self._apply_rule,
                                              TriggerRule.from_bytes, rules_ready)),
             asyncio.create_task(self._follow(topics.PROJECTS, self._apply_project,
@@ -181,7 +187,7 @@ class TriggerService:
             return []
         profile = await self._profile(action["project"], action.get("profile"))
         return [Firing(rules.firing_id(action["id"], rule.name), partition, rule, action,
-                       profile)
+                       profile).bounded()
                 for rule in rules.matching(candidates, action, profile)]
 
     async def _profile(self, project: str, profile_id: str | None) -> dict[str, Any] | None:
@@ -194,6 +200,7 @@ class TriggerService:
             for _ in range(8):
                 async with self._http.get(  # type: ignore[union-attr]
                         url, params={"key": f"{project}\n{profile_id}"},
+                        headers={"Authorization": f"Bearer {self.settings.worker_token}"},
                         timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_S)) as answer:
                     found = await answer.json(content_type=None) if answer.status == 200 else None
                 if not found or not found.get("merged_into"):
@@ -211,9 +218,35 @@ class TriggerService:
     # -- delivering ----------------------------------------------------------------------------
 
     def _start(self, firing: Firing) -> None:
+        """Start delivering a firing (it is in ``firings`` already). Past
+        ``MAX_DELIVERIES`` in flight (receivers down for hours under heavy traffic) it is not
+        started: it stays pending in ``firings``, and its partition is read again for it once
+        deliveries have drained (``_resume_deferred``), so memory stays bounded."""
+        running = self._deliveries[firing.partition]
+        if firing.id in running:
+            return
+        if sum(len(tasks) for tasks in self._deliveries.values()) >= MAX_DELIVERIES:
+            self._deferred.add(firing.partition)
+            self.counts["deferred"] += 1
+            return
         task = asyncio.create_task(self._deliver(firing), name=f"deliver {firing.id}")
-        self._deliveries[firing.partition][firing.id] = task
-        task.add_done_callback(lambda _: self._deliveries[firing.partition].pop(firing.id, None))
+        running[firing.id] = task
+        task.add_done_callback(lambda _: running.pop(firing.id, None))
+
+    async def _resume_deferred(self) -> None:
+        """Every few seconds, the partitions whose firings were left pending for room: read
+        them again, and start what is pending and not running."""
+        while True:
+            await asyncio.sleep(DEFERRED_EVERY_S)
+            in_flight = sum(len(tasks) for tasks in self._deliveries.values())
+            if not self._deferred or in_flight > MAX_DELIVERIES // 2:
+                continue
+            for partition in sorted(self._deferred):
+                self._deferred.discard(partition)
+                if partition not in self._loaded:
+                    continue  # no longer ours: its next owner reads it
+                for firing in await self._pending(partition):
+                    self._start(firing)
 
     async def _deliver(self, firing: Firing) -> None:
         rule = firing.rule
@@ -311,6 +344,11 @@ class TriggerService:
             try:
                 await self._producer.send_and_wait(  # type: ignore[union-attr]
                     self.topic[name], value, key=key, partition=partition)
+                return
+            except MessageSizeTooLargeError:  # never sendable: retrying would stop everything
+                log.error("a %d-byte record for %s is more than Kafka takes; not written",
+                          len(value or b""), self.topic[name])
+                self.counts["too large"] += 1
                 return
             except KafkaError as exc:
                 log.warning("writing to %s failed (%s); retrying", self.topic[name], exc)

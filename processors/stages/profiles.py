@@ -14,6 +14,7 @@ from __future__ import annotations
 import msgpack
 
 from processors import profiles
+from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
 from schemas import envelope
@@ -21,9 +22,11 @@ from schemas.profile import Fold, ProfileChange, ProfileUpdate, change_from_obj
 
 
 class ProfilesStage:
-    def __init__(self, table: TableState, outbound: Outbound, profile_updates: str) -> None:
+    def __init__(self, table: TableState, outbound: Outbound, metrics: WorkerMetrics,
+                 profile_updates: str) -> None:
         self.table = table
         self.outbound = outbound
+        self.metrics = metrics
         self.profile_updates = profile_updates
 
     def handle_changes(self, partition: int, value: bytes) -> None:
@@ -47,6 +50,8 @@ class ProfilesStage:
             changed = {**current, "merged_into": change.into}
             self._send(Fold(change.project, change.into, current))
         if changed is not None:  # None: applied before a crash, a replay
+            changed, trimmed = profiles.bounded(changed)
+            self.metrics.profiles_trimmed += trimmed
             self.table.put(key, changed, partition)
 
     def _send(self, change: ProfileChange) -> None:

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.raw import RawRecord
 from tests.integration.pipeline import PROJECT, started_pipeline
+from tests.integration.test_scale import read_topic
 from trackpipe.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -41,12 +42,20 @@ def visitor() -> str:
 
 
 def test_anonymous_then_identified_is_one_profile(pipeline):
-    cookie, email = visitor(), f"{visitor()}@example.com"
-    first = pipeline.track(event="pv", cookie=cookie).headers["x-event-id"]
-    login = pipeline.track(event="login", cookie=cookie, cv_email=email).headers["x-event-id"]
-    after = pipeline.track(event="pv", cookie=cookie).headers["x-event-id"]
-    profiles = {pipeline.by_id(i)["profile"] for i in (first, login, after)}
-    assert len(profiles) == 1
+    """Another device owns the email already: the anonymous device's earlier action joins
+    the person only through identity resolution (a merge of its profile into the owner's)."""
+    owner_device, cookie, email = visitor(), visitor(), f"{visitor()}@example.com"
+    owner = pipeline.by_id(pipeline.track(event="login", cookie=owner_device, cv_email=email)
+                           .headers["x-event-id"])["profile"]
+    time.sleep(1.5)  # the owner's link lands first
+    first = pipeline.by_id(pipeline.track(event="pv", cookie=cookie).headers["x-event-id"])
+    pipeline.track(event="login", cookie=cookie, cv_email=email)
+    merges = pipeline.topic("merges", lambda ms: any(m["source"] == first["profile"]
+                                                     for m in ms))
+    assert {m["into"] for m in merges if m["source"] == first["profile"]} == {owner}
+    time.sleep(1.5)  # the rebind reaches the device's partition
+    after = pipeline.by_id(pipeline.track(event="pv", cookie=cookie).headers["x-event-id"])
+    assert first["profile"] != owner and after["profile"] == owner
 
 
 def test_two_devices_one_email_are_one_profile_with_a_merge_record(pipeline):
@@ -94,14 +103,41 @@ def test_profile_lookup_follows_merges_from_any_worker(pipeline):
 
 
 def test_conflicting_ids_are_not_merged(pipeline):
+    """Both ids' links are answered (each id is owned) before the merges topic is read to
+    its end, so a merge of the two, had one been decided, would be in what is read."""
+    laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"  # a known merge
+    pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email)
+                   .headers["x-event-id"])
+    time.sleep(1.5)
+    marker = pipeline.by_id(pipeline.track(event="pv", cookie=phone).headers["x-event-id"])
+    pipeline.track(event="login", cookie=phone, cv_email=email)
+    pipeline.topic("merges", lambda ms: any(m["source"] == marker["profile"] for m in ms))
     shared = visitor()
-    one = pipeline.track(event="a", cookie=shared, cv_id=f"u1-{shared}").headers["x-event-id"]
-    two = pipeline.track(event="b", cookie=shared, cv_id=f"u2-{shared}").headers["x-event-id"]
+    ids = [f"u1-{shared}", f"u2-{shared}"]
+    one = pipeline.track(event="a", cookie=shared, cv_id=ids[0]).headers["x-event-id"]
+    two = pipeline.track(event="b", cookie=shared, cv_id=ids[1]).headers["x-event-id"]
     p1, p2 = pipeline.by_id(one)["profile"], pipeline.by_id(two)["profile"]
     assert p1 != p2
-    time.sleep(2)
-    merges = pipeline.topic("merges", lambda ms: True, timeout_s=5)
-    assert not any({m["source"], m["into"]} == {p1, p2} for m in merges)
+    deadline = time.monotonic() + 30
+    while not all(pipeline.profile("worker-1", "--id", i).returncode == 0 for i in ids):
+        assert time.monotonic() < deadline, "the ids' links were never answered"
+        time.sleep(0.5)
+    time.sleep(1)  # what their handling sent is flushed (50 ms) and acknowledged
+    merges = [json.loads(value) for _, _, value in asyncio.run(
+        read_topic(pipeline.settings, "merges"))]
+    assert any(m["source"] == marker["profile"] for m in merges)  # what was read is real
+    assert not any({m["source"], m["into"]} & {p1, p2} for m in merges)
+
+
+def test_what_the_pipeline_writes_is_not_readable_by_other_users(pipeline):
+    """Day logs, the journal, the spool hold personal data: no access for "other"."""
+    pipeline.by_id(pipeline.track(event="private", cookie=visitor()).headers["x-event-id"])
+    written = [p for p in pipeline.settings.data_dir.rglob("*")
+               if p.is_file() and "kafka" not in p.parts]
+    assert any(p.suffix == ".jsonl" for p in written) and any("spool" in p.parts
+                                                              for p in written)
+    readable = [p for p in written if p.stat().st_mode & 0o007]
+    assert readable == []
 
 
 def test_a_request_without_identifier_gets_an_assigned_cookie(pipeline):

@@ -122,3 +122,57 @@ async def test_a_gateway_restarted_during_an_outage_knows_its_projects_and_spool
                        timeout_s=60)
     landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 5, settle_s=2))
     assert set(landed) == {event_id for _, event_id in during} and set(landed.values()) == {1}
+
+
+def test_a_gateway_of_two_processes_killed_after_its_202s_delivers_them_on_restart(
+        own_kafka, outage_settings, tmp_path):
+    """`gateway --workers 2` (two processes, each its own spool slot) answers 202 during a
+    broker outage and is killed with SIGKILL; started again as one process, it drains its own
+    slot and adopts the other: every 202'd request lands in Kafka, once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.test_cli_and_server import free_port, poll_status
+
+    env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": own_kafka.bootstrap,
+           "TRACKPIPE_TOPIC_PREFIX": outage_settings.topic_prefix,
+           "TRACKPIPE_DATA_DIR": str(outage_settings.data_dir),
+           "TRACKPIPE_RAW_PARTITIONS": "3", "TRACKPIPE_HTTP_PORT": str(free_port()),
+           "TRACKPIPE_ACK_DEADLINE_MS": "300"}
+    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}/track/ce?project=shop.example"
+
+    def start(workers: int) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway",
+                                    "--workers", str(workers)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)  # its own group: killed whole
+        assert poll_status(url + "&event=warm", 200, timeout_s=60) == 200
+        return process
+
+    first = start(2)
+    try:
+        own_kafka.stop()
+        sent = []
+        with httpx.Client(timeout=10) as client:
+            for i in range(40):  # new connections: both processes take some
+                r = client.get(url + f"&event=spooled&cookie=c{i}",
+                               headers={"Connection": "close"})
+                assert r.status_code == 202
+                sent.append(r.headers["x-event-id"])
+        slots = [d for d in (outage_settings.data_dir / "spool").glob("slot-*")
+                 if any(d.glob("*.seg"))]
+        assert len(slots) == 2  # both processes spooled
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    own_kafka.start()
+    second = start(1)
+    try:
+        landed = Counter(rec.id for _, rec in asyncio.run(
+            read_raw(outage_settings, len(sent) + 2, timeout_s=60, settle_s=2)))
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.wait(timeout=30)
+    assert set(sent) <= set(landed) and {landed[i] for i in sent} == {1}

@@ -22,16 +22,20 @@ from triggers import rules
 pytestmark = pytest.mark.integration
 
 SECRET = "hook-s3cret"
+WORKER_TOKEN = "worker-t0ken-for-tests"
 SIGNED = "signed.example"
 
 
 class Receiver:
     """A webhook receiver on 127.0.0.1: ``/ok/*`` answers 200, ``/flaky/*`` fails a
-    delivery's first three attempts, ``/down/*`` always answers 500."""
+    delivery's first three attempts, ``/down/*`` always answers 500, ``/gate/*`` answers 500
+    until ``open`` is set, ``/redirect/*`` redirects."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.lock = threading.Lock()
+        self.open = False  # /gate/* answers 500 until it is opened
+        self.statuses: list[tuple[str, str, int]] = []  # (path, delivery id, status answered)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,12 +47,15 @@ class Receiver:
                                    h["X-Trackpipe-Delivery"] == self.headers[
                                        "X-Trackpipe-Delivery"])
                 failing = self.path.startswith("/down/") or (
-                    self.path.startswith("/flaky/") and attempts <= 3)
-                if self.path.startswith("/redirect/"):  # to a path that would accept it
-                    self.send_response(307)
+                    self.path.startswith("/flaky/") and attempts <= 3) or (
+                    self.path.startswith("/gate/") and not receiver.open)
+                status = 307 if self.path.startswith("/redirect/") else 500 if failing else 200
+                with receiver.lock:
+                    receiver.statuses.append((self.path, self.headers["X-Trackpipe-Delivery"],
+                                              status))
+                self.send_response(status)
+                if status == 307:  # to a path that would accept it
                     self.send_header("Location", "/ok/redirected")
-                else:
-                    self.send_response(500 if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -59,6 +66,11 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def delivered(self, path: str) -> Counter:
+        """Delivery ids answered 200 on ``path``, with how many times."""
+        with self.lock:
+            return Counter(d for p, d, status in self.statuses if p == path and status == 200)
 
     def received(self, path: str) -> list[tuple[dict[str, str], bytes]]:
         with self.lock:
@@ -89,7 +101,9 @@ def pipeline(kafka_bootstrap, tmp_path_factory):
     env = {"TRACKPIPE_WEBHOOK_BACKOFF_MS": "200", "TRACKPIPE_WEBHOOK_ATTEMPTS": "4",
            "TRACKPIPE_WEBHOOK_TIMEOUT_MS": "2000",
            # the receiver is on loopback, which webhooks may not reach unless allowed
-           "TRACKPIPE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}
+           "TRACKPIPE_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+           # lookups ask for it: the triggers service sends it
+           "TRACKPIPE_WORKER_TOKEN": WORKER_TOKEN}
     with started_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("triggers"),
                           workers=("worker-1",), env=env, triggers=True) as p:
         added = p.cli("projects", "add", SIGNED, "--secret", SECRET)
@@ -112,10 +126,17 @@ def track(pipeline, project: str = PROJECT, auth: tuple[str, str] | None = None,
     return r
 
 
-def quiet_then(receiver: Receiver, path: str, seconds: float = 3.0) -> list:
-    """What ``path`` received once nothing more arrives for a while (to see repeats)."""
-    time.sleep(seconds)
-    return receiver.received(path)
+def settled(pipeline, receiver: Receiver, path: str, *markers: dict) -> list:
+    """What ``path`` received, once a later action of each given visitor, one that does fire,
+    was delivered: the service handles a visitor's actions in order, so whatever else of
+    theirs would fire (a repeat, a stray) came first. No fixed sleep."""
+    ids = {track(pipeline, **marker).headers["x-event-id"] for marker in markers}
+    deadline = time.monotonic() + 60
+    while not ids <= {json.loads(body)["action"]["id"] for _, body in receiver.received(path)}:
+        assert time.monotonic() < deadline, "a marker was never delivered"
+        time.sleep(0.1)
+    return [(h, body) for h, body in receiver.received(path)
+            if json.loads(body)["action"]["id"] not in ids]
 
 
 def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, receiver):
@@ -127,7 +148,9 @@ def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, recei
     track(pipeline, SIGNED, auth, event="signup", ce_plan="free", cookie="s-free")
     track(pipeline, SIGNED, auth, event="pageview", ce_plan="pro", cookie="s-pv")
     receiver.wait("/ok/signed", 3)
-    calls = quiet_then(receiver, "/ok/signed")
+    calls = settled(pipeline, receiver, "/ok/signed", *(
+        {"project": SIGNED, "auth": auth, "event": "signup", "ce_plan": "pro", "cookie": c}
+        for c in ("s-free", "s-pv")))
     assert len(calls) == 3
     seen = set()
     for headers, body in calls:
@@ -170,7 +193,14 @@ def test_over_quota_actions_never_fire(pipeline, receiver):
     over = track(pipeline, project, expect=402, event="buy", cookie="q-over")
     over_id = over.headers["x-event-id"]
     assert pipeline.by_id(over_id, project=project)["over_quota"] is True  # logged nevertheless
-    calls = quiet_then(receiver, "/ok/quota")
+    assert pipeline.cli("projects", "set", project, "--quota", "100").returncode == 0
+    deadline = time.monotonic() + 30
+    while httpx.get(pipeline.url + "/track/ce", params={"project": project, "event": "poll",
+                                                         "cookie": "q-poll"}).status_code != 200:
+        assert time.monotonic() < deadline, "raising the quota never lifted the 402"
+        time.sleep(0.5)
+    calls = settled(pipeline, receiver, "/ok/quota",
+                    {"project": project, "event": "buy", "cookie": "q-over"})
     fired = {json.loads(body)["action"]["id"] for _, body in calls}
     assert len(calls) == 2 and over_id not in fired
 
@@ -179,7 +209,7 @@ def test_a_webhook_failing_three_times_is_retried_and_delivered_once(pipeline, r
     add(pipeline, PROJECT, "flaky", "--event", "flaky", "--webhook", receiver.url + "/flaky/1")
     event_id = track(pipeline, event="flaky", cookie="f1").headers["x-event-id"]
     receiver.wait("/flaky/1", 4)
-    calls = quiet_then(receiver, "/flaky/1")
+    calls = settled(pipeline, receiver, "/flaky/1", {"event": "flaky", "cookie": "f1"})
     assert [h["X-Trackpipe-Delivery"] for h, _ in calls] == [f"{event_id}/flaky"] * 4
     assert len({body for _, body in calls}) == 1  # the same bytes every time
 
@@ -232,7 +262,8 @@ def test_restarting_the_triggers_service_mid_stream_neither_loses_nor_repeats(pi
             pipeline.stop("triggers")
             pipeline.start("triggers", "triggers", "run")
     receiver.wait("/ok/stream", 60, timeout_s=90)
-    calls = quiet_then(receiver, "/ok/stream", 4)
+    calls = settled(pipeline, receiver, "/ok/stream",
+                    *({"event": "stream", "cookie": f"r{i}"} for i in range(7)))
     fired = Counter(json.loads(body)["action"]["id"] for _, body in calls)
     assert set(fired) == set(sent)
     assert max(fired.values()) == 1, [k for k, n in fired.items() if n > 1]
@@ -285,3 +316,62 @@ def test_webhooks_reach_no_private_address_and_follow_no_redirect(pipeline, rece
     assert "HTTP 307" in errors[f"{event_id}/redirected"]
     assert len(receiver.received("/redirect/1")) == 1
     assert receiver.received("/ok/redirected") == []
+
+
+def test_a_workers_lookups_ask_for_its_token_and_the_triggers_service_has_it(pipeline,
+                                                                          receiver):
+    add(pipeline, PROJECT, "looked-up", "--event", "lookup", "--webhook",
+        receiver.url + "/ok/lookup")
+    cookie = f"t{uuid.uuid4().hex[:8]}"
+    pipeline.by_id(track(pipeline, event="warm", cookie=cookie,
+                         cv_name="Ada").headers["x-event-id"])
+    port = next(iter(pipeline.web_ports.values()))
+    url = f"http://127.0.0.1:{port}/lookup/visitor"
+    key = {"key": f"{PROJECT}\ncookie:{cookie}"}
+    assert httpx.get(url, params=key, timeout=10).status_code == 401
+    assert httpx.get(url, params=key, timeout=10,
+                     headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 200
+    deadline = time.monotonic() + 30  # the visitor's profile is published
+    while httpx.get(url, params=key, timeout=10, headers={
+            "Authorization": f"Bearer {WORKER_TOKEN}"}).json() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(2)  # and its profile with it (a commit interval)
+    track(pipeline, event="lookup", cookie=cookie)
+    headers, body = receiver.wait("/ok/lookup", 1)[0]
+    assert json.loads(body)["profile"]["properties"]["name"] == "Ada"
+
+
+def test_pending_firings_survive_kill_9_and_a_rebalance_delivered_once_each(pipeline,
+                                                                         receiver):
+    """Firings wait for a receiver that refuses them; the triggers service is killed with
+    SIGKILL, started again, and joined by a second one (a rebalance); then the receiver
+    opens. Every firing is delivered once: none lost, none repeated."""
+    import signal
+
+    add(pipeline, PROJECT, "gated", "--event", "gated", "--webhook", receiver.url + "/gate/1")
+    sent = [track(pipeline, event="gated", cookie=f"g{i}").headers["x-event-id"]
+            for i in range(12)]
+    receiver.wait("/gate/1", 12)  # every one was tried (and refused): they are pending
+    pipeline.stop("triggers", signal.SIGKILL)
+    pipeline.start("triggers", "triggers", "run")
+    time.sleep(3)
+    pipeline.start("triggers-2", "triggers", "run")  # the partitions are shared out again
+    time.sleep(5)
+    receiver.open = True
+    expected = {f"{event_id}/gated" for event_id in sent}
+    deadline = time.monotonic() + 90
+    while set(receiver.delivered("/gate/1")) != expected:
+        assert time.monotonic() < deadline, (
+            f"{len(receiver.delivered('/gate/1'))} of {len(sent)} delivered")
+        time.sleep(0.5)
+    # a later action that does fire ends the wait for repeats (no fixed sleep)
+    marker = track(pipeline, event="gated", cookie="g-marker").headers["x-event-id"]
+    while f"{marker}/gated" not in receiver.delivered("/gate/1"):
+        assert time.monotonic() < deadline, "the marker was never delivered"
+        time.sleep(0.2)
+    delivered = receiver.delivered("/gate/1")
+    assert set(delivered) == expected | {f"{marker}/gated"}
+    assert set(delivered.values()) == {1}
+    pipeline.stop("triggers-2")

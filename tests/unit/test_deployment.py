@@ -87,3 +87,9 @@ def test_the_grafana_dashboard_only_asks_for_metrics_that_exist():
         for target in panel["targets"]:
             for name in re.findall(r"trackpipe_[a-z_]+", target["expr"]):
                 assert name in exposed, f"{panel['title']}: {name}"
+
+
+def test_nginx_never_resends_a_request_to_another_gateway_and_hides_metrics():
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "proxy_next_upstream off;" in conf
+    assert "location = /metrics {\n        return 404;" in conf

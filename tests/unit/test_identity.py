@@ -62,12 +62,17 @@ class Model:
 
 
 def test_anonymous_then_identified_is_one_person_with_the_earlier_actions():
+    """The email is owned by another device already, so the anonymous device's earlier
+    actions can only join the person through a merge (on its own device it would own the
+    new email whatever resolution did)."""
     m = Model()
+    m.track("laptop", cookie="c0", email="ann@x")
     m.track("a1", cookie="c1")
     m.track("a2", cookie="c1")
     m.track("login", cookie="c1", email="ann@x")
     m.track("a3", cookie="c1")
-    assert m.people() == [{"a1", "a2", "login", "a3"}]
+    assert m.people() == [{"laptop", "a1", "a2", "login", "a3"}]
+    assert [(x.source, x.into) for x in m.merges] == [(pid("cookie:c1"), pid("cookie:c0"))]
 
 
 def test_two_devices_one_email_are_one_profile_with_a_recorded_merge():

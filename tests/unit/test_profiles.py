@@ -123,3 +123,22 @@ def test_a_stored_profile_costs_its_own_size():
     finally:
         tracemalloc.stop()
     assert held < 1000 * (len(kept[0]) + 200)
+
+
+def test_a_profile_is_bounded_and_what_goes_is_the_oldest_or_the_largest():
+    from processors import profiles
+
+    p = new_profile("shop", "p1")
+    for n in range(profiles.MAX_IDENTIFIERS + 10):
+        p = apply_update(p, update(n, cookie=f"c{n}", properties={f"k{n}": n}))
+    small, trimmed = profiles.bounded(p)
+    assert trimmed and len(small["cookies"]) == profiles.MAX_IDENTIFIERS
+    assert small["cookies"][-1] == f"c{profiles.MAX_IDENTIFIERS + 9}" and "c0" not in small[
+        "cookies"]
+    huge = apply_update(small, update(10_000, properties={
+        "blob": "x" * (profiles.MAX_PROFILE_BYTES + 10), "name": "Rio"}))
+    fitted, trimmed = profiles.bounded(huge)
+    from schemas.profile import encode
+    assert trimmed and len(encode(fitted)) <= profiles.MAX_PROFILE_BYTES
+    assert "blob" not in fitted["properties"] and shown(fitted)["properties"]["name"] == "Rio"
+    assert profiles.bounded(fitted) == (fitted, False)

@@ -240,3 +240,37 @@ def test_a_js_action_waits_for_its_visitor_a_week_at_most():
     queue.apply("shop\ncookie:other\ne4/a", b"alert(4)")
     assert queue.take("shop", "cookie:late") == ([], b"")
     assert len(queue) == 1
+
+
+def test_a_firing_of_a_huge_action_fits_a_kafka_message_and_says_it_was_cut():
+    from schemas.firing import MAX_FIRING_BYTES
+
+    big = {**action(), "properties": {"text": "日本語" * 150_000}}  # 1.35 MB of UTF-8
+    firing = Firing(rules.firing_id("e1", "r"), 3, rule("ce_plan exists"), big,
+                    {"profile": "p1", "properties": {"x": "y"}})
+    bounded = firing.bounded()
+    assert len(bounded.to_bytes()) < MAX_FIRING_BYTES < len(firing.to_bytes())
+    assert bounded.action["id"] == "e1" and bounded.action["truncated"] == len(firing.to_bytes())
+    assert bounded.profile == {"profile": "p1", "truncated": True}
+    small = Firing(rules.firing_id("e1", "r"), 3, rule("ce_plan exists"), action(), None)
+    assert small.bounded() is small
+    # UTF-8, not \\u escapes: a 400 KB action of non-ASCII text stays about that size
+    text = Firing("e/r", 0, rule("ce_plan exists"), {"t": "é" * 200_000}, None).to_bytes()
+    assert len(text) < 450_000
+
+
+def test_queued_js_is_bounded_per_visitor_and_per_project(monkeypatch):
+    import gateway.jsactions as jsactions
+
+    monkeypatch.setattr(jsactions, "MAX_PER_PROJECT", 30)
+    queue = JsQueue(lambda: 0.0)
+    for n in range(jsactions.MAX_PER_VISITOR + 5):  # one visitor: the newest are kept
+        queue.apply(f"shop\ncookie:a\ne{n}/r", f"a{n}()".encode())
+    keys, script = queue.take("shop", "cookie:a")
+    assert len(keys) == jsactions.MAX_PER_VISITOR and b"a24()" in script and b"a4()" not in script
+    for n in range(40):  # many visitors: the project holds at most MAX_PER_PROJECT
+        queue.apply(f"shop\ncookie:v{n}\ne{n}/r", b"x()")
+    assert len(queue) == 30 and queue.dropped == 5 + 10
+    queue.apply("shop\ncookie:v0\ne0/r", None)  # taken elsewhere: room again
+    queue.apply("shop\ncookie:w\ne/r", b"y()")
+    assert len(queue) == 30
