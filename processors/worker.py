@@ -92,8 +92,11 @@ def token_required(token: str) -> Any:
 
 class RocksStore:
     """faust's RocksDB store as ``processors.state`` uses it. faust keeps one database per
-    table partition and takes a write's partition from the event being handled; the stages
-    write at the flush before a commit, where there is none, so the partition is given."""
+    table partition (``_dbs``, the partitions this worker holds) and takes a write's partition
+    from the event being handled; the stages write at the flush before a commit, where there
+    is none, so the partition is given. A write for a partition this worker no longer holds
+    (revoked just before that flush) is left to the changelog, which its next owner reads:
+    opening the database again would take its lock from that owner."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -102,13 +105,22 @@ class RocksStore:
         return self.store.get(key)  # the handled event's partition, else every partition's
 
     def put(self, key: bytes, value: bytes, partition: int) -> None:
-        self.store._db_for_partition(partition).put(key, value)
+        db = self.store._dbs.get(partition)
+        if db is not None:
+            db.put(key, value)
 
     def delete(self, key: bytes, partition: int) -> None:
-        self.store._db_for_partition(partition).delete(key)
+        db = self.store._dbs.get(partition)
+        if db is not None:
+            db.delete(key)
 
     def items(self) -> Any:
         return self.store.items()
+
+    def persisted(self, tp: TP, offset: int) -> None:
+        """faust recovers a partition from the offset its database says it holds."""
+        if tp.partition in self.store._dbs:
+            self.store.set_persisted_offset(tp, offset)
 
 
 class Stages:
@@ -191,8 +203,10 @@ class Worker:
             broker_commit_interval=settings.commit_interval_ms / 1000,
             web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
-            # its own: two workers of one host must never open one partition's database
-            datadir=str(settings.data_dir / "processors" / f"state-{web_port}"),
+            # the tables' databases: one per table partition, locked by the worker that holds
+            # it, so the workers of one host can share the folder, and a worker started again
+            # finds what it had
+            datadir=str(settings.data_dir / "processors" / "state"),
             table_standby_replicas=0,
             # a crashed worker's partitions move after 10 s, not faust's default minute
             broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
@@ -216,20 +230,19 @@ class Worker:
             name = table.changelog_topic.get_topic_name()
             if name not in declared:
                 raise RuntimeError(f"{name} is missing from schemas.topics")
-        changelogs = {table.changelog_topic.get_topic_name(): table
-                      for table in faust_tables.values()}
+        stores = {name: RocksStore(table.data) for name, table in faust_tables.items()}
+        by_changelog = {faust_tables[name].changelog_topic.get_topic_name(): store
+                        for name, store in stores.items()}
 
         def persisted(topic: str, partition: int, offset: int) -> None:
-            """faust recovers a table from the offset its store says it holds."""
-            table = changelogs.get(topic)
-            if table is not None:
-                table.data.set_persisted_offset(TP(topic, partition), offset)
+            store = by_changelog.get(topic)
+            if store is not None:
+                store.persisted(TP(topic, partition), offset)
 
         self.stages = Stages(
             settings, KafkaTransport(lambda: self.app.producer._ensure_producer(), persisted),
-            {name: RocksStore(table.data) for name, table in faust_tables.items()},
-            {name: table.changelog_topic.get_topic_name()
-             for name, table in faust_tables.items()})
+            stores, {name: table.changelog_topic.get_topic_name()
+                     for name, table in faust_tables.items()})
         self.faust_tables = faust_tables
         stages = self.stages
         self.handlers: dict[str, Callable[[Any], None]] = {

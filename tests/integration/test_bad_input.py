@@ -79,3 +79,86 @@ async def test_push_with_no_valid_line_is_400(client, settings):
     r = await client.post("/track/push?project=shop.example", data={})
     assert r.status_code == 400
     await assert_still_serving(client, settings, 1)
+
+
+async def test_a_big_body_is_parsed_off_the_event_loop(client, settings, monkeypatch):
+    """While a 600 KB form of empty fields is being parsed, other requests are answered: the
+    parse runs in a thread (on the loop it took most of a second, stalling everyone)."""
+    import asyncio
+    import threading
+
+    import gateway.params as params
+
+    parsing, release = threading.Event(), threading.Event()
+    real = params.decode_form
+
+    def slow(body):
+        if len(body) > 100_000:
+            parsing.set()
+            release.wait(10)
+        return real(body)
+
+    monkeypatch.setattr(params, "decode_form", slow)
+    big = asyncio.create_task(client.post(
+        "/track/ce?project=shop.example", content=b"a&" * 300_000,
+        headers={"content-type": "application/x-www-form-urlencoded"}))
+    assert await asyncio.to_thread(parsing.wait, 10)
+    small = await client.get(GOOD)
+    still_parsing = not big.done()
+    release.set()
+    assert small.status_code == 200 and still_parsing
+    assert (await big).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400),
+    (b'{"project": "shop.example", "ce_n": 123456789012345678901234567890}', 200),
+], ids=["nested-too-deep", "integer-beyond-64-bits"])
+async def test_json_shapes_the_record_cannot_carry_are_4xx_or_kept_as_text(client, settings,
+                                                                            body, status):
+    r = await client.post("/track/ce?project=shop.example&response=json", content=body,
+                          headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    if status == 200:
+        [(_, record)] = await read_raw(settings, 1)
+        assert record.params()["ce_n"] == "123456789012345678901234567890"
+    else:
+        await assert_still_serving(client, settings, 1)
+
+
+async def test_a_push_over_the_line_cap_is_413_and_publishes_nothing(client, settings):
+    payload = "\n".join('{"endpoint": "ce", "params": {"event": "x"}}' for _ in range(1001))
+    r = await client.post("/track/push?project=shop.example&response=json",
+                          data={"payload": payload})
+    assert r.status_code == 413 and "TRACKPIPE_MAX_PUSH_LINES" in r.json()["message"]
+    await assert_still_serving(client, settings, 1)
+
+
+async def test_a_record_kafka_could_not_take_is_413_before_it_is_acknowledged(settings_factory):
+    """With a body limit raised past what a raw record may be (MAX_RECORD_BYTES), a request
+    that would make a bigger record is refused: never a 202 whose record Kafka then refuses
+    for ever at the head of the spool."""
+    import httpx
+
+    from gateway.main import Gateway
+    from schemas.project import ProjectRecord
+    from tests.conftest import CLIENT_IP, register, wait_for
+    from trackpipe.topics import create_topics
+
+    settings = settings_factory(max_body_bytes=5 * 1024 * 1024)
+    await create_topics(settings, settings.kafka_bootstrap)
+    gw = Gateway(settings, settings.kafka_bootstrap)
+    async with gw.running():
+        await register(settings, ProjectRecord.build("shop.example"))
+        await wait_for(lambda: gw.projects.find("shop.example") is not None
+                       and gw.readiness()["kafka"])
+        transport = httpx.ASGITransport(app=gw, client=(CLIENT_IP, 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            r = await c.post("/track/ce?project=shop.example&response=json",
+                             content=b"ce_blob=" + b"x" * (3 * 1024 * 1024),
+                             headers={"content-type": "application/x-www-form-urlencoded"})
+            assert r.status_code == 413 and "most Kafka takes" in r.json()["message"]
+            assert gw.publisher.spool.depth == 0
+            assert (await c.get(GOOD)).status_code == 200
+    records = [rec for _, rec in await read_raw(settings, 1)]
+    assert [rec.params().get("event") for rec in records] == ["after"]
