@@ -29,13 +29,14 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError
 
 from processors.state import TableState
-from schemas import envelope
+from schemas import envelope, topics
 from schemas.deadletter import DeadLetter
 from schemas.partitioning import partition_for
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 1_000_000  # under the broker's and the producer's 1 MiB limits
+# under every topic's message limit, with room for the record batch around one message
+MAX_MESSAGE_BYTES = topics.MAX_MESSAGE_BYTES - 64 * 1024
 MAX_ENVELOPE_BYTES = 512 * 1024
 EXIT_UNDELIVERED = 70  # EX_SOFTWARE
 RETRY_FIRST_S = 0.2

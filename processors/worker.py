@@ -200,6 +200,7 @@ class Worker:
             topic_replication_factor=settings.replication_factor,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1, producer_max_batch_size=512 * 1024,
+            producer_max_request_size=topics.MAX_MESSAGE_BYTES,
             broker_commit_interval=settings.commit_interval_ms / 1000,
             web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",

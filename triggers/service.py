@@ -293,7 +293,7 @@ class TriggerService:
                             rule.webhook, data=body, headers=headers,
                             allow_redirects=False) as answer:
                         status = answer.status
-                        await answer.read(MAX_ANSWER_BYTES)
+                        await answer.content.read(MAX_ANSWER_BYTES)
                     error = None if status < 300 else f"HTTP {status}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = f"{type(exc).__name__}: {exc}".rstrip(": ")

@@ -75,10 +75,14 @@ def interrupt(process, timeout_s):
 
 
 def poll_status(url, expected, timeout_s=2.0):
-    """The status the gateway answers, waiting up to ``timeout_s`` for ``expected``."""
+    """The status the gateway answers, waiting up to ``timeout_s`` for ``expected`` (None:
+    nothing answered, the server is not listening yet)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = httpx.get(url).status_code
+        try:
+            status = httpx.get(url).status_code
+        except httpx.TransportError:
+            status = None
         if status == expected or time.monotonic() > deadline:
             return status
         time.sleep(0.05)

@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
@@ -56,7 +58,10 @@ def _query(rng: random.Random) -> bytes:
             b"cv_id=" + b"9" * rng.randrange(1, 60), b"timestamp=1e999", b"timeout=-1",
             b"response=" + rng.choice([b"json", b"xml", b"js", b"\xff"]),
             b"event=" + bytes(rng.randrange(0, 256) for _ in range(rng.randrange(0, 20)))]))
-    return b"&".join(parts).replace(b" ", b"+").replace(b"\r", b"").replace(b"\n", b"")
+    query = b"&".join(parts)
+    if rng.random() < 0.1:  # raw bytes no client should send in a URL
+        return query.replace(b" ", b"+").replace(b"\r", b"").replace(b"\n", b"")
+    return quote_from_bytes(query, safe="=&%+").encode()  # odd, but as a client encodes it
 
 
 def _json_body(rng: random.Random) -> bytes:
@@ -136,8 +141,7 @@ def _send(port: int, raw: bytes) -> int | None:
     """The status answered, or None when the server closed without one."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         try:
-            s.sendall(raw)
-            s.shutdown(socket.SHUT_WR)
+            s.sendall(raw)  # (no half-close: an HTTP server takes EOF for a client gone)
         except OSError:
             pass
         answer = b""
@@ -170,7 +174,8 @@ def test_malformed_requests_never_get_a_5xx_but_503_and_the_gateway_lives(fuzz_s
     bad = sorted({s for s in answered if s >= 500 and s != 503})
     assert bad == [], f"5xx answers: {bad}"
     assert process.poll() is None, "the gateway died"
-    assert {s for s in answered} & {200, 202} and {s for s in answered} & {400, 413}
+    seen = Counter(answered)
+    assert seen[200] + seen[202] > 100 and seen[400] > 100, seen  # both kinds were reached
     good = httpx.get(f"{url}/track/ce", params={"project": PROJECT, "event": "after",
                                                 "cookie": "good"}, timeout=10)
     assert good.status_code == 200

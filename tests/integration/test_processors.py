@@ -304,6 +304,46 @@ def test_a_quota_of_5_gives_402_on_the_6th_action_and_raising_it_lifts_the_402(p
         time.sleep(0.5)
 
 
+def test_client_retries_through_a_gateway_killed_mid_request_are_logged_once(pipeline):
+    """SDK-like clients send actions with client action ids (idptnc) and send again what got
+    no answer; the gateway is killed with SIGKILL midway and started again. Each action is
+    in the logs once, whether or not its first copy had reached Kafka."""
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        cookie = visitor()
+        with httpx.Client(timeout=5) as http:
+            for i in range(40):
+                params = {"project": PROJECT, "event": "retried", "cookie": cookie,
+                          "idptnc": f"{cookie}-{i}"}
+                while True:
+                    try:
+                        r = http.get(pipeline.url + "/track/ce", params=params)
+                        if r.status_code in (200, 202):
+                            break
+                    except httpx.TransportError:
+                        pass  # no answer: the SDK sends the same action again
+                    time.sleep(0.2)
+                with lock:
+                    sent.append(params["idptnc"])
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(sent) < 80:
+        time.sleep(0.01)
+    pipeline.stop("gateway", signal.SIGKILL)
+    pipeline.start("gateway", "gateway")
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(sent) == 320
+    lines = pipeline.wait_logs(lambda ls: set(sent) <= {
+        r["builtins"].get("idptnc") for r in ls if r["event"] == "retried"}, timeout_s=120)
+    logged = Counter(r["builtins"]["idptnc"] for r in lines if r["event"] == "retried")
+    assert set(logged) == set(sent) and set(logged.values()) == {1}
+
+
 def test_kill_9_of_a_busy_worker_loses_and_repeats_nothing(pipeline):
     """Many concurrent senders (so the gateway packs envelopes of many records), a worker
     killed while it works through a backlog, after it wrote day-log lines whose offsets faust

@@ -235,3 +235,26 @@ async def test_a_client_retry_of_an_action_is_logged_once(make_stages, settings)
     lines = logged(settings)
     assert [r["id"] for r in lines] == [raw(0).id, raw(3).id, update.id]
     assert lines[2]["updates"] == raw(0).id and stages.metrics.duplicates == 2
+
+
+async def test_a_huge_bad_record_makes_a_dead_letter_that_fits_a_message(make_stages):
+    """A 900 KB record that cannot be read: its dead letter carries a cut copy (base64 would
+    make it 1.2 MB, over what a message may be) and says how big it was."""
+    from processors.outbound import MAX_MESSAGE_BYTES
+    from schemas.deadletter import MAX_VALUE_BYTES
+
+    stages = make_stages()
+    poison = msgpack.packb({"v": 99, "blob": "x" * 900_000})
+    stages.visitors.handle_raw(0, 0, envelope.pack([poison]))
+    await stages.outbound.flush()
+    [(_, _, _, value)] = stages.recorder.topic("deadletter")
+    letter = DeadLetter.from_json(value)
+    assert len(value) < MAX_MESSAGE_BYTES and len(letter.value) == MAX_VALUE_BYTES
+    assert letter.value == poison[:MAX_VALUE_BYTES]
+    assert orjson_loads(value)["value_bytes"] == len(poison)
+
+
+def orjson_loads(data):
+    import orjson
+
+    return orjson.loads(data)
