@@ -21,7 +21,9 @@ the folder is refused with ``ValueError`` before the processor writes anything.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import heapq
 import json
 import logging
 import os
@@ -117,6 +119,35 @@ class DayLogWriter:
         for path in self.root.glob(f"*/*/part-{partition:03d}.jsonl"):
             last = max(last, last_source(path)[0])
         return last
+
+    def days(self, project: str) -> list[str]:
+        """The names in ``project``'s folder (its receipt days, and its indexes)."""
+        folder = self.project_dir(project)
+        return [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
+
+    def remove(self, project: str, partition: int, days: Iterable[str]) -> int:
+        """Remove ``partition``'s files of the given receipt days of ``project`` (a day's
+        folder too once no partition's file is left in it, and the event-day index of that
+        day); how many files went. Only this project's folder is touched."""
+        folder = self.project_dir(project)
+        removed = 0
+        for day in days:
+            path = folder / day / f"part-{partition:03d}.jsonl"
+            f = self._files.pop(path, None)
+            if f is not None:
+                f.close()
+            self._reached.pop(path, None)
+            self._unsynced.discard(path)
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            with contextlib.suppress(OSError):  # others' files may still be in it
+                (folder / day).rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                (folder / INDEX / day).unlink()
+        return removed
 
     def sync(self) -> None:
         """fsync every file written since the last call (before faust commits offsets)."""
@@ -242,14 +273,21 @@ def _new_lines(path: Path, positions: dict[Path, int],
 def read_lines(root: Path, project: str, days: list[str],
                event_days: set[str] | None = None,
                positions: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
-    """Lines of the given receipt days; with ``event_days``, only lines of those event days,
-    also from the receipt days the index names. ``positions`` remembers how far each file was
-    read, so a second call yields only what was added since."""
+    """Lines of the given receipt days, in receipt order (a day's partition files merged);
+    with ``event_days``, only lines of those event days, also from the receipt days the index
+    names. ``positions`` remembers how far each file was read, so a second call yields only
+    what was added since."""
     folder = root / check_name(project)
     positions = {} if positions is None else positions
     for day in _receipt_days(folder, days, event_days):
-        for path in sorted((folder / day).glob("part-*.jsonl")):
-            yield from _new_lines(path, positions, event_days)
+        # each partition's file is in receipt order; the day is all of them, merged
+        files = [_new_lines(path, positions, event_days)
+                 for path in sorted((folder / day).glob("part-*.jsonl"))]
+        yield from heapq.merge(*files, key=_received)
+
+
+def _received(record: dict[str, Any]) -> tuple[int, str]:
+    return record.get("received_ms", 0), record.get("id", "")
 
 
 def follow_lines(root: Path, project: str, days: list[str],

@@ -22,6 +22,7 @@ class WorkerMetrics:
         self.duplicates = 0
         self.replayed = 0
         self.profiles_trimmed = 0
+        self.retention_removed = 0
         self.visits_closed = 0
         self.open_visits: dict[int, int] = {}    # raw partition → open visits
         self.log_write = Histogram(WRITE_BUCKETS_S)
@@ -46,6 +47,8 @@ class WorkerMetrics:
              "Records sent to the dead-letter topic."),
             ("duplicates_total", "counter", self.duplicates,
              "Raw records dropped as replays of an event id already logged."),
+            ("retention_removed_files_total", "counter", self.retention_removed,
+             "Day-log files removed because their project's retention had passed."),
             ("profiles_trimmed_total", "counter", self.profiles_trimmed,
              "Profiles cut down to their bounds (identifiers, properties, bytes)."),
             ("replayed_envelopes_total", "counter", self.replayed,

@@ -351,9 +351,12 @@ class Worker:
 
     async def _follow_registry(self) -> None:
         """Follow the registry for each project's quota (the quotas stage republishes a
-        project's state when its quota changes, so raising a quota lifts the 402 at once)."""
+        project's state when its quota changes, so raising a quota lifts the 402 at once) and
+        its retention (applied at the next tick)."""
         def changed(name: str, record: Any) -> None:
             self.stages.quotas.quota_changed(name, record.quota if record is not None else None)
+            self.stages.visitors.retention_changed(
+                name, record.retention_days if record is not None else None)
 
         await registry.follow_forever(self.bootstrap, self.settings.topic(topics.PROJECTS),
                                       changed, lambda: None)

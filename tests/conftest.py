@@ -47,7 +47,7 @@ def _docker_answers() -> bool:
         return False
 
 
-def _no_broker(reason: str) -> None:
+def no_broker(reason: str) -> None:
     """A broker that cannot start fails the integration tests, loudly: a skipped suite would
     let `make test` pass having tested nothing that touches Kafka."""
     pytest.fail(f"no Kafka broker for the integration tests: {reason}")
@@ -71,7 +71,7 @@ def started_kafka(folder: Path, **options: object) -> Iterator[LocalKafka]:
         finally:
             kafka.stop()
         return
-    _no_broker(str(error))
+    no_broker(str(error))
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from schemas import topics
 from schemas.identifiers import identifiers_of
 from schemas.project import ProjectError, ProjectRecord, check_name
 from schemas.trigger import Condition, TriggerRule
-from trackpipe import registry
+from trackpipe import quiet, registry
 from trackpipe.children import Children
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, bootstrap_servers
 from trackpipe.settings import Settings, SettingsError
@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # What trackpipe writes holds personal data and secrets (day logs, the spool, the
     # registry snapshot, tables): never readable by other users of the machine.
     os.umask(0o027)
+    quiet.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.handler not in (run_gateway, run_worker, run_triggers, run_dashboard, run_up):

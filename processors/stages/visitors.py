@@ -27,7 +27,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from processors import dedupe, identity, visits
+from processors import dedupe, identity, retention, visits
 from processors.actions import Context, build_record, remember_action, split
 from processors.daylog import DayLogWriter, day_of, source_suffix
 from processors.deadlines import DeadlineIndex
@@ -183,6 +183,8 @@ class VisitorsStage:
         self._positions: dict[int, int] = {}  # partition → position, once recovered
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last sent
         self._checked: set[str] = set()  # project names already checked (check_name)
+        self.retention: dict[str, int] = {}  # project → days it keeps its day logs
+        self._retained_at: dict[int, int] = {}  # partition → when retention last ran (ms)
 
     # -- raw envelopes -------------------------------------------------------------------------
 
@@ -348,10 +350,23 @@ class VisitorsStage:
 
     # -- ticks and rebinds ---------------------------------------------------------------------
 
+    def retention_changed(self, project: str, days: int | None) -> None:
+        """The registry says how long ``project`` keeps its day logs (None: removed)."""
+        if days is None:
+            self.retention.pop(project, None)
+        else:
+            self.retention[project] = days
+        self._retained_at.clear()  # applied at the next tick, not in an hour
+
     def handle_tick(self, partition: int, now_ms: int, catching_up: bool) -> None:
-        """Send this partition's changed action counts and close the visits whose deadline
-        passed (unless the partition is still reading a backlog that may extend them)."""
+        """Send this partition's changed action counts, apply the projects' retention (at
+        most hourly), and close the visits whose deadline passed (unless the partition is
+        still reading a backlog that may extend them)."""
         self._send_counts(partition)
+        if now_ms - self._retained_at.get(partition, -retention.RETENTION_EVERY_MS) >= \
+                retention.RETENTION_EVERY_MS:
+            self._retained_at[partition] = now_ms
+            self._apply_retention(partition, now_ms)
         if not self.deadlines.has(partition):  # first tick since start or rebalance
             open_visits = [(entry.visit.deadline_ms, key) for key, entry in self.visitors.items()
                            if entry.partition == partition and entry.visit is not None]
@@ -371,6 +386,19 @@ class VisitorsStage:
                                                entry.partition, entry.version + 1), partition)
                 self.metrics.visits_closed += 1
                 self.metrics.visit_opened(partition, -1)
+
+    def _apply_retention(self, partition: int, now_ms: int) -> None:
+        """Remove this partition's day logs that are past their project's retention (each
+        worker its own partitions' files: no two workers touch one file)."""
+        for project, days in list(self.retention.items()):
+            expired = retention.expired_days(self.daylog.days(project), now_ms, days)
+            if not expired:
+                continue
+            removed = self.daylog.remove(project, partition, expired)
+            if removed:
+                self.metrics.retention_removed += removed
+                log.info("retention of %s (%d days): removed partition %d's day logs of %s",
+                         project, days, partition, ", ".join(expired))
 
     def handle_rebinds(self, partition: int, value: bytes) -> None:
         for item in envelope.unpack(value):

@@ -425,3 +425,28 @@ def _metric(pipeline, worker: str, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{pipeline.web_ports[worker]}/metrics", timeout=10).text
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_retention_removes_old_day_logs_of_its_project_and_nothing_else(pipeline):
+    """A project kept 2 days: its day logs of ten days ago go (every partition's, whichever
+    worker holds it), today's stay, and another project's old days are not touched."""
+    logs = pipeline.settings.data_dir / "logs"
+    old_day = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
+    kept = pipeline.by_id(pipeline.track(project=PROJECT, event="kept",
+                                         cookie=visitor()).headers["x-event-id"])
+    assert pipeline.cli("projects", "add", "short.example", "--retention-days", "2"
+                        ).returncode == 0
+    for project in ("short.example", PROJECT):
+        for partition in range(pipeline.settings.raw_partitions):
+            path = logs / project / old_day / f"part-{partition:03d}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"event": "old", "_source": {
+                "partition": partition, "offset": 0}}) + "\n")
+    # the registry change is applied at the workers' next ticks (the shop keeps 365 days)
+    deadline = time.monotonic() + 30
+    while (logs / "short.example" / old_day).exists():
+        assert time.monotonic() < deadline, sorted((logs / "short.example").rglob("*"))
+        time.sleep(0.5)
+    assert len(list((logs / PROJECT / old_day).glob("part-*.jsonl"))) == \
+        pipeline.settings.raw_partitions
+    assert kept["id"] in {r["id"] for r in pipeline.logs()}

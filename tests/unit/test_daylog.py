@@ -22,6 +22,7 @@ def line(partition, offset, index, received_ms, event_ms=None, name="e", project
          padding=0):
     """A Line as the visitors stage makes it."""
     record = json.dumps({"event": name, "event_ms": event_ms or received_ms,
+                         "received_ms": received_ms,
                          "pad": "x" * padding}).encode()
     data = record[:-1] + source_suffix(partition, offset, index)
     return (project, day_of(received_ms), index, data, day_of(event_ms or received_ms))
@@ -119,3 +120,13 @@ def test_names_that_could_leave_the_folder_are_refused(writer, tmp_path, project
     with pytest.raises(ValueError):
         writer.write(0, 0, [line(0, 0, 0, DAY1, project=project)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_day_reads_in_receipt_order_across_its_partition_files(writer, tmp_path):
+    """A signup must not print before the pageview that came first because they are in two
+    partitions' files."""
+    writer.write(1, 0, [line(1, 0, 0, DAY1 + 30, name="signup")])
+    writer.write(0, 0, [line(0, 0, 0, DAY1 + 10, name="pageview"),
+                        line(0, 0, 1, DAY1 + 50, name="purchase")])
+    names = [r["event"] for r in read_lines(tmp_path, "p", [day_of(DAY1)])]
+    assert names == ["pageview", "signup", "purchase"]

@@ -258,3 +258,26 @@ def orjson_loads(data):
     import orjson
 
     return orjson.loads(data)
+
+
+async def test_retention_removes_this_partitions_old_days_of_that_project_only(make_stages,
+                                                                             settings):
+    stages = make_stages()
+    logs = settings.data_dir / "logs"
+    old = RECEIVED_MS - 10 * 86_400_000
+    for offset, (project, received, partition) in enumerate([
+            ("shop.example", old, 0), ("shop.example", RECEIVED_MS, 0),
+            ("shop.example", old, 1), ("other.example", old, 0)]):
+        record = raw(offset, project=project)
+        record = RawRecord(**{**{f: getattr(record, f) for f in RawRecord.__slots__},
+                              "received_ms": received})
+        stages.visitors.handle_raw(partition, offset, pack(record))
+    old_day = "2027-01-05"
+    assert (logs / "shop.example" / old_day / "part-000.jsonl").exists()
+    stages.visitors.retention_changed("shop.example", 7)  # other.example: not in the registry
+    stages.visitors.handle_tick(0, RECEIVED_MS, catching_up=False)
+    assert not (logs / "shop.example" / old_day / "part-000.jsonl").exists()
+    assert (logs / "shop.example" / old_day / "part-001.jsonl").exists()  # not ours
+    assert (logs / "shop.example" / DAY / "part-000.jsonl").exists()      # within retention
+    assert (logs / "other.example" / old_day / "part-000.jsonl").exists()  # another project
+    assert stages.metrics.retention_removed == 1
