@@ -15,6 +15,9 @@ Event-day index: a line whose event day differs from its receipt day is noted in
 ``<root>/<project>/_index/<event-day>`` (one receipt day per line), so a read by event day
 opens only the receipt days that hold such events instead of scanning every file.
 
+Timeline index: the lines' profiles and identifiers go to ``processors.timeline``, committed
+with the files; the merges the identities stage decides go to ``<day>/merges-NNN.jsonl``.
+
 Project names are checked again here (``schemas.project.check_name``): a name that could leave
 the folder is refused with ``ValueError`` before the processor writes anything.
 """
@@ -36,6 +39,7 @@ from typing import IO, Any
 
 from processors.appending import write_all
 from processors.journal import Line
+from processors.timeline import UNSHOWN, TimelineIndex, merges_name
 from schemas.project import check_name
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class DayLogWriter:
         self._indexed: set[tuple[str, str, str]] = set()
         self._reached: dict[Path, tuple[int, int]] = {}  # file → its last (offset, index)
         self._unsynced: set[Path] = set()
+        self.timeline = TimelineIndex(root)
 
     def project_dir(self, project: str) -> Path:
         return self.root / check_name(project)
@@ -91,7 +96,15 @@ class DayLogWriter:
         a crash, from the journal) adds only what is missing, and never a line twice."""
         by_file: dict[Path, list[bytes]] = {}
         last: dict[Path, int] = {}
-        for project, day, index, data, event_day in lines:
+        events: dict[str, list[tuple[str, int, str, int, int]]] = {}
+        identifiers: dict[str, list[tuple[str, str]]] = {}
+        for project, day, index, data, event_day, *indexed in lines:
+            if indexed:  # into the index even when the file holds the line: idempotent
+                profile, event_ms, kind, names = indexed[0]
+                if kind not in UNSHOWN:
+                    events.setdefault(project, []).append(
+                        (profile, event_ms, day, offset, index))
+                identifiers.setdefault(project, []).extend((n, profile) for n in names)
             path = self.path(project, day, partition)
             if (offset, index) <= self._reached_in(path):
                 continue
@@ -104,7 +117,19 @@ class DayLogWriter:
             write_all(f, b"".join(chunks), f.seek(0, os.SEEK_END))
             self._reached[path] = (offset, last[path])
             self._unsynced.add(path)
+        for project in events.keys() | identifiers.keys():
+            self.timeline.add(project, partition, events.get(project, []),
+                              identifiers.get(project, ()))
         return sum(len(chunks) for chunks in by_file.values())
+
+    def write_merge(self, project: str, partition: int, data: bytes) -> None:
+        """Append a merge decided in links ``partition`` (one JSON object) to today's
+        ``merges-NNN.jsonl`` of ``project``: what the timeline and ``trackpipe query`` follow."""
+        day = day_of(int(time.time() * 1000))
+        path = self.project_dir(project) / day / merges_name(partition)
+        f = self._file(path)
+        write_all(f, data.rstrip(b"\n") + b"\n", f.seek(0, os.SEEK_END))
+        self._unsynced.add(path)
 
     def _reached_in(self, path: Path) -> tuple[int, int]:
         reached = self._reached.get(path)
@@ -126,36 +151,44 @@ class DayLogWriter:
         return [entry.name for entry in folder.iterdir()] if folder.is_dir() else []
 
     def remove(self, project: str, partition: int, days: Iterable[str]) -> int:
-        """Remove ``partition``'s files of the given receipt days of ``project`` (a day's
-        folder too once no partition's file is left in it, and the event-day index of that
-        day); how many files went. Only this project's folder is touched."""
+        """Remove ``partition``'s files of the given receipt days of ``project`` (its merges
+        and timeline index entries of those days, a day's folder too once no partition's file
+        is left in it, and the event-day index of that day); how many day logs went. Only
+        this project's folder is touched."""
         folder = self.project_dir(project)
+        days = list(days)
         removed = 0
+        self.timeline.remove_days(project, partition, days)
         for day in days:
-            path = folder / day / f"part-{partition:03d}.jsonl"
-            f = self._files.pop(path, None)
-            if f is not None:
-                f.close()
-            self._reached.pop(path, None)
-            self._unsynced.discard(path)
-            try:
-                path.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
+            removed += self._unlink(folder / day / f"part-{partition:03d}.jsonl")
+            self._unlink(folder / day / merges_name(partition))
             with contextlib.suppress(OSError):  # others' files may still be in it
                 (folder / day).rmdir()
             with contextlib.suppress(FileNotFoundError):
                 (folder / INDEX / day).unlink()
         return removed
 
+    def _unlink(self, path: Path) -> bool:
+        f = self._files.pop(path, None)
+        if f is not None:
+            f.close()
+        self._reached.pop(path, None)
+        self._unsynced.discard(path)
+        try:
+            path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
     def sync(self) -> None:
-        """fsync every file written since the last call (before faust commits offsets)."""
+        """fsync every file written since the last call and commit the timeline index
+        (before faust commits offsets)."""
         for path in list(self._unsynced):
             f = self._files.get(path)
             if f is not None:
                 os.fsync(f.fileno())
             self._unsynced.discard(path)
+        self.timeline.commit()
 
     def forget(self) -> None:
         """Close every file and forget how far each got: after a rebalance another worker
@@ -167,6 +200,7 @@ class DayLogWriter:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self.timeline.close()
 
     def _file(self, path: Path) -> IO[bytes]:
         f = self._files.get(path)

@@ -37,8 +37,10 @@ from processors.appending import write_all
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct(">II")  # payload length, crc32 of the payload
-# (project, receipt day, index in the envelope, line bytes ending in \n, event day or None)
-Line = tuple[str, str, int, bytes, str | None]
+# (project, receipt day, index in the envelope, line bytes ending in \n, event day or None,
+#  and what the timeline index needs: (profile, event_ms, type, identifiers); entries written
+#  before the index existed have five members)
+Line = tuple[Any, ...]
 
 
 @dataclass(slots=True)

@@ -141,16 +141,17 @@ class Stages:
                        for name, codec in STATE.items()}
         self.outbound.tables = list(self.tables.values())
         processors_dir = settings.data_dir / "processors"
+        daylog = DayLogWriter(settings.data_dir / "logs")
         self.visitors = VisitorsStage(
             self.tables["visitors"], self.tables["quota_counts"],
-            Journal(processors_dir / "journal"), DayLogWriter(settings.data_dir / "logs"),
+            Journal(processors_dir / "journal"), daylog,
             self.outbound, self.metrics,
             Topics(t(topics.ACTIONS), t(topics.VISITS), t(topics.LINKS),
                    t(topics.PROFILE_UPDATES), t(topics.QUOTA_COUNTS), t(topics.DEADLETTER),
                    t(topics.RAW)))
         self.identities = IdentitiesStage(self.tables["identities"], self.outbound,
                                           self.metrics, t(topics.MERGES), t(topics.REBINDS),
-                                          t(topics.PROFILE_UPDATES))
+                                          t(topics.PROFILE_UPDATES), daylog)
         self.profiles = ProfilesStage(self.tables["profiles"], self.outbound, self.metrics,
                                       t(topics.PROFILE_UPDATES))
         self.quotas = QuotasStage(self.tables["quota_totals"], self.outbound, t(topics.QUOTA))

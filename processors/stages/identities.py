@@ -4,8 +4,9 @@ It reads envelopes of ``Link`` records, keyed by identifier, and keeps who owns 
 identifier in the ``identities`` table. For each link ``processors.identity.resolve_link``
 says the profile that wins; a merge goes to the public ``merges`` topic and to the merged
 profile (which folds itself into the survivor, ``stages.profiles``), and the answer goes back
-to the asking visitor's partition as a ``Rebind``. Links of one envelope are taken in order,
-each seeing what the previous ones decided. A replay after a crash decides the same (the
+to the asking visitor's partition as a ``Rebind``. Merges are also logged beside the
+project's day logs, for timelines and queries that follow a person across profiles. Links of
+one envelope are taken in order, each seeing what the previous ones decided. A replay after a crash decides the same (the
 identifier's owner is recorded before the answer leaves), so repeats are harmless.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import msgpack
 
 from processors import identity
+from processors.daylog import DayLogWriter
 from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
@@ -36,8 +38,10 @@ def decode_owner(data: bytes) -> identity.IdentityState:
 
 class IdentitiesStage:
     def __init__(self, identities: TableState, outbound: Outbound, metrics: WorkerMetrics,
-                 merges: str, rebinds: str, profile_updates: str) -> None:
+                 merges: str, rebinds: str, profile_updates: str,
+                 daylog: DayLogWriter | None = None) -> None:
         self.identities = identities
+        self.daylog = daylog  # merges are logged beside the day logs (processors.timeline)
         self.outbound = outbound
         self.metrics = metrics
         self.merges, self.rebinds, self.profile_updates = merges, rebinds, profile_updates
@@ -51,6 +55,8 @@ class IdentitiesStage:
             if merge is not None:
                 self.metrics.merges += 1
                 self.outbound.message(self.merges, merge.key, merge.to_json())
+                if self.daylog is not None:
+                    self.daylog.write_merge(link.project, partition, merge.to_json())
                 into = MergeInto(link.project, merge.source, merge.into)
                 self.outbound.record(self.profile_updates, into.key,
                                      msgpack.packb(into.to_obj()))

@@ -292,7 +292,12 @@ class VisitorsStage:
             recent = remember_action(recent, idptnc, raw.id)
 
         # Nothing below can fail: the record's decisions join the batch together.
-        batch.entry.lines.append((raw.project, day, index, line, day_of(when.ms)))
+        names = {visitor_key}  # what a timeline can be asked by (processors.timeline)
+        for kind, value in (("id:", ids.id), ("email:", ids.email), ("cookie:", ids.cookie)):
+            if value:
+                names.add(kind + value)
+        batch.entry.lines.append((raw.project, day, index, line, day_of(when.ms),
+                                  (decision.profile, when.ms, raw.endpoint, sorted(names))))
         if raw.endpoint in ("ce", "update"):
             batch.message(self.topics.actions, key, action)
         for visit_record in records:

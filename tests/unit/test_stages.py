@@ -120,6 +120,7 @@ async def test_a_crash_after_the_journal_entry_completes_the_lines_and_resends(m
     with pytest.raises(SystemExit):
         first.visitors.handle_raw(1, 7, pack(*records))
     assert len(logged(settings, "a.example")) == 2 and logged(settings, "b.example") == []
+    first.close()  # the process is gone: its files and index databases are released
 
     again = make_stages()  # its tables recovered without anything of offset 7
     assert again.visitors.position(1) == 7  # and b.example's line is written by now
@@ -158,6 +159,7 @@ async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(ma
     table holds that write, and the envelope, read again, must not put the older entry back."""
     first = make_stages()
     first.visitors.handle_raw(0, 0, pack(raw(0)))
+    first.visitors.sync()  # as the worker does before it flushes and commits
     await first.outbound.flush(state=True)
     [(_, _, key, value)] = first.recorder.topic("processors-visitors-changelog")
     link = Link("email:a@x", decode_visitor(value).state.profile, "cookie:ck1", False,

@@ -1,0 +1,294 @@
+"""The timeline index: which day-log lines are a person's, without scanning the day logs.
+
+Each raw partition of a project has one SQLite database,
+``<logs>/<project>/_timeline/part-NNN.sqlite``, written only by the worker that holds the
+partition (like its day-log files) and read by ``trackpipe timeline``:
+
+- ``events(profile, event_ms, day, offset, idx)``: every logged line but pings, keyed by the
+  profile it was logged under and its event time; ``day``, ``offset`` and ``idx`` say where
+  the line is (its receipt day's file of this partition, and its ``_source``);
+- ``identifiers(identifier, profile)``: every identifier a line carried (``cookie:…``,
+  ``id:…``, ``email:…`` and its visitor key), with the profile it was logged under.
+
+Rows are derived from the journal entry alone (``INSERT OR IGNORE``), so writing an envelope's
+lines again after a crash adds what the index lacks and nothing twice; the worker commits the
+index with the day logs, before faust commits offsets.
+
+A lookup (``Timeline``) is: the identifier's profiles (one B-tree probe per partition), the
+profiles merged with them (the ``merges-NNN.jsonl`` lines of the day folders, written by the
+identities stage), one range read of ``events`` per partition, and for each event a binary
+search of its day file by ``(offset, idx)`` (a partition's file is in that order):
+O(P·log R + E·log L) for P partitions, R index rows, E events shown and L lines in a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from processors.retention import DAY, cutoff_day
+
+log = logging.getLogger(__name__)
+
+FOLDER = "_timeline"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    profile TEXT NOT NULL, event_ms INTEGER NOT NULL, day TEXT NOT NULL,
+    offset INTEGER NOT NULL, idx INTEGER NOT NULL,
+    PRIMARY KEY (profile, event_ms, offset, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identifiers (
+    identifier TEXT NOT NULL, profile TEXT NOT NULL,
+    PRIMARY KEY (identifier, profile)) WITHOUT ROWID;
+"""
+KNOWN_LINKS = 200_000  # (identifier, profile) pairs remembered as already in the index
+UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
+
+
+def merges_name(partition: int) -> str:
+    """The file of a day folder that holds the merges decided in links ``partition``."""
+    return f"merges-{partition:03d}.jsonl"
+
+
+class TimelineIndex:
+    """The writing side, one database per (project, raw partition) held open."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._dbs: dict[tuple[str, int], sqlite3.Connection] = {}
+        self._dirty: set[tuple[str, int]] = set()
+        self._linked: set[tuple[str, str, str]] = set()
+
+    def add(self, project: str, partition: int,
+            events: list[tuple[str, int, str, int, int]],
+            identifiers: Iterable[tuple[str, str]]) -> None:
+        """``events``: (profile, event_ms, day, offset, idx); ``identifiers``:
+        (identifier, profile). Not committed until ``commit``."""
+        new = []
+        for identifier, profile in identifiers:
+            key = (project, identifier, profile)
+            if key not in self._linked:
+                if len(self._linked) >= KNOWN_LINKS:
+                    self._linked.clear()
+                self._linked.add(key)
+                new.append((identifier, profile))
+        if not events and not new:
+            return
+        with self._io(project, partition) as db:
+            if events:
+                db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
+            if new:
+                db.executemany("INSERT OR IGNORE INTO identifiers VALUES (?, ?)", new)
+        self._dirty.add((project, partition))
+
+    def remove_days(self, project: str, partition: int, days: list[str]) -> int:
+        """Forget the events of these receipt days (their files are gone); how many."""
+        path = self._path(project, partition)
+        if not days or not path.exists():
+            return 0
+        with self._io(project, partition) as db:
+            removed = db.execute(
+                f"DELETE FROM events WHERE day IN ({','.join('?' * len(days))})", days).rowcount
+            db.commit()
+        return removed
+
+    def commit(self) -> None:
+        """Make what was added durable (before the offsets it came from are committed)."""
+        for key in list(self._dirty):
+            if key in self._dbs:
+                with self._io(*key) as db:
+                    db.commit()
+            self._dirty.discard(key)
+
+    def close(self) -> None:
+        self.commit()
+        for db in self._dbs.values():
+            db.close()
+        self._dbs.clear()
+        self._linked.clear()
+
+    @contextlib.contextmanager
+    def _io(self, project: str, partition: int) -> Iterator[sqlite3.Connection]:
+        """The database, its failures as ``OSError``: like a day-log write that fails, the
+        worker retries the envelope (its entry is journaled), never dead-letters it."""
+        try:
+            yield self._db(project, partition)
+        except sqlite3.Error as exc:
+            raise OSError(f"timeline index of {project} partition {partition}: {exc}") from exc
+
+    def _path(self, project: str, partition: int) -> Path:
+        return self.root / project / FOLDER / f"part-{partition:03d}.sqlite"
+
+    def _db(self, project: str, partition: int) -> sqlite3.Connection:
+        db = self._dbs.get((project, partition))
+        if db is None:
+            path = self._path(project, partition)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level="DEFERRED", timeout=30,
+                                 check_same_thread=False)
+            # WAL: the CLI reads while the worker writes; FULL: a commit is on disk
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            self._dbs[project, partition] = db
+        return db
+
+
+# -- the reading side --------------------------------------------------------------------------
+
+def family(start: set[str], merges: Iterable[tuple[str, str]]) -> set[str]:
+    """Every profile joined to ``start`` by merges (source → into), in either direction: a
+    person's profiles before and after each merge. Pure."""
+    neighbours: dict[str, set[str]] = defaultdict(set)
+    for source, into in merges:
+        neighbours[source].add(into)
+        neighbours[into].add(source)
+    found, todo = set(start), list(start)
+    while todo:
+        for other in neighbours.get(todo.pop(), ()):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def shown_range(now_ms: int, retention_days: int | None, from_ms: int | None = None,
+                to_ms: int | None = None) -> tuple[int, int]:
+    """The event times a timeline shows, [first, last]: nothing that has not happened yet
+    (SPEC §4), nothing before the project's retention (accepted and logged, never shown), and
+    within the range asked for. Pure."""
+    first = from_ms if from_ms is not None else 0
+    if retention_days is not None:
+        kept = datetime.fromisoformat(cutoff_day(now_ms, retention_days)).replace(tzinfo=UTC)
+        first = max(first, int(kept.timestamp() * 1000))
+    last = now_ms if to_ms is None else min(to_ms, now_ms)
+    return first, last
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    event_ms: int
+    day: str
+    partition: int
+    offset: int
+    idx: int
+
+
+class Timeline:
+    """Lookups over one project's logs (``root / project``, its name checked by the caller)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._dbs = [(int(p.stem.split("-")[1]), _open_read_only(p))
+                     for p in sorted((folder / FOLDER).glob("part-*.sqlite"))]
+
+    def close(self) -> None:
+        for _, db in self._dbs:
+            db.close()
+
+    def profiles(self, identifier: str) -> set[str]:
+        """The profiles ``identifier`` was logged under, and every profile merged with them."""
+        found = {profile for _, db in self._dbs for (profile,) in db.execute(
+            "SELECT profile FROM identifiers WHERE identifier = ?", (identifier,))}
+        return family(found, self.merges()) if found else found
+
+    def merges(self) -> Iterator[tuple[str, str]]:
+        for path in self.folder.glob("*/merges-*.jsonl"):
+            if not DAY.fullmatch(path.parent.name):
+                continue
+            with open(path, "rb") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        merge = json.loads(line)
+                        yield merge["source"], merge["into"]
+
+    def locate(self, profiles: set[str], first_ms: int, last_ms: int,
+               limit: int) -> list[Located]:
+        """The ``limit`` latest events of ``profiles`` in [first_ms, last_ms], oldest first."""
+        marks = ",".join("?" * len(profiles))
+        found = []
+        for partition, db in self._dbs:
+            rows = db.execute(
+                f"SELECT event_ms, day, offset, idx FROM events WHERE profile IN ({marks}) "
+                "AND event_ms BETWEEN ? AND ? ORDER BY event_ms DESC, offset DESC, idx DESC "
+                "LIMIT ?", (*profiles, first_ms, last_ms, limit))
+            found += [Located(ms, day, partition, offset, idx) for ms, day, offset, idx in rows]
+        found.sort(key=lambda e: (e.event_ms, e.day, e.partition, e.offset, e.idx))
+        return found[-limit:] if limit else []
+
+    def read(self, located: list[Located]) -> Iterator[dict[str, Any]]:
+        """The day-log lines of ``located``, in its order (a line whose file has gone since,
+        by retention, is left out)."""
+        by_file: dict[tuple[str, int], list[Located]] = defaultdict(list)
+        for event in located:
+            by_file[event.day, event.partition].append(event)
+        lines: dict[Located, dict[str, Any]] = {}
+        for (day, partition), events in by_file.items():
+            path = self.folder / day / f"part-{partition:03d}.jsonl"
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                continue
+            with f:
+                size = f.seek(0, os.SEEK_END)
+                lo = 0
+                for event in sorted(events, key=lambda e: (e.offset, e.idx)):
+                    start, line = find_line(f, lo, size, (event.offset, event.idx))
+                    if line is not None:
+                        lines[event] = json.loads(line)
+                        lo = start + len(line)
+        for event in located:
+            if event in lines:
+                yield lines[event]
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    db.execute("PRAGMA query_only=ON")
+    return db
+
+
+def source_of(line: bytes) -> tuple[int, int]:
+    """(offset, index) from a day-log line's ``_source`` (its last member)."""
+    at = line.rfind(b'"_source"')
+    source = json.loads(line[line.index(b"{", at):].rstrip()[:-1])
+    return int(source["offset"]), int(source.get("index", -1))
+
+
+def find_line(f: IO[bytes], lo: int, size: int,
+              key: tuple[int, int]) -> tuple[int, bytes | None]:
+    """Binary search of a day file (lines in ``_source`` order) from byte ``lo`` (a line's
+    start) for the line of ``key``: (its start, the line), or (lo, None)."""
+    hi = size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mid == 0:
+            start = 0
+        else:
+            f.seek(mid - 1)
+            f.readline()  # to the start of the next line
+            start = f.tell()
+        if start >= hi:  # no line starts in [mid, hi)
+            hi = mid
+            continue
+        f.seek(start)
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            hi = start  # being written: not a line yet
+            continue
+        found = source_of(line)
+        if found == key:
+            return start, line
+        if found < key:
+            lo = start + len(line)
+        else:
+            hi = start
+    return lo, None

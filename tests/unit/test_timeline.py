@@ -1,0 +1,124 @@
+"""The timeline index: rows derived from the journal's lines (idempotent), lookups across
+partitions and merges, the binary search of a day file, what a timeline hides, retention."""
+
+import io
+import json
+
+import pytest
+
+from processors.daylog import DayLogWriter, day_of, source_suffix
+from processors.timeline import Timeline, family, find_line, shown_range, source_of
+
+DAY1 = 1_700_000_000_000          # 2023-11-14
+DAY2 = DAY1 + 86_400_000          # 2023-11-15
+
+
+def line(partition, offset, index, received_ms, profile, names, event="pv", kind="ce",
+         event_ms=None, project="p"):
+    """A Line as the visitors stage makes it, with what the index needs."""
+    event_ms = event_ms or received_ms
+    record = json.dumps({"event": event, "type": kind, "profile": profile,
+                         "event_ms": event_ms, "received_ms": received_ms}).encode()
+    return (project, day_of(received_ms), index, record[:-1] +
+            source_suffix(partition, offset, index), day_of(event_ms),
+            (profile, event_ms, kind, names))
+
+
+@pytest.fixture
+def writer(tmp_path):
+    w = DayLogWriter(tmp_path)
+    yield w
+    w.close()
+
+
+def lookup(tmp_path, identifier, now_ms=DAY2 + 86_400_000, retention=None, limit=1000,
+           project="p"):
+    timeline = Timeline(tmp_path / project)
+    try:
+        first, last = shown_range(now_ms, retention)
+        return [r["event"] for r in timeline.read(
+            timeline.locate(timeline.profiles(identifier), first, last, limit))]
+    finally:
+        timeline.close()
+
+
+def test_family_follows_merges_both_ways_and_transitively():
+    merges = [("b", "a"), ("c", "b"), ("x", "y")]
+    assert family({"c"}, merges) == {"a", "b", "c"}
+    assert family({"a"}, merges) == {"a", "b", "c"}
+    assert family({"z"}, merges) == {"z"}
+
+
+def test_shown_range_hides_the_future_and_what_is_past_retention():
+    now = DAY2 + 3_600_000
+    assert shown_range(now, None) == (0, now)
+    first, last = shown_range(now, 1)
+    assert (first, last) == (DAY2 - DAY2 % 86_400_000, now)  # today only
+    assert shown_range(now, 1, from_ms=now - 10, to_ms=now + 10) == (now - 10, now)
+
+
+def test_a_person_across_partitions_and_a_merge_in_event_order(writer, tmp_path):
+    writer.write(0, 1, [line(0, 1, 0, DAY1 + 3, "pa", ["cookie:c1"], "a-first"),
+                        line(0, 1, 1, DAY1 + 9, "pa", ["cookie:c1", "email:e"], "a-later")])
+    writer.write(1, 7, [line(1, 7, 0, DAY1 + 5, "pb", ["cookie:c2"], "b-before-merge"),
+                        line(1, 7, 1, DAY1 + 6, "other", ["cookie:c3"], "someone else")])
+    writer.write_merge("p", 4, json.dumps({"source": "pb", "into": "pa"}).encode())
+    writer.write(1, 8, [line(1, 8, 0, DAY2, "pa", ["cookie:c2", "id:u"], "b-after-merge"),
+                        line(1, 8, 1, DAY2 + 1, "pa", ["cookie:c2"], "ping", kind="ping")])
+    writer.sync()
+    expected = ["a-first", "b-before-merge", "a-later", "b-after-merge"]
+    for identifier in ("cookie:c1", "cookie:c2", "email:e", "id:u"):
+        assert lookup(tmp_path, identifier) == expected, identifier
+    assert lookup(tmp_path, "cookie:c3") == ["someone else"]
+    assert lookup(tmp_path, "cookie:nobody") == []
+    assert lookup(tmp_path, "id:u", limit=2) == ["a-later", "b-after-merge"]  # the latest
+
+
+def test_writing_an_envelope_again_indexes_nothing_twice(writer, tmp_path):
+    envelope = [line(0, 1, i, DAY1 + i, "pa", ["cookie:c1"], f"e{i}") for i in range(3)]
+    writer.write(0, 1, envelope[:1])  # a crash after the first line...
+    writer.close()
+    again = DayLogWriter(tmp_path)
+    again.write(0, 1, envelope)       # ...and the journal's entry applied again
+    again.write(0, 1, envelope)
+    again.sync()
+    assert lookup(tmp_path, "cookie:c1") == ["e0", "e1", "e2"]
+    again.close()
+
+
+def test_future_events_show_once_their_time_has_come(writer, tmp_path):
+    writer.write(0, 1, [line(0, 1, 0, DAY1, "pa", ["cookie:c1"], "now"),
+                        line(0, 1, 1, DAY1, "pa", ["cookie:c1"], "later",
+                             event_ms=DAY1 + 60_000)])
+    writer.sync()
+    assert lookup(tmp_path, "cookie:c1", now_ms=DAY1 + 1) == ["now"]
+    assert lookup(tmp_path, "cookie:c1", now_ms=DAY1 + 60_000) == ["now", "later"]
+
+
+def test_retention_hides_old_events_and_removes_their_entries(writer, tmp_path):
+    writer.write(0, 1, [line(0, 1, 0, DAY2, "pa", ["cookie:c1"], "old", event_ms=DAY1),
+                        line(0, 1, 1, DAY2, "pa", ["cookie:c1"], "new")])
+    writer.write(0, 2, [line(0, 2, 0, DAY1, "pa", ["cookie:c1"], "old day")])
+    writer.write_merge("p", 0, json.dumps({"source": "x", "into": "pa"}).encode())
+    writer.sync()
+    assert lookup(tmp_path, "cookie:c1", now_ms=DAY2, retention=1) == ["new"]
+    assert writer.remove("p", 0, [day_of(DAY1)]) == 1
+    timeline = Timeline(tmp_path / "p")
+    assert timeline.locate({"pa"}, 0, DAY2, 10)[0].day == day_of(DAY2)
+    assert len(timeline.locate({"pa"}, 0, DAY2, 10)) == 2
+    timeline.close()
+
+
+def test_the_binary_search_finds_every_line_and_only_those():
+    lines = [json.dumps({"n": n, "pad": "x" * (n * 37 % 300)}).encode()[:-1] +
+             source_suffix(0, offset, index)
+             for n, (offset, index) in enumerate((o, i) for o in range(0, 60, 3)
+                                                  for i in range(o % 4))]
+    data = b"".join(lines)
+    f = io.BytesIO(data)
+    for expected in lines:
+        start, found = find_line(f, 0, len(data), source_of(expected))
+        assert found == expected and data[start:start + len(found)] == expected
+    assert find_line(f, 0, len(data), (4, 0))[1] is None  # offset 4 is not in the file
+    assert find_line(f, 0, len(data), (10**9, 0))[1] is None
+    assert find_line(io.BytesIO(b""), 0, 0, (1, 0)) == (0, None)
