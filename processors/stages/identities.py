@@ -6,8 +6,9 @@ says the profile that wins; a merge goes to the public ``merges`` topic and to t
 profile (which folds itself into the survivor, ``stages.profiles``), and the answer goes back
 to the asking visitor's partition as a ``Rebind``. Merges are also logged beside the
 project's day logs, for timelines and queries that follow a person across profiles. Links of
-one envelope are taken in order, each seeing what the previous ones decided. A replay after a crash decides the same (the
-identifier's owner is recorded before the answer leaves), so repeats are harmless.
+one envelope are taken in order, each seeing what the previous ones decided. A replay after
+a crash decides the same (the identifier's owner is recorded before the answer leaves), so
+repeats are harmless.
 """
 
 from __future__ import annotations
