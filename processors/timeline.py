@@ -53,6 +53,9 @@ KNOWN_LINKS = 200_000  # (identifier, profile) pairs remembered as already in th
 UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
 
 
+MERGES = "merges-*.jsonl"
+
+
 def merges_name(partition: int) -> str:
     """The file of a day folder that holds the merges decided in links ``partition``."""
     return f"merges-{partition:03d}.jsonl"
@@ -201,7 +204,7 @@ class Timeline:
         return family(found, self.merges()) if found else found
 
     def merges(self) -> Iterator[tuple[str, str]]:
-        for path in self.folder.glob("*/merges-*.jsonl"):
+        for path in self.folder.glob(f"*/{MERGES}"):
             if not DAY.fullmatch(path.parent.name):
                 continue
             with open(path, "rb") as f:

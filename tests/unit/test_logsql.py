@@ -1,0 +1,114 @@
+"""SQL over day logs written by the day-log writer: the views, attribution to the surviving
+profile, visits, what a query may not do, and the output formats."""
+
+import io
+import json
+
+import pytest
+
+from processors.daylog import DayLogWriter, day_of, source_suffix
+from trackpipe import logsql
+
+DAY1 = 1_700_000_000_000          # 2023-11-14
+DAY2 = DAY1 + 86_400_000          # 2023-11-15
+
+
+def line(offset, index, received_ms, profile, event="pv", kind="ce", visit="v1",
+         properties=None, visit_properties=None):
+    record = json.dumps({"id": f"{offset}.{index}", "type": kind, "event": event,
+                         "profile": profile, "visitor_key": "cookie:c", "visit": visit,
+                         "event_ms": received_ms, "received_ms": received_ms,
+                         "properties": properties or {},
+                         "visit_properties": visit_properties or {}}).encode()
+    return ("p", day_of(received_ms), index, record[:-1] + source_suffix(0, offset, index),
+            day_of(received_ms), (profile, received_ms, kind, ["cookie:c"]))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    writer = DayLogWriter(tmp_path)
+    writer.write(0, 1, [
+        line(1, 0, DAY1, "a", properties={"url": "/", "campaign_name": "fall"}),
+        line(1, 1, DAY1 + 1000, "a", "ping", kind="ping"),
+        line(1, 2, DAY1 + 5000, "b", "signup", visit="v2", visit_properties={"ab": "x"}),
+    ])
+    writer.write(0, 2, [line(2, 0, DAY2, "c", properties={"campaign_name": "fall"},
+                             visit="v3"),
+                        line(2, 1, DAY2 + 1, "a", "signup", visit="v3")])
+    writer.write_merge("p", 3, json.dumps({"source": "b", "into": "c", "identifier": "email:e",
+                                           "visitor_key": "cookie:c", "at_ms": DAY1}).encode())
+    writer.write_merge("p", 3, json.dumps({"source": "c", "into": "a", "identifier": "id:u",
+                                           "visitor_key": "cookie:c", "at_ms": DAY2}).encode())
+    writer.close()
+    return tmp_path / "p"
+
+
+def query(folder, sql, first=None, last=None):
+    return logsql.run(logsql.connect(folder, first, last), sql)[1]
+
+
+def test_survivors_follow_chains_of_merges():
+    assert logsql.survivors([("b", "c"), ("c", "a"), ("x", "y")]) == {
+        "b": "a", "c": "a", "x": "y"}
+    assert logsql.survivors([("a", "b"), ("b", "a")]) == {"a": "a", "b": "b"}  # no hang
+
+
+def test_actions_per_day_by_person_and_campaign(folder):
+    assert query(folder, "SELECT CAST(day AS VARCHAR), count(*) FROM actions GROUP BY 1 "
+                 "ORDER BY 1") == [("2023-11-14", 2), ("2023-11-15", 2)]
+    assert query(folder, "SELECT DISTINCT person FROM actions") == [("a",)]  # b → c → a
+    assert query(folder, "SELECT campaign, count(*) FROM actions WHERE campaign IS NOT NULL "
+                 "GROUP BY 1") == [("fall", 2)]
+    assert query(folder, "SELECT count(*) FROM lines WHERE type = 'ping'") == [(1,)]
+    assert query(folder, "SELECT source, \"into\" FROM merges ORDER BY merge_time") == [
+        ("b", "c"), ("c", "a")]
+
+
+def test_visits_come_from_their_lines(folder):
+    rows = query(folder, "SELECT visit, actions, duration_s, properties FROM visits "
+                 "ORDER BY visit")
+    assert rows == [("v1", 1, 1.0, "{}"), ("v2", 1, 0.0, '{"ab":"x"}'), ("v3", 2, 0.001, "{}")]
+
+
+def test_receipt_days_narrow_the_files_read(folder):
+    assert query(folder, "SELECT count(*) FROM actions", first="2023-11-15") == [(2,)]
+    assert query(folder, "SELECT count(*) FROM actions", last="2023-11-14") == [(2,)]
+    assert query(folder, "SELECT count(*) FROM actions", first="2024-01-01") == [(0,)]
+
+
+def test_a_project_without_logs_has_empty_views(tmp_path):
+    assert query(tmp_path / "none", "SELECT count(*), count(DISTINCT person) FROM actions") \
+        == [(0, 0)]
+
+
+@pytest.mark.parametrize("sql, says", [
+    ("SELEC 1", "syntax error"),
+    ("SELECT nope FROM actions", "nope"),
+    ("SELECT 1; SELECT 2", "one SQL statement"),
+    ("COPY actions TO 'out.csv'", "only SELECT"),
+    ("CREATE TABLE t (a INT)", "only SELECT"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+    ("SELECT * FROM read_json('../other/2023-11-14/part-000.jsonl')", "disabled"),
+    ("SET enable_external_access = true", "only SELECT"),
+])
+def test_what_a_query_may_not_do_is_a_one_line_error(folder, sql, says):
+    with pytest.raises(logsql.QueryError) as refused:
+        query(folder, sql)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_formats():
+    columns, rows = ["day", "n", "note"], [("2023-11-14", 3, None), ("2023-11-15", 12, "a,b")]
+    out = io.StringIO()
+    logsql.write(columns, rows, "csv", out)
+    assert out.getvalue() == "day,n,note\n2023-11-14,3,\n2023-11-15,12,\"a,b\"\n"
+    out = io.StringIO()
+    logsql.write(columns, rows, "json", out)
+    assert [json.loads(x) for x in out.getvalue().splitlines()] == [
+        {"day": "2023-11-14", "n": 3, "note": None}, {"day": "2023-11-15", "n": 12,
+                                                       "note": "a,b"}]
+    out = io.StringIO()
+    logsql.write(columns, rows, "table", out)
+    assert out.getvalue().splitlines() == [
+        "day          n  note", "----------  --  ----", "2023-11-14   3",
+        "2023-11-15  12  a,b", "(2 rows)"]

@@ -1,0 +1,194 @@
+"""The read side: ``logs`` (a project's day logs), ``profile`` (a person's merged profile, from
+a worker), ``timeline`` (a person's actions, from the timeline index) and ``query`` (SQL over
+the day logs, with DuckDB). All but ``profile`` read the data folder only, never Kafka's
+topics: they work while the pipeline runs, and on a copy of the folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.identifiers import identifiers_of
+from schemas.project import check_name
+from trackpipe.cli.common import CliError, command, day, days, lookup, project
+from trackpipe.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+def register(roles: Any) -> None:
+    logs = command(roles, "logs", print_logs, "print a project's day logs as JSON lines, in "
+                   "receipt order", "trackpipe logs demo.example --from 2026-12-01 --to "
+                   "2026-12-02\ntrackpipe logs demo.example --follow")
+    logs.add_argument("project", help="the project")
+    logs.add_argument("--date", type=day, help="one day, YYYY-MM-DD (default: today, UTC)")
+    logs.add_argument("--from", dest="first", type=day, help="first day of a range")
+    logs.add_argument("--to", dest="last", type=day, help="last day of a range")
+    logs.add_argument("--by", choices=("receipt", "event"), default="receipt",
+                      help="select by receipt day (the files) or by event day (via the index)")
+    logs.add_argument("--follow", action="store_true", help="keep printing new lines")
+
+    profile = command(roles, "profile", print_profile, "print a person's merged profile as "
+                      "JSON (asks a running worker)",
+                      "trackpipe profile demo.example --email ada@example.com")
+    profile.add_argument("project", help="the project")
+    who(profile)
+    profile.add_argument("--web-port", type=int, help="a worker's web port (any worker; "
+                         "default: TRACKPIPE_WORKER_URL or TRACKPIPE_WORKER_WEB_PORT)")
+
+    timeline = command(roles, "timeline", print_timeline, "a person's actions in event-time "
+                       "order, across their devices and merged profiles",
+                       "trackpipe timeline demo.example --email ada@example.com --limit 50\n"
+                       "trackpipe timeline demo.example --cookie c1 --json | jq .event")
+    timeline.add_argument("project", help="the project")
+    who(timeline)
+    timeline.add_argument("--from", dest="first", type=day,
+                          help="first event day, YYYY-MM-DD (default: the retention's first)")
+    timeline.add_argument("--to", dest="last", type=day,
+                          help="last event day (default: now; later events are not shown)")
+    timeline.add_argument("--limit", type=int, default=1000,
+                          help="the N latest events, printed oldest first (default: 1000)")
+    timeline.add_argument("--json", action="store_true",
+                          help="each event's whole day-log line, one JSON per line")
+
+    query = command(roles, "query", run_query, "run SQL over a project's day logs (DuckDB; "
+                    "views: actions, visits, merges, lines)",
+                    "trackpipe query demo.example \"SELECT day, count(*) AS actions FROM "
+                    "actions GROUP BY day ORDER BY day\"\n"
+                    "trackpipe query demo.example \"SELECT campaign, count(*) FROM actions "
+                    "WHERE campaign IS NOT NULL GROUP BY 1 ORDER BY 2 DESC\" --format csv")
+    query.add_argument("project", help="the project")
+    query.add_argument("sql", help="one SELECT statement over the views")
+    query.add_argument("--from", dest="first", type=day, help="first receipt day to read")
+    query.add_argument("--to", dest="last", type=day, help="last receipt day to read")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table (default), csv with a header, or JSON lines")
+
+
+def who(parser: argparse.ArgumentParser) -> None:
+    person = parser.add_mutually_exclusive_group(required=True)
+    person.add_argument("--id", help="the person's id (cv_id)")
+    person.add_argument("--email", help="the person's email (cv_email)")
+    person.add_argument("--cookie", help="one of the person's device cookies")
+
+
+def identifier_of(args: argparse.Namespace) -> str:
+    """``id:…``, ``email:…`` or ``cookie:…``, cleaned as the processors clean them."""
+    ids = identifiers_of({"cv_id": args.id, "cv_email": args.email, "cookie": args.cookie})
+    for kind, value in (("id", ids.id), ("email", ids.email), ("cookie", ids.cookie)):
+        if value:
+            return f"{kind}:{value}"
+    raise CliError("that identifier means nobody (empty, 'anonymous', 'null', ...)")
+
+
+def print_logs(settings: Settings, args: argparse.Namespace) -> None:
+    from processors.daylog import follow_lines, read_lines
+
+    check_name(args.project)
+    if args.date and (args.first or args.last):
+        raise CliError("give --date or --from/--to, not both")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    first = args.date or args.first or args.last or today
+    last = args.date or args.last or first
+    if last < first:
+        raise CliError(f"--to {last} is before --from {first}")
+    wanted = days(first, last)
+    root = settings.data_dir / "logs"
+    event_days = set(wanted) if args.by == "event" else None
+    lines = (follow_lines(root, args.project, wanted, event_days) if args.follow
+             else read_lines(root, args.project, wanted, event_days))
+    for record in lines:
+        print(json.dumps(record, ensure_ascii=False), flush=args.follow)
+
+
+def print_profile(settings: Settings, args: argparse.Namespace) -> None:
+    """Identifier → profile id (visitor or identity table) → profile, following merges."""
+    name = check_name(args.project)
+    identifier = identifier_of(args)
+    if identifier.startswith("cookie:"):
+        entry = lookup(settings, args.web_port, "visitor", f"{name}\n{identifier}")
+        profile_id = entry["state"]["profile"] if entry else None
+    else:
+        entry = lookup(settings, args.web_port, "identity", f"{name}\n{identifier}")
+        profile_id = entry["profile"] if entry else None
+    for _ in range(32):  # a chain of merges is short; a cycle would be a bug, not a hang
+        if profile_id is None:
+            raise CliError("no profile for that identifier (yet)")
+        profile = lookup(settings, args.web_port, "profile", f"{name}\n{profile_id}")
+        if profile is None:
+            raise CliError(f"profile {profile_id} is not built yet; try again in a moment")
+        if not profile["merged_into"]:
+            from schemas.profile import shown
+
+            print(json.dumps(shown(profile), indent=2, ensure_ascii=False))
+            return
+        profile_id = profile["merged_into"]
+    raise CliError("the merge chain is too long")
+
+
+def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
+    from processors.timeline import Timeline, shown_range
+
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    if args.first and args.last and args.last < args.first:
+        raise CliError(f"--to {args.last} is before --from {args.first}")
+    record = project(settings, args.project)  # its retention says what is shown
+    identifier = identifier_of(args)
+    first, last = shown_range(
+        int(time.time() * 1000), record.retention_days,
+        _day_ms(args.first) if args.first else None,
+        _day_ms(args.last) + DAY_MS - 1 if args.last else None)
+    timeline = Timeline(settings.data_dir / "logs" / record.name)
+    try:
+        profiles = timeline.profiles(identifier)
+        if not profiles:
+            raise CliError(f"{identifier} is in no day log of {record.name} (yet)")
+        events = list(timeline.read(timeline.locate(profiles, first, last, args.limit)))
+    finally:
+        timeline.close()
+    if args.json:
+        for event in events:
+            print(json.dumps(event, ensure_ascii=False))
+        return
+    from trackpipe.logsql import write
+
+    write(["event time (UTC)", "event", "type", "visit", "received", "device",
+           "properties"], [_row(e) for e in events], "table")
+
+
+def _row(event: dict[str, Any]) -> tuple[Any, ...]:
+    return (_time(event.get("event_ms")), event.get("event"), event.get("type"),
+            event.get("visit") or "", _time(event.get("received_ms")),
+            event.get("visitor_key"),
+            json.dumps(event.get("properties") or {}, ensure_ascii=False))
+
+
+def _time(ms: Any) -> str:
+    if not isinstance(ms, int):
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _day_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def run_query(settings: Settings, args: argparse.Namespace) -> None:
+    from trackpipe import logsql
+
+    name = check_name(args.project)
+    folder = settings.data_dir / "logs" / name
+    if not folder.is_dir():
+        raise CliError(f"{name} has no day logs in {settings.data_dir / 'logs'}")
+    if args.first and args.last and args.last < args.first:
+        raise CliError(f"--to {args.last} is before --from {args.first}")
+    try:
+        con = logsql.connect(folder, args.first, args.last)
+        columns, rows = logsql.run(con, args.sql)
+    except logsql.QueryError as exc:
+        raise CliError(f"query: {exc}") from None
+    logsql.write(columns, rows, args.format)

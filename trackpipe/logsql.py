@@ -1,0 +1,192 @@
+"""SQL over one project's day logs, with DuckDB: what ``trackpipe query`` runs.
+
+The day logs are JSON lines, one folder per receipt day (``processors.daylog``); DuckDB reads
+them in place, in parallel, only the members a query names. Views, all times UTC:
+
+- ``lines``: every logged request (``type``: ce, identify, update, ping, …);
+- ``actions``: the tracked actions (``type = 'ce'``), with ``person``: the profile that
+  survived every merge of the one the action was logged under (group by it to count people,
+  not devices), and ``campaign`` (``properties->>'campaign_name'``);
+- ``visits``: one row per visit, from its lines (start, end, actions, its ``cs_`` properties);
+- ``merges``: which profile was folded into which, when and by which identifier.
+
+A query is one ``SELECT`` (or ``EXPLAIN``). It can read this project's folder and nothing else
+(DuckDB's file access is limited to it and its configuration locked before the query runs),
+and it cannot write: a shared machine's other files and projects stay out of reach of a query.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import duckdb
+
+from processors.retention import DAY
+from processors.timeline import MERGES
+
+LINE_COLUMNS = {
+    "id": "VARCHAR", "type": "VARCHAR", "event": "VARCHAR", "profile": "VARCHAR",
+    "visitor_key": "VARCHAR", "visit": "VARCHAR", "event_ms": "BIGINT",
+    "received_ms": "BIGINT", "clock": "VARCHAR", "future": "BOOLEAN", "ip": "VARCHAR",
+    "user_agent": "VARCHAR", "cookie_assigned": "BOOLEAN", "over_quota": "BOOLEAN",
+    "browser": "VARCHAR", "os": "VARCHAR", "device": "VARCHAR", "properties": "JSON",
+    "visitor_properties": "JSON", "visit_properties": "JSON", "org_properties": "JSON",
+    "builtins": "JSON", "meta": "JSON",
+}
+MERGE_COLUMNS = {"source": "VARCHAR", "into": "VARCHAR", "identifier": "VARCHAR",
+                 "visitor_key": "VARCHAR", "at_ms": "BIGINT"}
+VIEWS = """
+CREATE VIEW actions AS
+    SELECT l.id, l.event, l.profile, coalesce(s.person, l.profile) AS person, l.visitor_key,
+           l.visit, epoch_ms(l.event_ms) AS event_time, epoch_ms(l.received_ms) AS received_time,
+           CAST(epoch_ms(l.received_ms) AS DATE) AS day, l.properties,
+           l.properties->>'campaign_name' AS campaign, l.visitor_properties, l.visit_properties,
+           l.browser, l.os, l.device, l.ip, l.user_agent, l.future, l.over_quota,
+           l.event_ms, l.received_ms
+    FROM lines l LEFT JOIN survivors s USING (profile) WHERE l.type = 'ce';
+CREATE VIEW visits AS
+    SELECT l.visit, any_value(l.visitor_key) AS visitor_key, any_value(l.profile) AS profile,
+           any_value(coalesce(s.person, l.profile)) AS person,
+           epoch_ms(min(l.received_ms)) AS start_time, epoch_ms(max(l.received_ms)) AS end_time,
+           (max(l.received_ms) - min(l.received_ms)) / 1000.0 AS duration_s,
+           count(*) FILTER (WHERE l.type = 'ce') AS actions,
+           arg_max(l.visit_properties, l.received_ms) AS properties
+    FROM lines l LEFT JOIN survivors s USING (profile)
+    WHERE l.visit IS NOT NULL GROUP BY l.visit;
+"""
+MAX_WIDTH = 60  # a table's widest column; longer values are cut with …
+
+
+class QueryError(Exception):
+    """A query that cannot run, in one line."""
+
+
+def day_files(folder: Path, pattern: str, first: str | None, last: str | None) -> list[Path]:
+    """The files matching ``pattern`` of the receipt days in [first, last]."""
+    if not folder.is_dir():
+        return []
+    days = sorted(d for d in folder.iterdir() if DAY.fullmatch(d.name)
+                  and (first is None or d.name >= first) and (last is None or d.name <= last))
+    return [path for day in days for path in sorted(day.glob(pattern))]
+
+
+def connect(folder: Path, first: str | None = None, last: str | None = None
+            ) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the project's views over the days in [first, last]."""
+    con = duckdb.connect(config={"threads": 2})
+    lines = day_files(folder, "part-*.jsonl", first, last)
+    con.execute(f"CREATE VIEW lines AS {_reader(lines, LINE_COLUMNS)}")
+    merges = day_files(folder, MERGES, None, last)  # earlier merges still join profiles
+    con.execute(f"CREATE VIEW merges AS SELECT source, \"into\", identifier, visitor_key, "
+                f"epoch_ms(at_ms) AS merge_time FROM ({_reader(merges, MERGE_COLUMNS)})")
+    con.execute("CREATE TABLE survivors (profile VARCHAR PRIMARY KEY, person VARCHAR)")
+    pairs = survivors(con.execute('SELECT source, "into" FROM merges').fetchall())
+    if pairs:
+        con.executemany("INSERT INTO survivors VALUES (?, ?)", sorted(pairs.items()))
+    con.execute(VIEWS)
+    # From here on, the query's own reach: this folder, read only.
+    con.execute(f"SET allowed_directories = [{_literal(str(folder.resolve()) + '/')}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each merged profile → the profile it ends in, following chains of merges. Pure."""
+    into = dict(merges)
+    final: dict[str, str] = {}
+    for source in into:
+        seen, current = {source}, into[source]
+        while current in into and current not in seen:  # a cycle would be a bug: stop
+            seen.add(current)
+            current = into[current]
+        final[source] = current
+    return final
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of one read-only statement."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+    if len(statements) != 1:
+        raise QueryError("give one SQL statement")
+    if statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise QueryError("only SELECT queries are run (the day logs are read, never changed)")
+    try:
+        cursor = con.execute(sql)
+        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+    except duckdb.Error as exc:
+        raise QueryError(_first_line(exc)) from None
+
+
+def write(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
+          out: TextIO = sys.stdout) -> None:
+    if fmt == "json":
+        for row in rows:
+            out.write(json.dumps(dict(zip(columns, row, strict=True)), default=_plain,
+                                 ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+    else:
+        cells = [[_cell(v) for v in row] for row in rows]
+        widths = [min(MAX_WIDTH, max([len(c)] + [len(r[i]) for r in cells]))
+                  for i, c in enumerate(columns)]
+        numeric = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None
+                                      for r in rows) for i in range(len(columns))]
+
+        def aligned(texts: Sequence[str]) -> str:
+            return "  ".join(t.rjust(w) if right else _clip(t, w).ljust(w)
+                             for t, w, right in zip(texts, widths, numeric, strict=True)
+                             ).rstrip() + "\n"
+
+        out.write(aligned(columns))
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        out.writelines(aligned(row) for row in cells)
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+
+
+def _reader(files: list[Path], columns: dict[str, str]) -> str:
+    names = ", ".join(f'"{name}"' for name in columns)
+    if not files:  # no day yet: the same columns, no rows
+        return "SELECT " + ", ".join(f'CAST(NULL AS {kind}) AS "{name}"'
+                                     for name, kind in columns.items()) + " WHERE false"
+    spec = ", ".join(f"{_literal(name)}: {_literal(kind)}" for name, kind in columns.items())
+    paths = ", ".join(_literal(str(path)) for path in files)
+    return (f"SELECT {names} FROM read_json([{paths}], format = 'newline_delimited', "
+            f"columns = {{{spec}}}, ignore_errors = true)")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return str(value)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
