@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
 .PHONY: run test lint system-deps scale-demo bench-gateway bench-processors bench-state \
-	kafka-stop clean
+	bench-readside 	kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-processors: $(STAMP)
 ## bench-state: one worker's memory with a million distinct visitors, and its restart time
 bench-state: $(STAMP)
 	$(BIN)/python bench/state.py
+
+## bench-readside: a timeline lookup and a group-by over a million logged actions (no Kafka)
+bench-readside: $(STAMP)
+	$(BIN)/python bench/readside.py
 
 ## scale-demo: 3 brokers, 2 gateways, 3 workers, 50,000 requests, a broker and a worker killed
 scale-demo: $(STAMP)

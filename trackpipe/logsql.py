@@ -21,7 +21,7 @@ import csv
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,6 +41,18 @@ LINE_COLUMNS = {
 }
 MERGE_COLUMNS = {"source": "VARCHAR", "into": "VARCHAR", "identifier": "VARCHAR",
                  "visitor_key": "VARCHAR", "at_ms": "BIGINT"}
+# Each merged profile → the profile its chain of merges ends in (a cycle, which would be a
+# bug, stops at MAX_CHAIN), computed once per query.
+MAX_CHAIN = 32
+SURVIVORS = f"""
+CREATE TABLE survivors AS
+    WITH RECURSIVE chain(profile, person, depth) AS (
+        SELECT source, "into", 1 FROM merges
+        UNION ALL
+        SELECT c.profile, m."into", c.depth + 1 FROM chain c JOIN merges m ON m.source = c.person
+        WHERE c.depth < {MAX_CHAIN})
+    SELECT profile, arg_max(person, depth) AS person FROM chain GROUP BY profile;
+"""
 VIEWS = """
 CREATE VIEW actions AS
     SELECT l.id, l.event, l.profile, coalesce(s.person, l.profile) AS person, l.visitor_key,
@@ -85,29 +97,13 @@ def connect(folder: Path, first: str | None = None, last: str | None = None
     merges = day_files(folder, MERGES, None, last)  # earlier merges still join profiles
     con.execute(f"CREATE VIEW merges AS SELECT source, \"into\", identifier, visitor_key, "
                 f"epoch_ms(at_ms) AS merge_time FROM ({_reader(merges, MERGE_COLUMNS)})")
-    con.execute("CREATE TABLE survivors (profile VARCHAR PRIMARY KEY, person VARCHAR)")
-    pairs = survivors(con.execute('SELECT source, "into" FROM merges').fetchall())
-    if pairs:
-        con.executemany("INSERT INTO survivors VALUES (?, ?)", sorted(pairs.items()))
+    con.execute(SURVIVORS)
     con.execute(VIEWS)
     # From here on, the query's own reach: this folder, read only.
     con.execute(f"SET allowed_directories = [{_literal(str(folder.resolve()) + '/')}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
-
-
-def survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Each merged profile → the profile it ends in, following chains of merges. Pure."""
-    into = dict(merges)
-    final: dict[str, str] = {}
-    for source in into:
-        seen, current = {source}, into[source]
-        while current in into and current not in seen:  # a cycle would be a bug: stop
-            seen.add(current)
-            current = into[current]
-        final[source] = current
-    return final
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

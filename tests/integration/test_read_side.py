@@ -1,0 +1,162 @@
+"""The read side through a real broker: HTTP in, then `trackpipe timeline` and `trackpipe
+query` as a user runs them, over what the workers logged (SPEC §3, §4, §6)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration.pipeline import PROJECT, started_pipeline
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def pipeline(kafka_bootstrap, tmp_path_factory):
+    with started_pipeline(kafka_bootstrap, tmp_path_factory.mktemp("read-side"),
+                          workers=("worker-1",)) as p:
+        yield p
+
+
+def unique(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:10]
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def timeline(pipeline, *args: str, project: str = PROJECT) -> list[dict]:
+    done = pipeline.cli("timeline", project, *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_two_devices_merged_by_email_then_id_are_one_timeline_in_event_order(pipeline):
+    laptop, phone = unique("l"), unique("p")
+    email, user = f"{unique('e')}@example.com", unique("u")
+    base = datetime.now(UTC) - timedelta(hours=1)
+    at = {name: ms(base + timedelta(minutes=n)) for n, name in enumerate(
+        ["phone-first", "laptop-first", "laptop-login", "phone-login", "phone-id",
+         "laptop-last"])}
+
+    def send(name: str, cookie: str, **params: str) -> str:
+        event_id = pipeline.track(event=name, cookie=cookie, timestamp=at[name],
+                                  **params).headers["x-event-id"]
+        pipeline.by_id(event_id)
+        return event_id
+
+    send("laptop-first", laptop)
+    send("laptop-login", laptop, cv_email=email)   # the laptop's profile owns the email
+    time.sleep(1.5)
+    before_merge = pipeline.by_id(send("phone-first", phone))["profile"]
+    send("phone-login", phone, cv_email=email)     # the phone's profile is merged into it
+    pipeline.topic("merges", lambda found: any(m["source"] == before_merge for m in found))
+    time.sleep(1.5)  # the rebind reaches the phone's partition
+    send("phone-id", phone, cv_id=user)
+    time.sleep(1.5)
+    send("laptop-last", laptop)
+    pipeline.track("/track/ping", cookie=phone)  # a keep-alive: not in a timeline
+
+    expected = sorted(at, key=at.get)
+    for who in (["--id", user], ["--email", email.upper()], ["--cookie", phone],
+                ["--cookie", laptop]):
+        events = timeline(pipeline, *who)
+        assert [e["event"] for e in events] == expected, who
+    assert before_merge in {e["profile"] for e in events}  # logged before the merge
+    table = pipeline.cli("timeline", PROJECT, "--cookie", phone, "--limit", "2")
+    assert table.returncode == 0, table.stderr
+    assert [name for name in expected if name in table.stdout] == expected[-2:]
+    assert "(2 rows)" in table.stdout
+
+
+def test_a_future_event_shows_once_its_time_has_passed(pipeline):
+    cookie = unique("f")
+    soon = datetime.now(UTC) + timedelta(seconds=6)
+    pipeline.by_id(pipeline.track(event="now", cookie=cookie).headers["x-event-id"])
+    future = pipeline.by_id(pipeline.track(event="soon", cookie=cookie,
+                                           timestamp=ms(soon)).headers["x-event-id"])
+    assert future["future"] is True
+    assert [e["event"] for e in timeline(pipeline, "--cookie", cookie)] == ["now"]
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
+    assert [e["event"] for e in timeline(pipeline, "--cookie", cookie)] == ["now", "soon"]
+
+
+def test_an_event_older_than_retention_is_logged_but_not_shown(pipeline):
+    project, cookie = "brief.example", unique("r")
+    assert pipeline.cli("projects", "add", project, "--retention-days", "3").returncode == 0
+    time.sleep(2)  # the gateway follows the registry
+    old = pipeline.by_id(pipeline.track(project=project, event="old", cookie=cookie,
+                                        timestamp=ms(datetime.now(UTC) - timedelta(days=10))
+                                        ).headers["x-event-id"], project=project)
+    pipeline.by_id(pipeline.track(project=project, event="new", cookie=cookie)
+                   .headers["x-event-id"], project=project)
+    assert old["event"] == "old"  # accepted and logged...
+    shown = timeline(pipeline, "--cookie", cookie, project=project)
+    assert [e["event"] for e in shown] == ["new"]  # ...never seen
+
+
+def test_bad_requests_of_the_read_side_are_one_line_errors(pipeline):
+    for args, says in ((["timeline", PROJECT, "--cookie", "nobody-at-all"], "no day log"),
+                       (["timeline", "unknown.example", "--cookie", "x"], "does not exist"),
+                       (["timeline", PROJECT, "--cookie", "anonymous"], "means nobody"),
+                       (["query", PROJECT, "SELEC 1"], "syntax error"),
+                       (["query", PROJECT, "DELETE FROM actions"], "only SELECT"),
+                       (["query", "../etc", "SELECT 1"], "project"),
+                       (["profile", PROJECT, "--cookie", "x", "--web-port", "9"],
+                        "no worker answered on http://127.0.0.1:9 — is 'trackpipe worker'")):
+        done = pipeline.cli(*args)
+        assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def readme_queries() -> list[str]:
+    """The SQL of the README's `trackpipe query demo.example "…"` examples."""
+    return re.findall(r'trackpipe query demo\.example "([^"]+)"', README.read_text())
+
+
+def test_the_readme_queries_answer_right_on_a_known_data_set(pipeline):
+    """Three event days; five people view the pricing page, three of them then sign up (one
+    signed up before viewing: not a conversion); campaigns from the pages' utm tags."""
+    project = "known.example"
+    assert pipeline.cli("projects", "add", project).returncode == 0
+    time.sleep(2)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [today - timedelta(days=n) for n in (2, 1, 0)]
+    sent = []
+
+    def send(event: str, cookie: str, when: datetime, **params: str) -> None:
+        sent.append(pipeline.track(project=project, event=event, cookie=cookie,
+                                   timestamp=ms(when), **params).headers["x-event-id"])
+
+    campaigns = ["fall", "fall", "spring", None, "fall"]
+    for n, campaign in enumerate(campaigns):
+        url = "/pricing" + (f"?utm_campaign={campaign}&utm_source=mail" if campaign else "")
+        send("pv", f"k{n}", days[n % 3] + timedelta(hours=1), ce_url=url)
+    for n in (0, 1):
+        send("signup", f"k{n}", days[n % 3] + timedelta(hours=2))
+    send("signup", "k2", days[2] - timedelta(hours=1))  # before its pageview
+    for event_id in sent:
+        pipeline.by_id(event_id, project=project)
+
+    queries = readme_queries()
+    assert len(queries) == 3, queries
+    answers = []
+    for sql in queries:
+        done = pipeline.cli("query", project, sql, "--format", "json")
+        assert done.returncode == 0, (sql, done.stderr)
+        answers.append([json.loads(line) for line in done.stdout.splitlines()])
+    per_day, funnel, top = answers
+    assert [(row["day"], row["actions"]) for row in per_day] == [
+        (days[0].date().isoformat(), 3), (days[1].date().isoformat(), 4),
+        (days[2].date().isoformat(), 1)]
+    assert funnel == [{"viewed": 5, "then_signed_up": 2}]
+    assert [(row["campaign"], row["actions"]) for row in top] == [("fall", 3), ("spring", 1)]
