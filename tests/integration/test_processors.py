@@ -434,14 +434,15 @@ def test_retention_removes_old_day_logs_of_its_project_and_nothing_else(pipeline
     old_day = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
     kept = pipeline.by_id(pipeline.track(project=PROJECT, event="kept",
                                          cookie=visitor()).headers["x-event-id"])
-    assert pipeline.cli("projects", "add", "short.example", "--retention-days", "2"
-                        ).returncode == 0
     for project in ("short.example", PROJECT):
         for partition in range(pipeline.settings.raw_partitions):
             path = logs / project / old_day / f"part-{partition:03d}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"event": "old", "_source": {
                 "partition": partition, "offset": 0}}) + "\n")
+    # the files first: a worker applies a new retention at once, then hourly
+    assert pipeline.cli("projects", "add", "short.example", "--retention-days", "2"
+                        ).returncode == 0
     # the registry change is applied at the workers' next ticks (the shop keeps 365 days)
     deadline = time.monotonic() + 30
     while (logs / "short.example" / old_day).exists():

@@ -8,7 +8,8 @@ from trackpipe import quiet
 def test_a_transient_coordinator_error_is_info_and_a_real_one_stays_an_error(caplog):
     quiet.install()
     log = logging.getLogger("aiokafka.consumer.group_coordinator")
-    with caplog.at_level(logging.INFO):
+    # at the logger itself: a CLI command run earlier in the suite may have raised aiokafka's
+    with caplog.at_level(logging.INFO, logger="aiokafka.consumer.group_coordinator"):
         log.error("Group Coordinator Request failed: %s",
                   "[Error 15] GroupCoordinatorNotAvailableError")
         log.error("Group Coordinator Request failed: %s", "[Error 30] GroupAuthorizationFailed")
