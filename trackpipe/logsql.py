@@ -57,7 +57,7 @@ VIEWS = """
 CREATE VIEW actions AS
     SELECT l.id, l.event, l.profile, coalesce(s.person, l.profile) AS person, l.visitor_key,
            l.visit, epoch_ms(l.event_ms) AS event_time, epoch_ms(l.received_ms) AS received_time,
-           CAST(epoch_ms(l.received_ms) AS DATE) AS day, l.properties,
+           CAST(epoch_ms(l.event_ms) AS DATE) AS day, l.properties,
            l.properties->>'campaign_name' AS campaign, l.visitor_properties, l.visit_properties,
            l.browser, l.os, l.device, l.ip, l.user_agent, l.future, l.over_quota,
            l.event_ms, l.received_ms
