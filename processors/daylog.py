@@ -97,14 +97,14 @@ class DayLogWriter:
         by_file: dict[Path, list[bytes]] = {}
         last: dict[Path, int] = {}
         events: dict[str, list[tuple[str, int, str, int, int]]] = {}
-        identifiers: dict[str, list[tuple[str, str]]] = {}
+        identifiers: dict[str, list[tuple[str, str, str]]] = {}
         for project, day, index, data, event_day, *indexed in lines:
             if indexed:  # into the index even when the file holds the line: idempotent
                 profile, event_ms, kind, names = indexed[0]
                 if kind not in UNSHOWN:
                     events.setdefault(project, []).append(
                         (profile, event_ms, day, offset, index))
-                identifiers.setdefault(project, []).extend((n, profile) for n in names)
+                identifiers.setdefault(project, []).extend((n, profile, day) for n in names)
             path = self.path(project, day, partition)
             if (offset, index) <= self._reached_in(path):
                 continue

@@ -7,8 +7,9 @@ partition (like its day-log files) and read by ``trackpipe timeline``:
 - ``events(profile, event_ms, day, offset, idx)``: every logged line but pings, keyed by the
   profile it was logged under and its event time; ``day``, ``offset`` and ``idx`` say where
   the line is (its receipt day's file of this partition, and its ``_source``);
-- ``identifiers(identifier, profile)``: every identifier a line carried (``cookie:…``,
-  ``id:…``, ``email:…`` and its visitor key), with the profile it was logged under.
+- ``identifiers(identifier, profile, day)``: every identifier a line carried (``cookie:…``,
+  ``id:…``, ``email:…`` and its visitor key), with the profile it was logged under and the
+  receipt day (so that retention removes identifiers with the days that held them).
 
 Rows are derived from the journal entry alone (``INSERT OR IGNORE``), so writing an envelope's
 lines again after a crash adds what the index lacks and nothing twice; the worker commits the
@@ -46,10 +47,10 @@ CREATE TABLE IF NOT EXISTS events (
     offset INTEGER NOT NULL, idx INTEGER NOT NULL,
     PRIMARY KEY (profile, event_ms, offset, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS identifiers (
-    identifier TEXT NOT NULL, profile TEXT NOT NULL,
-    PRIMARY KEY (identifier, profile)) WITHOUT ROWID;
+    identifier TEXT NOT NULL, profile TEXT NOT NULL, day TEXT NOT NULL,
+    PRIMARY KEY (identifier, profile, day)) WITHOUT ROWID;
 """
-KNOWN_LINKS = 200_000  # (identifier, profile) pairs remembered as already in the index
+KNOWN_LINKS = 200_000  # identifier rows remembered as already in the index
 UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
 
 
@@ -68,39 +69,42 @@ class TimelineIndex:
         self.root = root
         self._dbs: dict[tuple[str, int], sqlite3.Connection] = {}
         self._dirty: set[tuple[str, int]] = set()
-        self._linked: set[tuple[str, str, str]] = set()
+        self._linked: set[tuple[str, str, str, str]] = set()
 
     def add(self, project: str, partition: int,
             events: list[tuple[str, int, str, int, int]],
-            identifiers: Iterable[tuple[str, str]]) -> None:
+            identifiers: Iterable[tuple[str, str, str]]) -> None:
         """``events``: (profile, event_ms, day, offset, idx); ``identifiers``:
-        (identifier, profile). Not committed until ``commit``."""
+        (identifier, profile, day). Not committed until ``commit``."""
         new = []
-        for identifier, profile in identifiers:
-            key = (project, identifier, profile)
+        for row in identifiers:
+            key = (project, *row)
             if key not in self._linked:
                 if len(self._linked) >= KNOWN_LINKS:
                     self._linked.clear()
                 self._linked.add(key)
-                new.append((identifier, profile))
+                new.append(row)
         if not events and not new:
             return
         with self._io(project, partition) as db:
             if events:
                 db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
             if new:
-                db.executemany("INSERT OR IGNORE INTO identifiers VALUES (?, ?)", new)
+                db.executemany("INSERT OR IGNORE INTO identifiers VALUES (?, ?, ?)", new)
         self._dirty.add((project, partition))
 
     def remove_days(self, project: str, partition: int, days: list[str]) -> int:
-        """Forget the events of these receipt days (their files are gone); how many."""
+        """Forget the events and identifiers of these receipt days (their files are gone);
+        how many events."""
         path = self._path(project, partition)
         if not days or not path.exists():
             return 0
+        marks = ",".join("?" * len(days))
         with self._io(project, partition) as db:
-            removed = db.execute(
-                f"DELETE FROM events WHERE day IN ({','.join('?' * len(days))})", days).rowcount
+            removed = db.execute(f"DELETE FROM events WHERE day IN ({marks})", days).rowcount
+            db.execute(f"DELETE FROM identifiers WHERE day IN ({marks})", days)
             db.commit()
+        self._linked = {key for key in self._linked if key[0] != project}
         return removed
 
     def commit(self) -> None:
@@ -200,7 +204,7 @@ class Timeline:
     def profiles(self, identifier: str) -> set[str]:
         """The profiles ``identifier`` was logged under, and every profile merged with them."""
         found = {profile for _, db in self._dbs for (profile,) in db.execute(
-            "SELECT profile FROM identifiers WHERE identifier = ?", (identifier,))}
+            "SELECT DISTINCT profile FROM identifiers WHERE identifier = ?", (identifier,))}
         return family(found, self.merges()) if found else found
 
     def merges(self) -> Iterator[tuple[str, str]]:

@@ -107,6 +107,11 @@ def test_retention_hides_old_events_and_removes_their_entries(writer, tmp_path):
     assert timeline.locate({"pa"}, 0, DAY2, 10)[0].day == day_of(DAY2)
     assert len(timeline.locate({"pa"}, 0, DAY2, 10)) == 2
     timeline.close()
+    writer.write(0, 3, [line(0, 3, 0, DAY1, "pz", ["cookie:gone"], "an old day's only")])
+    writer.sync()
+    assert lookup(tmp_path, "cookie:gone", now_ms=DAY2) == ["an old day's only"]
+    writer.remove("p", 0, [day_of(DAY1)])
+    assert Timeline(tmp_path / "p").profiles("cookie:gone") == set()  # its identifier too
 
 
 def test_the_binary_search_finds_every_line_and_only_those():
