@@ -30,13 +30,13 @@ class CliError(Exception):
     """A refusal to print as one line (exit status 2)."""
 
 
-def command(group: Any, name: str, handler: Handler, summary: str, example: str,
-            **options: Any) -> argparse.ArgumentParser:
+def command(group: Any, name: str, handler: Handler, summary: str,
+            example: str) -> argparse.ArgumentParser:
     """A subcommand with its one-line summary (in its group's list and atop its --help) and
     an example at the bottom of its --help."""
     parser = group.add_parser(name, help=summary, description=summary,
                               epilog="example:\n  " + example.replace("\n", "\n  "),
-                              formatter_class=argparse.RawDescriptionHelpFormatter, **options)
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(handler=handler)
     return parser
 

@@ -24,9 +24,11 @@ def register(roles: Any) -> None:
                    "receipt order", "trackpipe logs demo.example --from 2026-12-01 --to "
                    "2026-12-02\ntrackpipe logs demo.example --follow")
     logs.add_argument("project", help="the project")
-    logs.add_argument("--date", type=day, help="one day, YYYY-MM-DD (default: today, UTC)")
-    logs.add_argument("--from", dest="first", type=day, help="first day of a range")
-    logs.add_argument("--to", dest="last", type=day, help="last day of a range")
+    logs.add_argument("--date", type=day, metavar="DAY",
+                      help="one day, YYYY-MM-DD (default: today, UTC)")
+    logs.add_argument("--from", dest="first", type=day, metavar="DAY",
+                      help="first day of a range")
+    logs.add_argument("--to", dest="last", type=day, metavar="DAY", help="last day of a range")
     logs.add_argument("--by", choices=("receipt", "event"), default="receipt",
                       help="select by receipt day (the files) or by event day (via the index)")
     logs.add_argument("--follow", action="store_true", help="keep printing new lines")
@@ -45,11 +47,11 @@ def register(roles: Any) -> None:
                        "trackpipe timeline demo.example --cookie c1 --json | jq .event")
     timeline.add_argument("project", help="the project")
     who(timeline)
-    timeline.add_argument("--from", dest="first", type=day,
+    timeline.add_argument("--from", dest="first", type=day, metavar="DAY",
                           help="first event day, YYYY-MM-DD (default: the retention's first)")
-    timeline.add_argument("--to", dest="last", type=day,
+    timeline.add_argument("--to", dest="last", type=day, metavar="DAY",
                           help="last event day (default: now; later events are not shown)")
-    timeline.add_argument("--limit", type=int, default=1000,
+    timeline.add_argument("--limit", type=int, default=1000, metavar="N",
                           help="the N latest events, printed oldest first (default: 1000)")
     timeline.add_argument("--json", action="store_true",
                           help="each event's whole day-log line, one JSON per line")
@@ -62,8 +64,10 @@ def register(roles: Any) -> None:
                     "WHERE campaign IS NOT NULL GROUP BY 1 ORDER BY 2 DESC\" --format csv")
     query.add_argument("project", help="the project")
     query.add_argument("sql", help="one SELECT statement over the views")
-    query.add_argument("--from", dest="first", type=day, help="first receipt day to read")
-    query.add_argument("--to", dest="last", type=day, help="last receipt day to read")
+    query.add_argument("--from", dest="first", type=day, metavar="DAY",
+                       help="first receipt day to read (default: all)")
+    query.add_argument("--to", dest="last", type=day, metavar="DAY",
+                       help="last receipt day to read")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table",
                        help="table (default), csv with a header, or JSON lines")
 
