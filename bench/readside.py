@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from processors.daylog import DayLogWriter, day_of, source_suffix  # noqa: E402
 from processors.timeline import Timeline  # noqa: E402
+from schemas.identity import Merge  # noqa: E402
 from trackpipe import logsql  # noqa: E402
 
 PROJECT = "bench.example"
@@ -98,10 +99,8 @@ def write_logs(root: Path, actions: int) -> int:
         if first % 30_000 == 0:
             writer.sync()
     for person in range(0, people, 10):  # the second devices' profiles were merged
-        writer.write_merge(PROJECT, person % PARTITIONS, orjson.dumps({
-            "project": PROJECT, "source": f"p{person}b", "into": f"p{person}",
-            "identifier": f"email:{person}@example.com", "visitor_key": f"cookie:d{person}b",
-            "at_ms": start}))
+        writer.write_merge(Merge(f"p{person}b", f"p{person}", f"email:{person}@example.com",
+                                 PROJECT, f"cookie:d{person}b", start), person % PARTITIONS)
     writer.sync()
     writer.close()
     return written

@@ -40,6 +40,7 @@ from typing import IO, Any
 from processors.appending import write_all
 from processors.journal import Line
 from processors.timeline import UNSHOWN, TimelineIndex, merges_name
+from schemas.identity import Merge
 from schemas.project import check_name
 
 log = logging.getLogger(__name__)
@@ -122,14 +123,15 @@ class DayLogWriter:
                               identifiers.get(project, ()))
         return sum(len(chunks) for chunks in by_file.values())
 
-    def write_merge(self, project: str, partition: int, data: bytes) -> None:
-        """Append a merge decided in links ``partition`` (one JSON object) to today's
-        ``merges-NNN.jsonl`` of ``project``: what the timeline and ``trackpipe query`` follow."""
+    def write_merge(self, merge: Merge, partition: int) -> None:
+        """Log a merge decided in links ``partition`` today: appended to the project's
+        ``merges-NNN.jsonl`` (for ``trackpipe query``) and to the timeline index."""
         day = day_of(int(time.time() * 1000))
-        path = self.project_dir(project) / day / merges_name(partition)
+        path = self.project_dir(merge.project) / day / merges_name(partition)
         f = self._file(path)
-        write_all(f, data.rstrip(b"\n") + b"\n", f.seek(0, os.SEEK_END))
+        write_all(f, merge.to_json() + b"\n", f.seek(0, os.SEEK_END))
         self._unsynced.add(path)
+        self.timeline.add_merge(merge.project, partition, merge.source, merge.into, day)
 
     def _reached_in(self, path: Path) -> tuple[int, int]:
         reached = self._reached.get(path)

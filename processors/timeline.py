@@ -2,24 +2,27 @@
 
 Each raw partition of a project has one SQLite database,
 ``<logs>/<project>/_timeline/part-NNN.sqlite``, written only by the worker that holds the
-partition (like its day-log files) and read by ``trackpipe timeline``:
+partition (like its day-log files), and each links partition one, ``merges-NNN.sqlite``,
+written by the identities stage that decides its merges; ``trackpipe timeline`` reads them:
 
 - ``events(profile, event_ms, day, offset, idx)``: every logged line but pings, keyed by the
   profile it was logged under and its event time; ``day``, ``offset`` and ``idx`` say where
   the line is (its receipt day's file of this partition, and its ``_source``);
 - ``identifiers(identifier, profile, day)``: every identifier a line carried (``cookie:…``,
   ``id:…``, ``email:…`` and its visitor key), with the profile it was logged under and the
-  receipt day (so that retention removes identifiers with the days that held them).
+  receipt day (so that retention removes identifiers with the days that held them);
+- ``merges(source, survivor, day)``: which profile was folded into which (the merges are also
+  appended to ``<day>/merges-NNN.jsonl``, for ``trackpipe query``).
 
 Rows are derived from the journal entry alone (``INSERT OR IGNORE``), so writing an envelope's
 lines again after a crash adds what the index lacks and nothing twice; the worker commits the
 index with the day logs, before faust commits offsets.
 
 A lookup (``Timeline``) is: the identifier's profiles (one B-tree probe per partition), the
-profiles merged with them (the ``merges-NNN.jsonl`` lines of the day folders, written by the
-identities stage), one range read of ``events`` per partition, and for each event a binary
-search of its day file by ``(offset, idx)`` (a partition's file is in that order):
-O(P·log R + E·log L) for P partitions, R index rows, E events shown and L lines in a file.
+profiles merged with them (two probes per partition for each round of merges followed), one
+range read of ``events`` per partition, and for each event a binary search of its day file by
+``(offset, idx)`` (a partition's file is in that order): O(P·(1 + 2M)·log R + E·log L) for P
+partitions, M rounds of merges, R index rows, E events shown and L lines in a file.
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import logging
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from processors.retention import DAY, cutoff_day
+from processors.retention import cutoff_day
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS identifiers (
     identifier TEXT NOT NULL, profile TEXT NOT NULL, day TEXT NOT NULL,
     PRIMARY KEY (identifier, profile, day)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS merges (
+    source TEXT NOT NULL, survivor TEXT NOT NULL, day TEXT NOT NULL,
+    PRIMARY KEY (source, survivor, day)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS merges_by_survivor ON merges (survivor, source);
 """
 KNOWN_LINKS = 200_000  # identifier rows remembered as already in the index
 UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
@@ -67,8 +74,8 @@ class TimelineIndex:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._dbs: dict[tuple[str, int], sqlite3.Connection] = {}
-        self._dirty: set[tuple[str, int]] = set()
+        self._dbs: dict[tuple[str, str], sqlite3.Connection] = {}  # (project, file stem)
+        self._dirty: set[tuple[str, str]] = set()
         self._linked: set[tuple[str, str, str, str]] = set()
 
     def add(self, project: str, partition: int,
@@ -86,33 +93,41 @@ class TimelineIndex:
                 new.append(row)
         if not events and not new:
             return
-        with self._io(project, partition) as db:
+        with self._io(project, f"part-{partition:03d}") as db:
             if events:
                 db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
             if new:
                 db.executemany("INSERT OR IGNORE INTO identifiers VALUES (?, ?, ?)", new)
-        self._dirty.add((project, partition))
+
+    def add_merge(self, project: str, partition: int, source: str, survivor: str,
+                  day: str) -> None:
+        """A merge decided in links ``partition`` on ``day``."""
+        with self._io(project, f"merges-{partition:03d}") as db:
+            db.execute("INSERT OR IGNORE INTO merges VALUES (?, ?, ?)", (source, survivor, day))
 
     def remove_days(self, project: str, partition: int, days: list[str]) -> int:
-        """Forget the events and identifiers of these receipt days (their files are gone);
-        how many events."""
-        path = self._path(project, partition)
-        if not days or not path.exists():
-            return 0
+        """Forget the events, identifiers and merges of these receipt days of partition
+        ``partition`` (their files are gone); how many events."""
         marks = ",".join("?" * len(days))
-        with self._io(project, partition) as db:
-            removed = db.execute(f"DELETE FROM events WHERE day IN ({marks})", days).rowcount
-            db.execute(f"DELETE FROM identifiers WHERE day IN ({marks})", days)
-            db.commit()
+        removed = 0
+        for stem, deletes in ((f"part-{partition:03d}", ("events", "identifiers")),
+                              (f"merges-{partition:03d}", ("merges",))):
+            if not days or not (self.root / project / FOLDER / f"{stem}.sqlite").exists():
+                continue
+            with self._io(project, stem) as db:
+                for table in deletes:
+                    count = db.execute(f"DELETE FROM {table} WHERE day IN ({marks})",
+                                       days).rowcount
+                    removed += count if table == "events" else 0
+                db.commit()
         self._linked = {key for key in self._linked if key[0] != project}
         return removed
 
     def commit(self) -> None:
         """Make what was added durable (before the offsets it came from are committed)."""
         for key in list(self._dirty):
-            if key in self._dbs:
-                with self._io(*key) as db:
-                    db.commit()
+            with self._io(*key) as db:
+                db.commit()
             self._dirty.discard(key)
 
     def close(self) -> None:
@@ -123,21 +138,20 @@ class TimelineIndex:
         self._linked.clear()
 
     @contextlib.contextmanager
-    def _io(self, project: str, partition: int) -> Iterator[sqlite3.Connection]:
-        """The database, its failures as ``OSError``: like a day-log write that fails, the
-        worker retries the envelope (its entry is journaled), never dead-letters it."""
+    def _io(self, project: str, stem: str) -> Iterator[sqlite3.Connection]:
+        """The database, to be committed with the next ``commit``; its failures as
+        ``OSError``: like a day-log write that fails, the worker retries the envelope (its
+        entry is journaled), never dead-letters it."""
         try:
-            yield self._db(project, partition)
+            yield self._db(project, stem)
         except sqlite3.Error as exc:
-            raise OSError(f"timeline index of {project} partition {partition}: {exc}") from exc
+            raise OSError(f"timeline index {project}/{stem}: {exc}") from exc
+        self._dirty.add((project, stem))
 
-    def _path(self, project: str, partition: int) -> Path:
-        return self.root / project / FOLDER / f"part-{partition:03d}.sqlite"
-
-    def _db(self, project: str, partition: int) -> sqlite3.Connection:
-        db = self._dbs.get((project, partition))
+    def _db(self, project: str, stem: str) -> sqlite3.Connection:
+        db = self._dbs.get((project, stem))
         if db is None:
-            path = self._path(project, partition)
+            path = self.root / project / FOLDER / f"{stem}.sqlite"
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, isolation_level="DEFERRED", timeout=30,
                                  check_same_thread=False)
@@ -145,25 +159,25 @@ class TimelineIndex:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
-            self._dbs[project, partition] = db
+            self._dbs[project, stem] = db
         return db
 
 
 # -- the reading side --------------------------------------------------------------------------
 
-def family(start: set[str], merges: Iterable[tuple[str, str]]) -> set[str]:
-    """Every profile joined to ``start`` by merges (source → into), in either direction: a
-    person's profiles before and after each merge. Pure."""
-    neighbours: dict[str, set[str]] = defaultdict(set)
-    for source, into in merges:
-        neighbours[source].add(into)
-        neighbours[into].add(source)
-    found, todo = set(start), list(start)
-    while todo:
-        for other in neighbours.get(todo.pop(), ()):
-            if other not in found:
-                found.add(other)
-                todo.append(other)
+MAX_ROUNDS = 32  # merges followed from a profile; a longer chain would be a bug
+
+
+def family(start: set[str], merged_with: Callable[[set[str]], set[str]]) -> set[str]:
+    """Every profile joined to ``start`` by merges, in either direction (a person's profiles
+    before and after each merge); ``merged_with`` answers the profiles one merge away from
+    a set of them. Pure."""
+    found, frontier = set(start), set(start)
+    for _ in range(MAX_ROUNDS):
+        frontier = merged_with(frontier) - found
+        if not frontier:
+            break
+        found |= frontier
     return found
 
 
@@ -196,26 +210,24 @@ class Timeline:
         self.folder = folder
         self._dbs = [(int(p.stem.split("-")[1]), _open_read_only(p))
                      for p in sorted((folder / FOLDER).glob("part-*.sqlite"))]
+        self._merges = [_open_read_only(p)
+                        for p in sorted((folder / FOLDER).glob("merges-*.sqlite"))]
 
     def close(self) -> None:
-        for _, db in self._dbs:
+        for db in [db for _, db in self._dbs] + self._merges:
             db.close()
 
     def profiles(self, identifier: str) -> set[str]:
         """The profiles ``identifier`` was logged under, and every profile merged with them."""
         found = {profile for _, db in self._dbs for (profile,) in db.execute(
             "SELECT DISTINCT profile FROM identifiers WHERE identifier = ?", (identifier,))}
-        return family(found, self.merges()) if found else found
+        return family(found, self._merged_with) if found else found
 
-    def merges(self) -> Iterator[tuple[str, str]]:
-        for path in self.folder.glob(f"*/{MERGES}"):
-            if not DAY.fullmatch(path.parent.name):
-                continue
-            with open(path, "rb") as f:
-                for line in f:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        merge = json.loads(line)
-                        yield merge["source"], merge["into"]
+    def _merged_with(self, profiles: set[str]) -> set[str]:
+        marks = ",".join("?" * len(profiles))
+        return {other for db in self._merges for (other,) in db.execute(
+            f"SELECT survivor FROM merges WHERE source IN ({marks}) UNION "
+            f"SELECT source FROM merges WHERE survivor IN ({marks})", (*profiles, *profiles))}
 
     def locate(self, profiles: set[str], first_ms: int, last_ms: int,
                limit: int) -> list[Located]:

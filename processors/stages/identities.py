@@ -57,7 +57,7 @@ class IdentitiesStage:
                 self.metrics.merges += 1
                 self.outbound.message(self.merges, merge.key, merge.to_json())
                 if self.daylog is not None:
-                    self.daylog.write_merge(link.project, partition, merge.to_json())
+                    self.daylog.write_merge(merge, partition)
                 into = MergeInto(link.project, merge.source, merge.into)
                 self.outbound.record(self.profile_updates, into.key,
                                      msgpack.packb(into.to_obj()))

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from processors.daylog import DayLogWriter, day_of, source_suffix
+from schemas.identity import Merge
 from trackpipe import logsql
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
@@ -35,10 +36,8 @@ def folder(tmp_path):
     writer.write(0, 2, [line(2, 0, DAY2, "c", properties={"campaign_name": "fall"},
                              visit="v3"),
                         line(2, 1, DAY2 + 1, "a", "signup", visit="v3")])
-    writer.write_merge("p", 3, json.dumps({"source": "b", "into": "c", "identifier": "email:e",
-                                           "visitor_key": "cookie:c", "at_ms": DAY1}).encode())
-    writer.write_merge("p", 3, json.dumps({"source": "c", "into": "a", "identifier": "id:u",
-                                           "visitor_key": "cookie:c", "at_ms": DAY2}).encode())
+    writer.write_merge(Merge("b", "c", "email:e", "p", "cookie:c", DAY1), 3)
+    writer.write_merge(Merge("c", "a", "id:u", "p", "cookie:c", DAY2), 3)
     writer.close()
     return tmp_path / "p"
 
@@ -55,7 +54,7 @@ def test_survivors_follow_chains_of_merges(folder):
 def test_a_cycle_of_merges_ends_instead_of_hanging(tmp_path):
     writer = DayLogWriter(tmp_path)
     for source, into in (("a", "b"), ("b", "a")):
-        writer.write_merge("p", 0, json.dumps({"source": source, "into": into}).encode())
+        writer.write_merge(Merge(source, into, "email:e", "p"), 0)
     writer.close()
     assert len(query(tmp_path / "p", "SELECT * FROM survivors")) == 2
 

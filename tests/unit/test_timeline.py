@@ -8,6 +8,7 @@ import pytest
 
 from processors.daylog import DayLogWriter, day_of, source_suffix
 from processors.timeline import Timeline, family, find_line, shown_range, source_of
+from schemas.identity import Merge
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
 DAY2 = DAY1 + 86_400_000          # 2023-11-15
@@ -42,11 +43,18 @@ def lookup(tmp_path, identifier, now_ms=DAY2 + 86_400_000, retention=None, limit
         timeline.close()
 
 
+def merged_with(merges):
+    def neighbours(profiles):
+        return {b for a, b in merges if a in profiles} | {a for a, b in merges if b in profiles}
+    return neighbours
+
+
 def test_family_follows_merges_both_ways_and_transitively():
-    merges = [("b", "a"), ("c", "b"), ("x", "y")]
+    merges = merged_with([("b", "a"), ("c", "b"), ("x", "y")])
     assert family({"c"}, merges) == {"a", "b", "c"}
     assert family({"a"}, merges) == {"a", "b", "c"}
     assert family({"z"}, merges) == {"z"}
+    assert family({"a"}, merged_with([("a", "b"), ("b", "a")])) == {"a", "b"}  # ends
 
 
 def test_shown_range_hides_the_future_and_what_is_past_retention():
@@ -62,7 +70,7 @@ def test_a_person_across_partitions_and_a_merge_in_event_order(writer, tmp_path)
                         line(0, 1, 1, DAY1 + 9, "pa", ["cookie:c1", "email:e"], "a-later")])
     writer.write(1, 7, [line(1, 7, 0, DAY1 + 5, "pb", ["cookie:c2"], "b-before-merge"),
                         line(1, 7, 1, DAY1 + 6, "other", ["cookie:c3"], "someone else")])
-    writer.write_merge("p", 4, json.dumps({"source": "pb", "into": "pa"}).encode())
+    writer.write_merge(Merge("pb", "pa", "email:e", "p"), 4)
     writer.write(1, 8, [line(1, 8, 0, DAY2, "pa", ["cookie:c2", "id:u"], "b-after-merge"),
                         line(1, 8, 1, DAY2 + 1, "pa", ["cookie:c2"], "ping", kind="ping")])
     writer.sync()
@@ -99,7 +107,7 @@ def test_retention_hides_old_events_and_removes_their_entries(writer, tmp_path):
     writer.write(0, 1, [line(0, 1, 0, DAY2, "pa", ["cookie:c1"], "old", event_ms=DAY1),
                         line(0, 1, 1, DAY2, "pa", ["cookie:c1"], "new")])
     writer.write(0, 2, [line(0, 2, 0, DAY1, "pa", ["cookie:c1"], "old day")])
-    writer.write_merge("p", 0, json.dumps({"source": "x", "into": "pa"}).encode())
+    writer.write_merge(Merge("x", "pa", "email:e", "p"), 0)
     writer.sync()
     assert lookup(tmp_path, "cookie:c1", now_ms=DAY2, retention=1) == ["new"]
     assert writer.remove("p", 0, [day_of(DAY1)]) == 1
