@@ -5,7 +5,8 @@ group-by of `trackpipe query`, each against a baseline measured in the same run.
 
 The day logs, their timeline index and the merges are written by the workers' own writer
 (``processors.daylog.DayLogWriter``, as the visitors and identities stages call it): N actions
-of N/10 people over 30 receipt days and 12 raw partitions, lines shaped like the processors'
+of N/10 people (and one busy person with one action in a thousand) over 30 receipt days and
+12 raw partitions, lines shaped like the processors'
 (about 700 bytes: properties, device, visit, source), one person in ten with two devices
 merged into one profile. No Kafka is needed: what is measured is reading.
 
@@ -61,7 +62,7 @@ def write_logs(root: Path, actions: int) -> int:
         batch = range(first, min(actions, first + 3000))
         by_partition: dict[int, list] = {}
         for n in batch:
-            person = rng.randrange(people)
+            person = rng.randrange(people) if n % 1000 else people  # and one busy person
             device = f"cookie:d{person}" if person % 10 or n % 2 else f"cookie:d{person}b"
             profile = f"p{person}" if device.endswith(f"d{person}") else f"p{person}b"
             received = start + span * n // actions
@@ -174,6 +175,9 @@ def main() -> None:
           f"{max(t for t, _ in lookups) * 1000:.1f})")
     print(f"baseline, scanning every day log for them, median of {len(scans)}: "
           f"{scan_s:.1f} s ({scan_s / lookup_s:,.0f}x)")
+    busy = [timed(timeline_lookup, folder, f"cookie:d{people}b") for _ in range(args.runs)]
+    print(f"timeline of the busy person ({busy[0][1]} events, --limit 1000), median of "
+          f"{len(busy)}: {statistics.median(t for t, _ in busy) * 1000:.1f} ms")
 
     read_s = statistics.median(timed(read_all, folder)[0] for _ in range(3))
     for sql in ("SELECT event, count(*) AS actions FROM actions GROUP BY event",
