@@ -259,7 +259,7 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
     """The front door: `trackpipe up` on an existing Kafka; an event reaches the day logs; a
     worker killed with SIGKILL is started again and the next event gets through; Ctrl-C stops
     every process it started."""
-    from trackpipe.cli import DEMO_PROJECT
+    from trackpipe.cli.up import DEMO_PROJECT
 
     env = {**env, "TRACKPIPE_ADMIN_PORT": str(free_port()),
            "TRACKPIPE_WORKER_WEB_PORT": str(free_port()), "TRACKPIPE_RAW_PARTITIONS": "4"}
@@ -293,6 +293,9 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
                    "the killed worker was not started again")
         track("after-kill")
         wait_until(lambda: logged("after-kill"), 120, "the event after the kill was not logged")
+        wait_until(lambda: '"event": "pv"' in cli(env, "timeline", DEMO_PROJECT, "--cookie",
+                                                    "after-kill", "--json").stdout, 30,
+                   "the event after the kill is not in its timeline")
         started.update(children_of(up.pid))
     finally:
         interrupt(up, timeout_s=60)
