@@ -124,7 +124,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple
 
 
 def write(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
-          out: TextIO = sys.stdout) -> None:
+          out: TextIO = sys.stdout, noun: str = "row") -> None:
     if fmt == "json":
         for row in rows:
             out.write(json.dumps(dict(zip(columns, row, strict=True)), default=_plain,
@@ -148,7 +148,7 @@ def write(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
         out.write(aligned(columns))
         out.write("  ".join("-" * w for w in widths) + "\n")
         out.writelines(aligned(row) for row in cells)
-        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+        out.write(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})\n")
 
 
 def _reader(files: list[Path], columns: dict[str, str]) -> str:

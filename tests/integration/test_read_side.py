@@ -88,7 +88,7 @@ def test_two_devices_merged_by_email_then_id_are_one_timeline_in_event_order(pip
     table = pipeline.cli("timeline", PROJECT, "--cookie", phone, "--limit", "2")
     assert table.returncode == 0, table.stderr
     assert [name for name in expected if name in table.stdout] == expected[-2:]
-    assert "(2 rows)" in table.stdout
+    assert "(2 events)" in table.stdout
 
 
 def test_a_future_event_shows_once_its_time_has_passed(pipeline):

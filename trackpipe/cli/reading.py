@@ -161,7 +161,7 @@ def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
     from trackpipe.logsql import write
 
     write(["event time (UTC)", "event", "type", "visit", "received", "device",
-           "properties"], [_row(e) for e in events], "table")
+           "properties"], [_row(e) for e in events], "table", noun="event")
 
 
 def _row(event: dict[str, Any]) -> tuple[Any, ...]:
