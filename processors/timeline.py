@@ -70,44 +70,46 @@ def merges_name(partition: int) -> str:
 
 
 class TimelineIndex:
-    """The writing side, one database per (project, raw partition) held open."""
+    """The writing side: rows gathered in memory and inserted at ``commit``, one transaction
+    per database (the write lock is held only then, and a worker's per-record cost is a list
+    append); databases held open."""
+
+    INSERTS = {"events": "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
+               "identifiers": "INSERT OR IGNORE INTO identifiers VALUES (?, ?, ?)",
+               "merges": "INSERT OR IGNORE INTO merges VALUES (?, ?, ?)"}
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._dbs: dict[tuple[str, str], sqlite3.Connection] = {}  # (project, file stem)
-        self._dirty: set[tuple[str, str]] = set()
+        self._pending: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
         self._linked: set[tuple[str, str, str, str]] = set()
 
     def add(self, project: str, partition: int,
             events: list[tuple[str, int, str, int, int]],
             identifiers: Iterable[tuple[str, str, str]]) -> None:
         """``events``: (profile, event_ms, day, offset, idx); ``identifiers``:
-        (identifier, profile, day). Not committed until ``commit``."""
-        new = []
+        (identifier, profile, day). Written at ``commit``."""
+        stem = f"part-{partition:03d}"
+        if events:
+            self._pending[project, stem, "events"] += events
         for row in identifiers:
             key = (project, *row)
             if key not in self._linked:
                 if len(self._linked) >= KNOWN_LINKS:
                     self._linked.clear()
                 self._linked.add(key)
-                new.append(row)
-        if not events and not new:
-            return
-        with self._io(project, f"part-{partition:03d}") as db:
-            if events:
-                db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
-            if new:
-                db.executemany("INSERT OR IGNORE INTO identifiers VALUES (?, ?, ?)", new)
+                self._pending[project, stem, "identifiers"].append(row)
 
     def add_merge(self, project: str, partition: int, source: str, survivor: str,
                   day: str) -> None:
         """A merge decided in links ``partition`` on ``day``."""
-        with self._io(project, f"merges-{partition:03d}") as db:
-            db.execute("INSERT OR IGNORE INTO merges VALUES (?, ?, ?)", (source, survivor, day))
+        self._pending[project, f"merges-{partition:03d}", "merges"].append(
+            (source, survivor, day))
 
     def remove_days(self, project: str, partition: int, days: list[str]) -> int:
         """Forget the events, identifiers and merges of these receipt days of partition
         ``partition`` (their files are gone); how many events."""
+        self.commit()
         marks = ",".join("?" * len(days))
         removed = 0
         for stem, deletes in ((f"part-{partition:03d}", ("events", "identifiers")),
@@ -124,11 +126,17 @@ class TimelineIndex:
         return removed
 
     def commit(self) -> None:
-        """Make what was added durable (before the offsets it came from are committed)."""
-        for key in list(self._dirty):
+        """Write what was added, durably (before the offsets it came from are committed). A
+        failure leaves the rows pending: the next commit tries them again."""
+        touched = set()
+        for (project, stem, table), rows in list(self._pending.items()):
+            with self._io(project, stem) as db:
+                db.executemany(self.INSERTS[table], rows)
+            touched.add((project, stem))
+        for key in touched:
             with self._io(*key) as db:
                 db.commit()
-            self._dirty.discard(key)
+        self._pending.clear()
 
     def close(self) -> None:
         self.commit()
@@ -139,14 +147,12 @@ class TimelineIndex:
 
     @contextlib.contextmanager
     def _io(self, project: str, stem: str) -> Iterator[sqlite3.Connection]:
-        """The database, to be committed with the next ``commit``; its failures as
-        ``OSError``: like a day-log write that fails, the worker retries the envelope (its
-        entry is journaled), never dead-letters it."""
+        """The database, its failures as ``OSError``: like a day-log write that fails, the
+        worker retries (its entries are journaled), never dead-letters."""
         try:
             yield self._db(project, stem)
         except sqlite3.Error as exc:
             raise OSError(f"timeline index {project}/{stem}: {exc}") from exc
-        self._dirty.add((project, stem))
 
     def _db(self, project: str, stem: str) -> sqlite3.Connection:
         db = self._dbs.get((project, stem))
