@@ -76,6 +76,7 @@ class DayLogWriter:
         self._indexed: set[tuple[str, str, str]] = set()
         self._reached: dict[Path, tuple[int, int]] = {}  # file → its last (offset, index)
         self._unsynced: set[Path] = set()
+        self._merges: dict[Path, list[bytes]] = {}  # merges to append at the next sync
         self.timeline = TimelineIndex(root)
 
     def project_dir(self, project: str) -> Path:
@@ -124,13 +125,12 @@ class DayLogWriter:
         return sum(len(chunks) for chunks in by_file.values())
 
     def write_merge(self, merge: Merge, partition: int) -> None:
-        """Log a merge decided in links ``partition`` today: appended to the project's
-        ``merges-NNN.jsonl`` (for ``trackpipe query``) and to the timeline index."""
+        """Log a merge decided in links ``partition`` today, at the next ``sync``: appended
+        to the project's ``merges-NNN.jsonl`` (for ``trackpipe query``) and to the timeline
+        index. Nothing here can fail, so the identities stage never half-applies a link."""
         day = day_of(int(time.time() * 1000))
         path = self.project_dir(merge.project) / day / merges_name(partition)
-        f = self._file(path)
-        write_all(f, merge.to_json() + b"\n", f.seek(0, os.SEEK_END))
-        self._unsynced.add(path)
+        self._merges.setdefault(path, []).append(merge.to_json() + b"\n")
         self.timeline.add_merge(merge.project, partition, merge.source, merge.into, day)
 
     def _reached_in(self, path: Path) -> tuple[int, int]:
@@ -183,8 +183,10 @@ class DayLogWriter:
             return False
 
     def sync(self) -> None:
-        """fsync every file written since the last call and commit the timeline index
-        (before faust commits offsets)."""
+        """Append the merges gathered, fsync every file written since the last call and
+        commit the timeline index (before faust commits offsets). A merges file written before
+        a failure can take its lines again at the retry: readers take merges as a set."""
+        self._append_merges()
         for path in list(self._unsynced):
             f = self._files.get(path)
             if f is not None:
@@ -198,7 +200,15 @@ class DayLogWriter:
         self.close()
         self._reached.clear()
 
+    def _append_merges(self) -> None:
+        for path, lines in list(self._merges.items()):
+            f = self._file(path)
+            write_all(f, b"".join(lines), f.seek(0, os.SEEK_END))
+            self._unsynced.add(path)
+            del self._merges[path]
+
     def close(self) -> None:
+        self._append_merges()
         for f in self._files.values():
             f.close()
         self._files.clear()

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS merges (
 CREATE INDEX IF NOT EXISTS merges_by_survivor ON merges (survivor, source);
 """
 KNOWN_LINKS = 200_000  # identifier rows remembered as already in the index
+MAX_OPEN = 64  # databases a worker holds open (each is three descriptors: db, wal, shm)
+MAX_MERGE_CHAIN = 32  # merges followed from a profile; a longer chain would be a bug
 UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
 
 
@@ -66,7 +68,16 @@ MERGES = "merges-*.jsonl"
 
 def merges_name(partition: int) -> str:
     """The file of a day folder that holds the merges decided in links ``partition``."""
-    return f"merges-{partition:03d}.jsonl"
+    return f"{merges_stem(partition)}.jsonl"
+
+
+def part_stem(partition: int) -> str:
+    """The name (without suffix) of a raw partition's day-log file and index database."""
+    return f"part-{partition:03d}"
+
+
+def merges_stem(partition: int) -> str:
+    return f"merges-{partition:03d}"
 
 
 class TimelineIndex:
@@ -80,20 +91,20 @@ class TimelineIndex:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._dbs: dict[tuple[str, str], sqlite3.Connection] = {}  # (project, file stem)
+        self._dbs: OrderedDict[tuple[str, str], sqlite3.Connection] = OrderedDict()
         self._pending: dict[tuple[str, str, str], list[tuple[Any, ...]]] = defaultdict(list)
-        self._linked: set[tuple[str, str, str, str]] = set()
+        self._linked: set[tuple[str, int, str, str, str]] = set()
 
     def add(self, project: str, partition: int,
             events: list[tuple[str, int, str, int, int]],
             identifiers: Iterable[tuple[str, str, str]]) -> None:
         """``events``: (profile, event_ms, day, offset, idx); ``identifiers``:
         (identifier, profile, day). Written at ``commit``."""
-        stem = f"part-{partition:03d}"
+        stem = part_stem(partition)
         if events:
             self._pending[project, stem, "events"] += events
         for row in identifiers:
-            key = (project, *row)
+            key = (project, partition, *row)
             if key not in self._linked:
                 if len(self._linked) >= KNOWN_LINKS:
                     self._linked.clear()
@@ -103,7 +114,7 @@ class TimelineIndex:
     def add_merge(self, project: str, partition: int, source: str, survivor: str,
                   day: str) -> None:
         """A merge decided in links ``partition`` on ``day``."""
-        self._pending[project, f"merges-{partition:03d}", "merges"].append(
+        self._pending[project, merges_stem(partition), "merges"].append(
             (source, survivor, day))
 
     def remove_days(self, project: str, partition: int, days: list[str]) -> int:
@@ -112,8 +123,8 @@ class TimelineIndex:
         self.commit()
         marks = ",".join("?" * len(days))
         removed = 0
-        for stem, deletes in ((f"part-{partition:03d}", ("events", "identifiers")),
-                              (f"merges-{partition:03d}", ("merges",))):
+        for stem, deletes in ((part_stem(partition), ("events", "identifiers")),
+                              (merges_stem(partition), ("merges",))):
             if not days or not (self.root / project / FOLDER / f"{stem}.sqlite").exists():
                 continue
             with self._io(project, stem) as db:
@@ -126,17 +137,23 @@ class TimelineIndex:
         return removed
 
     def commit(self) -> None:
-        """Write what was added, durably (before the offsets it came from are committed). A
-        failure leaves the rows pending: the next commit tries them again."""
-        touched = set()
-        for (project, stem, table), rows in list(self._pending.items()):
+        """Write what was added, durably (before the offsets it came from are committed),
+        one transaction per database. A failure rolls back what was not committed and leaves
+        the rows pending: the next commit tries them again (inserts are idempotent)."""
+        by_db: dict[tuple[str, str], list[tuple[str, list[tuple[Any, ...]]]]] = defaultdict(list)
+        for (project, stem, table), rows in self._pending.items():
+            by_db[project, stem].append((table, rows))
+        for (project, stem), tables in by_db.items():
             with self._io(project, stem) as db:
-                db.executemany(self.INSERTS[table], rows)
-            touched.add((project, stem))
-        for key in touched:
-            with self._io(*key) as db:
-                db.commit()
-        self._pending.clear()
+                try:
+                    for table, rows in tables:
+                        db.executemany(self.INSERTS[table], rows)
+                    db.commit()
+                except sqlite3.Error:
+                    db.rollback()
+                    raise
+            for table, _ in tables:
+                del self._pending[project, stem, table]
 
     def close(self) -> None:
         self.commit()
@@ -156,7 +173,11 @@ class TimelineIndex:
 
     def _db(self, project: str, stem: str) -> sqlite3.Connection:
         db = self._dbs.get((project, stem))
-        if db is None:
+        if db is not None:
+            self._dbs.move_to_end((project, stem))
+        else:
+            if len(self._dbs) >= MAX_OPEN:  # between transactions: nothing uncommitted
+                self._dbs.popitem(last=False)[1].close()
             path = self.root / project / FOLDER / f"{stem}.sqlite"
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, isolation_level="DEFERRED", timeout=30,
@@ -171,15 +192,12 @@ class TimelineIndex:
 
 # -- the reading side --------------------------------------------------------------------------
 
-MAX_ROUNDS = 32  # merges followed from a profile; a longer chain would be a bug
-
-
 def family(start: set[str], merged_with: Callable[[set[str]], set[str]]) -> set[str]:
     """Every profile joined to ``start`` by merges, in either direction (a person's profiles
     before and after each merge); ``merged_with`` answers the profiles one merge away from
     a set of them. Pure."""
     found, frontier = set(start), set(start)
-    for _ in range(MAX_ROUNDS):
+    for _ in range(MAX_MERGE_CHAIN):
         frontier = merged_with(frontier) - found
         if not frontier:
             break
@@ -257,7 +275,7 @@ class Timeline:
             by_file[event.day, event.partition].append(event)
         lines: dict[Located, dict[str, Any]] = {}
         for (day, partition), events in by_file.items():
-            path = self.folder / day / f"part-{partition:03d}.jsonl"
+            path = self.folder / day / f"{part_stem(partition)}.jsonl"
             try:
                 f = open(path, "rb")  # noqa: SIM115 - closed below
             except FileNotFoundError:
@@ -276,7 +294,8 @@ class Timeline:
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                         check_same_thread=False)
     db.execute("PRAGMA query_only=ON")
     return db
 

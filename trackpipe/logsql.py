@@ -10,9 +10,11 @@ them in place, in parallel, only the members a query names. Views, all times UTC
 - ``visits``: one row per visit, from its lines (start, end, actions, its ``cs_`` properties);
 - ``merges``: which profile was folded into which, when and by which identifier.
 
-A query is one ``SELECT`` (or ``EXPLAIN``). It can read this project's folder and nothing else
-(DuckDB's file access is limited to it and its configuration locked before the query runs),
-and it cannot write: a shared machine's other files and projects stay out of reach of a query.
+A query is one ``SELECT``, and nothing else is run (not even ``EXPLAIN ANALYZE``, which runs
+what it explains): it cannot write. It can read this project's folder and nothing else
+(DuckDB's file access is limited to it, without a temporary folder, and its configuration is
+locked before the query runs): a shared machine's other files and projects stay out of its
+reach. Merges are read as a set: one logged twice (a retried write) counts once.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, TextIO
 import duckdb
 
 from processors.retention import DAY
-from processors.timeline import MERGES
+from processors.timeline import MAX_MERGE_CHAIN, MERGES
 
 LINE_COLUMNS = {
     "id": "VARCHAR", "type": "VARCHAR", "event": "VARCHAR", "profile": "VARCHAR",
@@ -42,15 +44,14 @@ LINE_COLUMNS = {
 MERGE_COLUMNS = {"source": "VARCHAR", "into": "VARCHAR", "identifier": "VARCHAR",
                  "visitor_key": "VARCHAR", "at_ms": "BIGINT"}
 # Each merged profile → the profile its chain of merges ends in (a cycle, which would be a
-# bug, stops at MAX_CHAIN), computed once per query.
-MAX_CHAIN = 32
+# bug, stops at MAX_MERGE_CHAIN), computed once per query.
 SURVIVORS = f"""
 CREATE TABLE survivors AS
     WITH RECURSIVE chain(profile, person, depth) AS (
-        SELECT source, "into", 1 FROM merges
-        UNION ALL
+        SELECT DISTINCT source, "into", 1 FROM merges
+        UNION
         SELECT c.profile, m."into", c.depth + 1 FROM chain c JOIN merges m ON m.source = c.person
-        WHERE c.depth < {MAX_CHAIN})
+        WHERE c.depth < {MAX_MERGE_CHAIN})
     SELECT profile, arg_max(person, depth) AS person FROM chain GROUP BY profile;
 """
 VIEWS = """
@@ -91,18 +92,23 @@ def day_files(folder: Path, pattern: str, first: str | None, last: str | None) -
 def connect(folder: Path, first: str | None = None, last: str | None = None
             ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the project's views over the days in [first, last]."""
-    con = duckdb.connect(config={"threads": 2})
-    lines = day_files(folder, "part-*.jsonl", first, last)
-    con.execute(f"CREATE VIEW lines AS {_reader(lines, LINE_COLUMNS)}")
-    merges = day_files(folder, MERGES, None, last)  # earlier merges still join profiles
-    con.execute(f"CREATE VIEW merges AS SELECT source, \"into\", identifier, visitor_key, "
-                f"epoch_ms(at_ms) AS merge_time FROM ({_reader(merges, MERGE_COLUMNS)})")
-    con.execute(SURVIVORS)
-    con.execute(VIEWS)
-    # From here on, the query's own reach: this folder, read only.
-    con.execute(f"SET allowed_directories = [{_literal(str(folder.resolve()) + '/')}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    try:
+        con = duckdb.connect(config={"threads": 2})
+        con.execute("SET temp_directory = ''")  # else DuckDB allows its temporary folder too
+        lines = day_files(folder, "part-*.jsonl", first, last)
+        con.execute(f"CREATE VIEW lines AS {_reader(lines, LINE_COLUMNS)}")
+        merges = day_files(folder, MERGES, None, last)  # earlier merges still join profiles
+        con.execute(f"CREATE VIEW merges AS SELECT DISTINCT source, \"into\", identifier, "
+                    f"visitor_key, epoch_ms(at_ms) AS merge_time "
+                    f"FROM ({_reader(merges, MERGE_COLUMNS)})")
+        con.execute(SURVIVORS)
+        con.execute(VIEWS)
+        # From here on, the query's own reach: this folder, read only.
+        con.execute(f"SET allowed_directories = [{_literal(str(folder.resolve()) + '/')}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except (duckdb.Error, OSError) as exc:  # e.g. a day removed by retention meanwhile
+        raise QueryError(f"cannot read the day logs: {_first_line(exc)}") from None
     return con
 
 
@@ -114,7 +120,7 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple
         raise QueryError(_first_line(exc)) from None
     if len(statements) != 1:
         raise QueryError("give one SQL statement")
-    if statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+    if statements[0].type != duckdb.StatementType.SELECT:
         raise QueryError("only SELECT queries are run (the day logs are read, never changed)")
     try:
         cursor = con.execute(sql)

@@ -30,7 +30,9 @@ def test_every_group_of_the_cli_is_there():
 @pytest.mark.parametrize("path, parser", ALL, ids=[" ".join(p) for p, _ in ALL])
 def test_every_command_has_a_summary_an_example_and_help_on_every_option(path, parser):
     assert parser.description and "\n" not in parser.description
-    assert parser.epilog.startswith("example:\n  trackpipe ") or "TRACKPIPE_" in parser.epilog
+    example = parser.epilog.split("\n")[1].split()
+    assert parser.epilog.startswith("example:\n  ") and "trackpipe" in example[:2], example
+    assert example[example.index("trackpipe") + 1] == path[0]  # an example of this command
     for action in parser._actions:
         if not isinstance(action, argparse._HelpAction):
             assert action.help, f"{' '.join(path)}: {action.dest} has no help text"

@@ -94,13 +94,29 @@ def test_a_project_without_logs_has_empty_views(tmp_path):
     ("COPY actions TO 'out.csv'", "only SELECT"),
     ("CREATE TABLE t (a INT)", "only SELECT"),
     ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
-    ("SELECT * FROM read_json('../other/2023-11-14/part-000.jsonl')", "disabled"),
+    ("SELECT * FROM read_json('{folder}/../other/2023-11-14/part-000.jsonl')", "disabled"),
+    ("SELECT * FROM read_json('{folder}/../../etc/passwd')", "disabled"),
+    ("EXPLAIN ANALYZE COPY (SELECT 'x') TO '{folder}/2023-11-14/part-000.jsonl'", "only SELECT"),
+    ("EXPLAIN SELECT 1", "only SELECT"),
     ("SET enable_external_access = true", "only SELECT"),
 ])
 def test_what_a_query_may_not_do_is_a_one_line_error(folder, sql, says):
+    other = folder.parent / "other" / "2023-11-14"
+    other.mkdir(parents=True)
+    (other / "part-000.jsonl").write_text('{"id": "theirs"}\n')
+    before = {p: p.read_bytes() for p in folder.rglob("*.jsonl")}
     with pytest.raises(logsql.QueryError) as refused:
-        query(folder, sql)
+        query(folder, sql.format(folder=folder))
     assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert {p: p.read_bytes() for p in folder.rglob("*.jsonl")} == before
+
+
+def test_a_merge_logged_twice_counts_once(folder):
+    writer = DayLogWriter(folder.parent)
+    writer.write_merge(Merge("c", "a", "id:u", "p", "cookie:c", DAY2), 3)  # a retried write
+    writer.close()
+    assert query(folder, "SELECT count(*) FROM merges") == [(2,)]
+    assert query(folder, "SELECT count(*) FROM actions WHERE person = 'a'") == [(4,)]
 
 
 def test_formats():

@@ -3,6 +3,9 @@ partitions and merges, the binary search of a day file, what a timeline hides, r
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +97,26 @@ def test_writing_an_envelope_again_indexes_nothing_twice(writer, tmp_path):
     again.close()
 
 
+def test_a_crash_before_the_index_commit_is_made_good_by_the_journal(tmp_path):
+    """The lines are in the file, their index rows were not committed (kill -9): applying
+    the journal's entry again, as the next owner does, adds exactly those rows."""
+    envelope = [line(0, 1, i, DAY1 + i, "pa", ["cookie:c1"], f"e{i}") for i in range(3)]
+    subprocess.run([sys.executable, "-c", (
+        "import os, sys, pathlib; from processors.daylog import DayLogWriter;"
+        "from tests.unit.test_timeline import DAY1, line;"
+        "DayLogWriter(pathlib.Path(sys.argv[1])).write(0, 1, [line(0, 1, i, DAY1 + i, 'pa', "
+        "['cookie:c1'], "
+        "f'e{i}') for i in range(3)]); os._exit(0)"), tmp_path],
+        check=True, cwd=Path(__file__).parents[2])  # written, then the process is gone
+    assert (tmp_path / "p" / day_of(DAY1) / "part-000.jsonl").read_text().count("\n") == 3
+    assert lookup(tmp_path, "cookie:c1") == []  # nothing of it in the index
+    again = DayLogWriter(tmp_path)
+    assert again.write(0, 1, envelope) == 0  # the file holds every line already
+    again.sync()
+    assert lookup(tmp_path, "cookie:c1") == ["e0", "e1", "e2"]
+    again.close()
+
+
 def test_future_events_show_once_their_time_has_come(writer, tmp_path):
     writer.write(0, 1, [line(0, 1, 0, DAY1, "pa", ["cookie:c1"], "now"),
                         line(0, 1, 1, DAY1, "pa", ["cookie:c1"], "later",
@@ -135,3 +158,9 @@ def test_the_binary_search_finds_every_line_and_only_those():
     assert find_line(f, 0, len(data), (4, 0))[1] is None  # offset 4 is not in the file
     assert find_line(f, 0, len(data), (10**9, 0))[1] is None
     assert find_line(io.BytesIO(b""), 0, 0, (1, 0)) == (0, None)
+    lo = 0  # as a timeline reads a file: each search starts after the line found before
+    for expected in lines[::3]:
+        start, found = find_line(f, lo, len(data), source_of(expected))
+        assert found == expected
+        lo = start + len(found)
+    assert find_line(f, lo, len(data), source_of(lines[0]))[1] is None  # behind: not looked at

@@ -54,6 +54,11 @@ def day(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-27") from None
 
 
+def check_range(first: str | None, last: str | None) -> None:
+    if first and last and last < first:
+        raise CliError(f"--to {last} is before --from {first}")
+
+
 def days(first: str, last: str) -> list[str]:
     """Every day from ``first`` to ``last`` (at most ten years of them)."""
     start = datetime.fromisoformat(first)

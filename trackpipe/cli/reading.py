@@ -1,22 +1,24 @@
 """The read side: ``logs`` (a project's day logs), ``profile`` (a person's merged profile, from
 a worker), ``timeline`` (a person's actions, from the timeline index) and ``query`` (SQL over
-the day logs, with DuckDB). All but ``profile`` read the data folder only, never Kafka's
-topics: they work while the pipeline runs, and on a copy of the folder."""
+the day logs, with DuckDB). ``logs``, ``timeline`` and ``query`` read the data folder, never
+the topics (``timeline`` asks the registry only for the project's retention): they work while
+the pipeline runs, and ``logs`` and ``query`` on a copy of the folder."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from processors.daylog import DAY_MS, follow_lines, read_lines
+from processors.timeline import MAX_MERGE_CHAIN, Timeline, shown_range
 from schemas.identifiers import identifiers_of
 from schemas.project import check_name
-from trackpipe.cli.common import CliError, command, day, days, lookup, project
+from trackpipe.cli.common import CliError, check_range, command, day, days, lookup, project
 from trackpipe.settings import Settings
-
-DAY_MS = 86_400_000
 
 
 def register(roles: Any) -> None:
@@ -89,16 +91,13 @@ def identifier_of(args: argparse.Namespace) -> str:
 
 
 def print_logs(settings: Settings, args: argparse.Namespace) -> None:
-    from processors.daylog import follow_lines, read_lines
-
     check_name(args.project)
     if args.date and (args.first or args.last):
         raise CliError("give --date or --from/--to, not both")
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     first = args.date or args.first or args.last or today
     last = args.date or args.last or first
-    if last < first:
-        raise CliError(f"--to {last} is before --from {first}")
+    check_range(first, last)
     wanted = days(first, last)
     root = settings.data_dir / "logs"
     event_days = set(wanted) if args.by == "event" else None
@@ -118,7 +117,7 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
     else:
         entry = lookup(settings, args.web_port, "identity", f"{name}\n{identifier}")
         profile_id = entry["profile"] if entry else None
-    for _ in range(32):  # a chain of merges is short; a cycle would be a bug, not a hang
+    for _ in range(MAX_MERGE_CHAIN):  # a chain of merges is short; a cycle would be a bug
         if profile_id is None:
             raise CliError("no profile for that identifier (yet)")
         profile = lookup(settings, args.web_port, "profile", f"{name}\n{profile_id}")
@@ -134,24 +133,26 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
-    from processors.timeline import Timeline, shown_range
-
     if args.limit < 1:
         raise CliError("--limit must be at least 1")
-    if args.first and args.last and args.last < args.first:
-        raise CliError(f"--to {args.last} is before --from {args.first}")
+    check_range(args.first, args.last)
     record = project(settings, args.project)  # its retention says what is shown
     identifier = identifier_of(args)
     first, last = shown_range(
         int(time.time() * 1000), record.retention_days,
         _day_ms(args.first) if args.first else None,
         _day_ms(args.last) + DAY_MS - 1 if args.last else None)
-    timeline = Timeline(settings.data_dir / "logs" / record.name)
+    try:
+        timeline = Timeline(settings.data_dir / "logs" / record.name)
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot open the timeline index of {record.name}: {exc}") from None
     try:
         profiles = timeline.profiles(identifier)
         if not profiles:
             raise CliError(f"{identifier} is in no day log of {record.name} (yet)")
         events = list(timeline.read(timeline.locate(profiles, first, last, args.limit)))
+    except sqlite3.Error as exc:
+        raise CliError(f"cannot read the timeline index of {record.name}: {exc}") from None
     finally:
         timeline.close()
     if args.json:
@@ -188,8 +189,7 @@ def run_query(settings: Settings, args: argparse.Namespace) -> None:
     folder = settings.data_dir / "logs" / name
     if not folder.is_dir():
         raise CliError(f"{name} has no day logs in {settings.data_dir / 'logs'}")
-    if args.first and args.last and args.last < args.first:
-        raise CliError(f"--to {args.last} is before --from {args.first}")
+    check_range(args.first, args.last)
     try:
         con = logsql.connect(folder, args.first, args.last)
         columns, rows = logsql.run(con, args.sql)
