@@ -19,13 +19,8 @@ reach. Merges are read as a set: one logged twice (a retried write) counts once.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import duckdb
 
@@ -73,7 +68,6 @@ CREATE VIEW visits AS
     FROM lines l LEFT JOIN survivors s USING (profile)
     WHERE l.visit IS NOT NULL GROUP BY l.visit;
 """
-MAX_WIDTH = 60  # a table's widest column; longer values are cut with …
 
 
 class QueryError(Exception):
@@ -129,34 +123,6 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple
         raise QueryError(_first_line(exc)) from None
 
 
-def write(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
-          out: TextIO = sys.stdout, noun: str = "row") -> None:
-    if fmt == "json":
-        for row in rows:
-            out.write(json.dumps(dict(zip(columns, row, strict=True)), default=_plain,
-                                 ensure_ascii=False) + "\n")
-    elif fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
-    else:
-        cells = [[_cell(v) for v in row] for row in rows]
-        widths = [min(MAX_WIDTH, max([len(c)] + [len(r[i]) for r in cells]))
-                  for i, c in enumerate(columns)]
-        numeric = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None
-                                      for r in rows) for i in range(len(columns))]
-
-        def aligned(texts: Sequence[str]) -> str:
-            return "  ".join(t.rjust(w) if right else _clip(t, w).ljust(w)
-                             for t, w, right in zip(texts, widths, numeric, strict=True)
-                             ).rstrip() + "\n"
-
-        out.write(aligned(columns))
-        out.write("  ".join("-" * w for w in widths) + "\n")
-        out.writelines(aligned(row) for row in cells)
-        out.write(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})\n")
-
-
 def _reader(files: list[Path], columns: dict[str, str]) -> str:
     names = ", ".join(f'"{name}"' for name in columns)
     if not files:  # no day yet: the same columns, no rows
@@ -174,21 +140,3 @@ def _literal(text: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
-    return str(value)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"

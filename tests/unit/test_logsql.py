@@ -1,7 +1,6 @@
 """SQL over day logs written by the day-log writer: the views, attribution to the surviving
 profile, visits, what a query may not do, and the output formats."""
 
-import io
 import json
 
 import pytest
@@ -117,20 +116,3 @@ def test_a_merge_logged_twice_counts_once(folder):
     writer.close()
     assert query(folder, "SELECT count(*) FROM merges") == [(2,)]
     assert query(folder, "SELECT count(*) FROM actions WHERE person = 'a'") == [(4,)]
-
-
-def test_formats():
-    columns, rows = ["day", "n", "note"], [("2023-11-14", 3, None), ("2023-11-15", 12, "a,b")]
-    out = io.StringIO()
-    logsql.write(columns, rows, "csv", out)
-    assert out.getvalue() == "day,n,note\n2023-11-14,3,\n2023-11-15,12,\"a,b\"\n"
-    out = io.StringIO()
-    logsql.write(columns, rows, "json", out)
-    assert [json.loads(x) for x in out.getvalue().splitlines()] == [
-        {"day": "2023-11-14", "n": 3, "note": None}, {"day": "2023-11-15", "n": 12,
-                                                       "note": "a,b"}]
-    out = io.StringIO()
-    logsql.write(columns, rows, "table", out)
-    assert out.getvalue().splitlines() == [
-        "day          n  note", "----------  --  ----", "2023-11-14   3",
-        "2023-11-15  12  a,b", "(2 rows)"]

@@ -17,6 +17,7 @@ from processors.daylog import DAY_MS, follow_lines, read_lines
 from processors.timeline import MAX_MERGE_CHAIN, Timeline, shown_range
 from schemas.identifiers import identifiers_of
 from schemas.project import check_name
+from trackpipe.cli import output
 from trackpipe.cli.common import CliError, check_range, command, day, days, lookup, project
 from trackpipe.settings import Settings
 
@@ -159,9 +160,7 @@ def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
         for event in events:
             print(json.dumps(event, ensure_ascii=False))
         return
-    from trackpipe.logsql import write
-
-    write(["event time (UTC)", "event", "type", "visit", "received", "device",
+    output.write(["event time (UTC)", "event", "type", "visit", "received", "device",
            "properties"], [_row(e) for e in events], "table", noun="event")
 
 
@@ -195,4 +194,4 @@ def run_query(settings: Settings, args: argparse.Namespace) -> None:
         columns, rows = logsql.run(con, args.sql)
     except logsql.QueryError as exc:
         raise CliError(f"query: {exc}") from None
-    logsql.write(columns, rows, args.format)
+    output.write(columns, rows, args.format)
