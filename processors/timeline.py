@@ -232,13 +232,25 @@ class Timeline:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._dbs = [(int(p.stem.split("-")[1]), _open_read_only(p))
-                     for p in sorted((folder / FOLDER).glob("part-*.sqlite"))]
-        self._merges = [_open_read_only(p)
-                        for p in sorted((folder / FOLDER).glob("merges-*.sqlite"))]
+        self._open: list[sqlite3.Connection] = []
+        self._dbs = [(int(path.stem.split("-")[1]), db)
+                     for path, db in self._databases("part-*.sqlite", "events")]
+        self._merges = [db for _, db in self._databases("merges-*.sqlite", "merges")]
+
+    def _databases(self, pattern: str, table: str) -> list[tuple[Path, sqlite3.Connection]]:
+        """The databases that hold ``table`` (one a worker is creating this very moment may
+        not have it yet: it has no rows either)."""
+        found = []
+        for path in sorted((self.folder / FOLDER).glob(pattern)):
+            db = _open_read_only(path)
+            self._open.append(db)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (table,)).fetchone():
+                found.append((path, db))
+        return found
 
     def close(self) -> None:
-        for db in [db for _, db in self._dbs] + self._merges:
+        for db in self._open:
             db.close()
 
     def profiles(self, identifier: str) -> set[str]:

@@ -3,6 +3,7 @@ partitions and merges, the binary search of a day file, what a timeline hides, r
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,15 @@ def test_a_crash_before_the_index_commit_is_made_good_by_the_journal(tmp_path):
     again.sync()
     assert lookup(tmp_path, "cookie:c1") == ["e0", "e1", "e2"]
     again.close()
+
+
+def test_a_database_being_created_is_read_as_empty(writer, tmp_path):
+    writer.write(0, 1, [line(0, 1, 0, DAY1, "pa", ["cookie:c1"], "logged")])
+    writer.sync()
+    # a worker that has just created its partition's file, not yet its tables
+    sqlite3.connect(tmp_path / "p" / "_timeline" / "part-007.sqlite").close()
+    sqlite3.connect(tmp_path / "p" / "_timeline" / "merges-007.sqlite").close()
+    assert lookup(tmp_path, "cookie:c1") == ["logged"]
 
 
 def test_future_events_show_once_their_time_has_come(writer, tmp_path):
