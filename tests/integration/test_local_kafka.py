@@ -21,11 +21,24 @@ def test_a_taken_port_is_a_clear_error_and_starts_nothing(tmp_path):
     assert kafka.status() == [(1, None)]
 
 
-def test_a_taken_port_of_a_later_node_starts_no_node_at_all(tmp_path):
-    port = free_port_block()
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", port + 101))  # node 2's controller port
+def squat(attempts: int = 20) -> tuple[int, socket.socket]:
+    """A free port block whose node 2 controller port (base + 101) this socket now holds
+    (free_port_block checks only node 1's ports: another process may hold base + 101)."""
+    for _ in range(attempts):
+        port, squatter = free_port_block(), socket.socket()
+        try:
+            squatter.bind(("127.0.0.1", port + 101))
+        except OSError:
+            squatter.close()
+            continue
         squatter.listen()
+        return port, squatter
+    raise AssertionError("no port block to squat on")
+
+
+def test_a_taken_port_of_a_later_node_starts_no_node_at_all(tmp_path):
+    port, squatter = squat()
+    with squatter:
         kafka = LocalKafka(tmp_path, port=port, nodes=3)
         with pytest.raises(LauncherError, match=r"port \d+ is taken"):  # (ours, or another's)
             kafka.start()
