@@ -100,9 +100,10 @@ class DayLogWriter:
         last: dict[Path, int] = {}
         events: dict[str, list[tuple[str, int, str, int, int]]] = {}
         identifiers: dict[str, list[tuple[str, str, str]]] = {}
-        for project, day, index, data, event_day, *indexed in lines:
-            if indexed:  # into the index even when the file holds the line: idempotent
-                profile, event_ms, kind, names = indexed[0]
+        for line in lines:
+            project, day, index, data, event_day = line[:5]
+            if len(line) > 5:  # into the index even when the file holds the line: idempotent
+                profile, event_ms, kind, names = line[5]
                 if kind not in UNSHOWN:
                     events.setdefault(project, []).append(
                         (profile, event_ms, day, offset, index))

@@ -47,6 +47,11 @@ class Identifiers:
             return "email:" + self.email
         return ""
 
+    def names(self) -> list[str]:
+        """Every identifier as ``kind:value``, the highest first (id, email, cookie)."""
+        return [f"{kind}:{value}" for kind, value in
+                (("id", self.id), ("email", self.email), ("cookie", self.cookie)) if value]
+
 
 def identifiers_of(params: Mapping[str, object]) -> Identifiers:
     """The identifiers in a request's parameters (prefixed names beat legacy ones)."""

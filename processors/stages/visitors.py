@@ -292,12 +292,9 @@ class VisitorsStage:
             recent = remember_action(recent, idptnc, raw.id)
 
         # Nothing below can fail: the record's decisions join the batch together.
-        names = {visitor_key}  # what a timeline can be asked by (processors.timeline)
-        for kind, value in (("id:", ids.id), ("email:", ids.email), ("cookie:", ids.cookie)):
-            if value:
-                names.add(kind + value)
+        names = {visitor_key, *ids.names()}  # what a timeline can be asked by
         batch.entry.lines.append((raw.project, day, index, line, day_of(when.ms),
-                                  (decision.profile, when.ms, raw.endpoint, sorted(names))))
+                                  (decision.profile, when.ms, raw.endpoint, list(names))))
         if raw.endpoint in ("ce", "update"):
             batch.message(self.topics.actions, key, action)
         for visit_record in records:

@@ -39,3 +39,10 @@ def test_identifiers_of(params, expected):
 ], ids=["cookie-first", "then-id", "then-email", "none"])
 def test_visitor_key_prefers_the_device_cookie(ids, key):
     assert ids.visitor_key == key
+
+
+def test_names_are_every_identifier_highest_first():
+    assert identifiers_of({"cookie": "c1", "cv_email": "A@x", "id": "u"}).names() == [
+        "id:u", "email:a@x", "cookie:c1"]
+    assert identifiers_of({"cookie": "c1"}).names() == ["cookie:c1"]
+    assert identifiers_of({"id": "anonymous"}).names() == []

@@ -84,11 +84,11 @@ def who(parser: argparse.ArgumentParser) -> None:
 
 def identifier_of(args: argparse.Namespace) -> str:
     """``id:…``, ``email:…`` or ``cookie:…``, cleaned as the processors clean them."""
-    ids = identifiers_of({"cv_id": args.id, "cv_email": args.email, "cookie": args.cookie})
-    for kind, value in (("id", ids.id), ("email", ids.email), ("cookie", ids.cookie)):
-        if value:
-            return f"{kind}:{value}"
-    raise CliError("that identifier means nobody (empty, 'anonymous', 'null', ...)")
+    names = identifiers_of({"cv_id": args.id, "cv_email": args.email,
+                            "cookie": args.cookie}).names()
+    if not names:
+        raise CliError("that identifier means nobody (empty, 'anonymous', 'null', ...)")
+    return names[0]
 
 
 def print_logs(settings: Settings, args: argparse.Namespace) -> None:
