@@ -154,7 +154,7 @@ async def own_rate(settings: Settings, messages: list[tuple[int, bytes]], n: int
         if time.perf_counter() - flushed > FLUSH_INTERVAL_S:
             await stages.outbound.flush()
             flushed = time.perf_counter()
-    await stages.outbound.flush(state=True)
+    await stages.commit()
     rate = n / (time.perf_counter() - started)
     stages.close()
     return rate, counting.messages / n

@@ -22,6 +22,8 @@ class WorkerMetrics:
         self.duplicates = 0
         self.replayed = 0
         self.profiles_trimmed = 0
+        self.profiles_cycles = 0
+        self.gaps = 0
         self.retention_removed = 0
         self.visits_closed = 0
         self.open_visits: dict[int, int] = {}    # raw partition → open visits
@@ -51,6 +53,10 @@ class WorkerMetrics:
              "Day-log files removed because their project's retention had passed."),
             ("profiles_trimmed_total", "counter", self.profiles_trimmed,
              "Profiles cut down to their bounds (identifiers, properties, bytes)."),
+            ("profile_cycles_total", "counter", self.profiles_cycles,
+             "Profile changes dropped because merges formed a cycle (never expected)."),
+            ("skipped_offsets_total", "counter", self.gaps,
+             "Offsets the consumer skipped and the worker fetched itself (faust #216)."),
             ("replayed_envelopes_total", "counter", self.replayed,
              "Raw envelopes read again after a crash or rebalance, applied from the journal."),
             ("visits_closed_total", "counter", self.visits_closed,

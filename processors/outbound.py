@@ -5,8 +5,8 @@
   their key (``schemas.partitioning``).
 - **Internal records** (``links``, ``rebinds``, ``profile-updates``, ``quota-counts``): items
   of envelopes (``schemas.envelope``), one message per destination partition per flush.
-- **Table changes** (``processors.state``): one changelog message per dirty key, written only
-  by ``flush(state=True)``, which the worker runs right before faust commits offsets.
+- **Table changes** (``processors.state``): one changelog message per dirty key, sent by
+  ``send_changes`` when the worker commits (``processors.checkpoint``), after every output.
 
 Messages of one partition are sent in the order they were given (one flush at a time), and
 with aiokafka's batch API, which costs about a third of a ``send`` per message. A message the
@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
-from processors.state import TableState
+from processors.state import Change
 from schemas import envelope, topics
 from schemas.deadletter import DeadLetter
 from schemas.partitioning import partition_for
@@ -56,7 +56,6 @@ class Outbound:
         self.transport = transport
         self.partitions = partitions  # topic → partition count
         self.deadletter = deadletter
-        self.tables: list[TableState] = []
         self._messages: dict[tuple[str, int], list[Message]] = {}
         self._records: dict[tuple[str, int], list[bytes]] = {}
         self._lock = asyncio.Lock()
@@ -88,21 +87,28 @@ class Outbound:
     def pending(self) -> bool:
         return bool(self._messages or self._records)
 
-    async def flush(self, state: bool = False) -> None:
-        """Send what was gathered, and with ``state`` every table's changes too."""
+    async def flush(self) -> None:
+        """Send what was gathered."""
         async with self._lock:
             batches, self._messages = self._messages, {}
             for (topic, partition), items in self._records.items():
                 for packed in _envelopes(items):
                     self._add(batches, topic, partition, packed)
             self._records = {}
-            if state:
-                for table in self.tables:
-                    for changelog, key, value, partition in table.changes():
-                        batches.setdefault((changelog, partition), []).append((key, value))
-            for (topic, partition), messages in batches.items():
-                await self._send(topic, partition, messages)
-                self.sent += len(messages)
+            await self._send_all(batches)
+
+    async def send_changes(self, changes: Sequence[Change]) -> None:
+        """Send tables' changelog messages (``TableState.changes``), a partition's in order."""
+        batches: dict[tuple[str, int], list[Message]] = {}
+        for changelog, key, value, partition in changes:
+            batches.setdefault((changelog, partition), []).append((key, value))
+        async with self._lock:
+            await self._send_all(batches)
+
+    async def _send_all(self, batches: dict[tuple[str, int], list[Message]]) -> None:
+        for (topic, partition), messages in batches.items():
+            await self._send(topic, partition, messages)
+            self.sent += len(messages)
 
     async def _send(self, topic: str, partition: int, messages: list[Message]) -> None:
         """Hand one partition's messages to the transport, retrying while Kafka is away (the

@@ -6,7 +6,8 @@
 - identifiers (ids, emails, cookies) accumulate; first/last seen are event times; actions and
   visits are counts.
 - ``fold`` adds a merged profile into its survivor with the same rules; the survivor lists
-  what was merged into it, the merged one points at the survivor (``merged_into``).
+  what was merged into it, directly or through the profiles it merged (a fold of one of them
+  arriving late is then a replay), the merged one points at the survivor (``merged_into``).
 - A profile is bounded (``bounded``), because one person's data must not grow forever nor
   outgrow a Kafka message: the newest ``MAX_IDENTIFIERS`` ids, emails and cookies each, the
   ``MAX_PROPERTIES`` most recently set properties, the last ``MAX_MERGED_FROM`` merges, and at
@@ -97,8 +98,9 @@ def apply_update(profile: Profile, update: ProfileUpdate) -> Profile | None:
     }
 
 
-def fold(into: Profile, source: Profile) -> Profile | None:
-    """``into`` after ``source`` was merged into it; None if it was already (a replay)."""
+def fold(into: Profile, source: Profile, via: str = "") -> Profile | None:
+    """``into`` after ``source`` was merged into it (forwarded by the merged profiles
+    ``via``); None if it was already, directly or through a profile it merged (a replay)."""
     if source["profile"] in into["merged_from"]:
         return None
     properties = dict(into["properties"])
@@ -113,14 +115,16 @@ def fold(into: Profile, source: Profile) -> Profile | None:
               "last_seen_ms": max(last) if last else None,
               "actions": into["actions"] + source["actions"],
               "visits": into["visits"] + source["visits"],
-              "merged_from": _union(into["merged_from"], [source["profile"]])}
+              "merged_from": _union(into["merged_from"],
+                                    [*source["merged_from"], source["profile"]])}
     for kind in ("ids", "emails", "cookies"):
         merged[kind] = _union(merged[kind], source[kind])
     # What the source applied is in the fold; replayed at the source after the merge, it
-    # comes here forwarded (its path extended by the source) and must be seen as applied.
+    # comes here forwarded (its path extended by the source and by whatever forwarded the
+    # fold) and must be seen as applied.
     applied = dict(into.get("applied") or {})
     for path, offset in (source.get("applied") or {}).items():
-        forwarded = f"{path}>{source['profile']}"
+        forwarded = f"{path}>{source['profile']}{via}"
         applied[forwarded] = max(offset, applied.get(forwarded, -1))
     merged["applied"] = applied
     return merged

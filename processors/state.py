@@ -1,13 +1,13 @@
-"""A table as the stages use it: values decoded on read, changes written back once a flush.
+"""A table as the stages use it: values decoded on read, changes written back once a commit.
 
 The stages keep their state in faust tables (faust recovers them from their changelogs after
 a restart or a rebalance, and routes lookups to the worker that owns a key). They do not write
 through faust's ``table[key] = value``, which sends a changelog message for every write (about
 0.2 ms each here): a write goes to this object's dirty map, and ``changes`` hands out one
-changelog message per dirty key, encoded once, when the worker flushes before faust commits
-offsets (``processors.outbound``). The message goes to the partition of the record that made
-the write, as faust's own write would, and its value is what faust reads back when it
-recovers the table.
+changelog message per dirty key, encoded once, when the worker commits
+(``processors.checkpoint``: outputs, then changelogs, then the store). The message goes to
+the partition of the record that made the write, as faust's own write would, and its value
+is what faust reads back when it recovers the table.
 
 The store holds encoded values (bytes): a million visitors cost what their bytes cost, not
 what a million nested dicts would, and recovery from the changelog decodes nothing. A store is
@@ -61,6 +61,11 @@ class MappingStore:
 
 
 class TableState:
+    """A table's values in three layers, read newest first: ``_dirty`` (written since the
+    last commit began), ``_committing`` (handed out by ``changes`` and on their way to the
+    changelog) and the store (what a restarted worker finds). A value reaches the store only
+    with ``persist``, once its changelog message is delivered (``processors.checkpoint``)."""
+
     def __init__(self, changelog: str, store: Store | MutableMapping[bytes, Any],
                  encode: Callable[[Any], bytes], decode: Callable[[bytes], Any]) -> None:
         self.changelog = changelog
@@ -69,47 +74,57 @@ class TableState:
         self._decode = decode
         # key → (value or _DELETED, partition, its encoding if known)
         self._dirty: dict[bytes, tuple[Any, int, bytes | None]] = {}
+        # key → (value or _DELETED, partition, its encoding or None for a deletion)
+        self._committing: dict[bytes, tuple[Any, int, bytes | None]] = {}
 
     def get(self, key: bytes) -> Any | None:
-        dirty = self._dirty.get(key)
-        if dirty is not None:
-            return None if dirty[0] is _DELETED else dirty[0]
+        found = self._dirty.get(key) or self._committing.get(key)
+        if found is not None:
+            return None if found[0] is _DELETED else found[0]
         data = self.store.get(key)
         return None if data is None else self._decode(data)
 
     def put(self, key: bytes, value: Any, partition: int, encoded: bytes | None = None
             ) -> None:
         """Set ``key``; the value must not be changed in place afterwards (it is encoded at
-        the next flush, unless ``encoded`` already holds its encoding)."""
+        the next commit, unless ``encoded`` already holds its encoding)."""
         self._dirty[key] = (value, partition, encoded)
 
     def delete(self, key: bytes, partition: int) -> None:
         self._dirty[key] = (_DELETED, partition, None)
 
     def items(self) -> Iterator[tuple[bytes, Any]]:
-        """Every key and its value, dirty ones included (for rebuilding indexes)."""
+        """Every key and its value, the newest layer's (for rebuilding indexes)."""
         for key, data in self.store.items():
-            if key not in self._dirty:
+            if key not in self._dirty and key not in self._committing:
                 yield key, self._decode(data)
-        for key, (value, _, _) in list(self._dirty.items()):
-            if value is not _DELETED:
-                yield key, value
+        for layer, newer in ((self._committing, self._dirty), (self._dirty, {})):
+            for key, (value, _, _) in list(layer.items()):
+                if value is not _DELETED and key not in newer:
+                    yield key, value
 
     @property
     def pending(self) -> int:
         return len(self._dirty)
 
     def changes(self) -> list[Change]:
-        """The changelog messages of every key written since the last call, each encoded
-        once; the store then holds the new values."""
+        """Begin a commit: the changelog message of every key written since the last one,
+        each encoded once. The values stay readable, and reach the store with ``persist``."""
         out: list[Change] = []
         for key, (value, partition, encoded) in self._dirty.items():
-            if value is _DELETED:
-                self.store.delete(key, partition)
-                out.append((self.changelog, key, None, partition))
-            else:
-                data = encoded if encoded is not None else self._encode(value)
-                self.store.put(key, data, partition)
-                out.append((self.changelog, key, data, partition))
+            data = None if value is _DELETED else (
+                encoded if encoded is not None else self._encode(value))
+            self._committing[key] = (value, partition, data)
+            out.append((self.changelog, key, data, partition))
         self._dirty.clear()
         return out
+
+    def persist(self) -> None:
+        """Write what ``changes`` handed out to the store: only once the changelog holds it,
+        so that the store is never ahead of what a rebuild elsewhere would find."""
+        for key, (_, partition, data) in self._committing.items():
+            if data is None:
+                self.store.delete(key, partition)
+            else:
+                self.store.put(key, data, partition)
+        self._committing.clear()

@@ -15,9 +15,10 @@ decisions; this module only moves messages between the two:
 Every agent runs ``concurrency=1`` with ``at_least_once`` (faust loses data with more, faust
 issue 606) and handles one envelope per faust event, which is how faust's per-event cost is
 shared by many records. What the stages send is gathered in ``processors.outbound`` and sent
-every ``FLUSH_INTERVAL_S``; the tables' changes are written right before faust commits
-offsets (its producer's ``flush``, which faust awaits before every commit, is wrapped for
-that), so a committed offset never runs ahead of the state it produced.
+every ``FLUSH_INTERVAL_S``; before faust commits offsets (it awaits its producer's
+``flush``, which is replaced for that) the checkpoint makes the stages' work durable in the
+order that survives a crash (``processors.checkpoint``), so a committed offset never runs
+ahead of the state it produced, nor a stored state ahead of the outputs it gates.
 
 A record's own fault is a dead letter and the stream goes on; transient I/O (Kafka, the disk)
 is retried with backoff, holding the partition, because dead-lettering a good record would
@@ -32,14 +33,16 @@ import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import msgpack
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from processors.checkpoint import Checkpoint
 from processors.daylog import DayLogWriter
 from processors.guard import guarded
 from processors.journal import Journal
@@ -53,7 +56,7 @@ from processors.state import TableState
 from schemas import profile, topics
 from schemas.deadletter import DeadLetter
 from trackpipe import registry
-from trackpipe.kafka.partition import read_partition
+from trackpipe.kafka.partition import committed_offsets, read_partition
 from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,13 +126,18 @@ class RocksStore:
             self.store.set_persisted_offset(tp, offset)
 
 
+async def _nothing_in_flight() -> None:
+    """A transport that hands messages over at once (tests, benchmarks) has none in flight."""
+
+
 class Stages:
     """The four stages over their tables, with no faust and no Kafka: what a worker runs, and
     the public way in for tests and benchmarks (``Worker`` builds one over faust's tables)."""
 
     def __init__(self, settings: Settings, transport: Transport,
-                 stores: dict[str, Any] | None = None, changelogs: dict[str, str] | None = None
-                 ) -> None:
+                 stores: dict[str, Any] | None = None, changelogs: dict[str, str] | None = None,
+                 deliver: Callable[[], Awaitable[None]] = _nothing_in_flight,
+                 persisted: Callable[[str, int, int], None] = lambda t, p, o: None) -> None:
         t = settings.topic
         stores = stores if stores is not None else {name: {} for name in STATE}
         changelogs = changelogs or {name: t(topics.CHANGELOGS[name]) for name in STATE}
@@ -139,7 +147,6 @@ class Stages:
         self.outbound = Outbound(transport, partitions, t(topics.DEADLETTER))
         self.tables = {name: TableState(changelogs[name], stores[name], *codec)
                        for name, codec in STATE.items()}
-        self.outbound.tables = list(self.tables.values())
         processors_dir = settings.data_dir / "processors"
         daylog = DayLogWriter(settings.data_dir / "logs")
         self.visitors = VisitorsStage(
@@ -155,6 +162,13 @@ class Stages:
         self.profiles = ProfilesStage(self.tables["profiles"], self.outbound, self.metrics,
                                       t(topics.PROFILE_UPDATES))
         self.quotas = QuotasStage(self.tables["quota_totals"], self.outbound, t(topics.QUOTA))
+        self.checkpoint = Checkpoint(list(self.tables.values()), self.outbound,
+                                     self.visitors.sync, deliver, persisted)
+
+    async def commit(self) -> None:
+        """Make what was handled durable, in the order that survives a crash
+        (``processors.checkpoint``); faust commits the offsets after it."""
+        await self.checkpoint.run()
 
     def close(self) -> None:
         """Close the files the stages hold open (the journal, the day logs)."""
@@ -246,13 +260,16 @@ class Worker:
             if store is not None:
                 store.persisted(TP(topic, partition), offset)
 
+        producer = self.app.producer
+        deliver = producer.flush  # faust's own, before _commit_with_state wraps it
         self.stages = Stages(
-            settings, KafkaTransport(lambda: self.app.producer._ensure_producer(), persisted),
+            settings, KafkaTransport(lambda: producer._ensure_producer(),
+                                     lambda *sent: self.stages.checkpoint.delivered(*sent)),
             stores, {name: table.changelog_topic.get_topic_name()
-                     for name, table in faust_tables.items()})
+                     for name, table in faust_tables.items()}, deliver, persisted)
         self.faust_tables = faust_tables
         stages = self.stages
-        self.handlers: dict[str, Callable[[Any], None]] = {
+        self.handlers: dict[str, Callable[[Any], Any]] = {
             t(topics.TICKS): self._tick,
             t(topics.REBINDS): lambda m: stages.visitors.handle_rebinds(m.partition, m.value),
             t(topics.LINKS): lambda m: stages.identities.handle_links(m.partition, m.value),
@@ -260,6 +277,11 @@ class Worker:
                 lambda m: stages.profiles.handle_changes(m.partition, m.value),
             t(topics.QUOTA_COUNTS): lambda m: stages.quotas.handle_counts(m.partition, m.value),
         }
+        self.gap_checked = frozenset(t(name) for name in (
+            topics.REBINDS, topics.LINKS, topics.PROFILE_UPDATES, topics.QUOTA_COUNTS))
+        self._next_offsets: dict[tuple[str, int], int] = {}
+        for topic in self.gap_checked:
+            self.handlers[topic] = self._in_order(self.handlers[topic])
         source = self.app.topic(self.raw_topic, t(topics.TICKS), t(topics.REBINDS), **raw)
         self.app.agent(source, name="visitors", concurrency=1)(self._visitors_agent)
         for topic, name in ((topics.LINKS, "identities"), (topics.PROFILE_UPDATES, "profiles"),
@@ -294,12 +316,31 @@ class Worker:
         """
         handled = self.stages.visitors.position(message.partition)
         if handled >= 0 and message.offset > handled + 1:
-            log.warning("raw partition %s: offsets %s-%s were skipped by the stream; "
-                        "fetching them", message.partition, handled + 1, message.offset - 1)
-            async for missed in read_partition(self.bootstrap, self.raw_topic, message.partition,
-                                               handled + 1, message.offset):
-                await self._guarded(self._handle_raw, missed)
+            await self._fetch_skipped(message, handled + 1, self._handle_raw)
         self._handle_raw(message)
+
+    def _in_order(self, handle: Callable[[Any], None]) -> Callable[[Any], Any]:
+        """``handle`` for a message of an internal topic, first handling any offsets the
+        stream skipped since the group's commit (or since the last one handled): the guard
+        of ``_raw`` for topics without a journal. A fold skipped would be lost for good."""
+        async def in_order(message: Any) -> None:
+            tp = (message.topic, message.partition)
+            expected = self._next_offsets.get(tp)
+            if expected is not None and message.offset > expected:
+                await self._fetch_skipped(message, expected, handle)
+            self._next_offsets[tp] = max(expected or 0, message.offset + 1)
+            handle(message)
+
+        return in_order
+
+    async def _fetch_skipped(self, message: Any, start: int, handle: Callable[[Any], Any]
+                             ) -> None:
+        log.warning("%s[%s]: offsets %s-%s were skipped by the stream; fetching them",
+                    message.topic, message.partition, start, message.offset - 1)
+        self.stages.metrics.gaps += message.offset - start
+        async for missed in read_partition(self.bootstrap, message.topic, message.partition,
+                                           start, message.offset):
+            await self._guarded(handle, missed)
 
     def _handle_raw(self, message: Any) -> None:
         self.stages.visitors.handle_raw(message.partition, message.offset, message.value)
@@ -337,23 +378,26 @@ class Worker:
             await self.stages.outbound.flush()
 
     def _commit_with_state(self) -> None:
-        """Write the tables' changes (and what else is gathered) before every offset commit:
-        faust awaits its producer's ``flush`` right before it commits."""
-        producer = self.app.producer
-        flush = producer.flush
-
-        async def flush_state_then_producer() -> None:
-            self.stages.visitors.sync()  # on disk before the offsets it produced are committed
-            await self.stages.outbound.flush(state=True)
-            await flush()
-
-        producer.flush = flush_state_then_producer  # type: ignore[method-assign]
+        """Run the checkpoint before every offset commit: faust awaits its producer's
+        ``flush`` right before it commits, and the checkpoint awaits the real one itself."""
+        self.app.producer.flush = self.stages.commit  # type: ignore[method-assign]
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Another worker may have written these partitions' logs and journal meanwhile.
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.raw_topic)
         log.info("assigned raw partitions %s", partitions)
         self.stages.visitors.forget(sorted({tp.partition for tp in assigned}))
+        # Where each internal partition resumes: a first message past it is a skip (_in_order).
+        self._next_offsets = {}
+        checked = [TopicPartition(tp.topic, tp.partition) for tp in assigned
+                   if tp.topic in self.gap_checked]
+        try:
+            committed = await committed_offsets(self.bootstrap, self.app.conf.id, checked)
+        except KafkaError as exc:  # no check until the next assignment; nothing else changes
+            log.warning("could not read the committed offsets: %r", exc)
+            return
+        for tp, offset in committed.items():
+            self._next_offsets.setdefault((tp.topic, tp.partition), offset)
 
     async def _follow_registry(self) -> None:
         """Follow the registry for each project's quota (the quotas stage republishes a

@@ -120,17 +120,22 @@ class MergeInto:
 
 @dataclass(frozen=True, slots=True)
 class Fold:
-    """The state of ``source`` (merged into ``profile``), for ``profile`` to take in."""
+    """The state of ``source`` (merged into ``profile``), for ``profile`` to take in.
+
+    ``via`` names the merged profiles that forwarded it (``>b``), when ``profile`` had itself
+    been merged before the fold reached it; the fold's watermarks take that path."""
     project: str
     profile: str
     source: Profile
+    via: str = ""
 
     @property
     def key(self) -> bytes:
         return scoped_key(self.project, self.profile)
 
     def to_obj(self) -> list[Any]:
-        return ["fold", self.project, self.profile, self.source]
+        obj = ["fold", self.project, self.profile, self.source]
+        return [*obj, self.via] if self.via else obj  # as written before forwarding existed
 
 
 ProfileChange = ProfileUpdate | MergeInto | Fold

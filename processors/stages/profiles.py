@@ -11,6 +11,8 @@ of changes it took in since the last one.
 
 from __future__ import annotations
 
+import logging
+
 import msgpack
 
 from processors import profiles
@@ -18,7 +20,16 @@ from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
 from schemas import envelope
-from schemas.profile import Fold, ProfileChange, ProfileUpdate, change_from_obj
+from schemas.profile import (
+    Fold,
+    MergeInto,
+    Profile,
+    ProfileChange,
+    ProfileUpdate,
+    change_from_obj,
+)
+
+log = logging.getLogger(__name__)
 
 
 class ProfilesStage:
@@ -38,14 +49,12 @@ class ProfilesStage:
         current = self.table.get(key) or profiles.new_profile(change.project, change.profile)
         survivor = current["merged_into"]
         if survivor:
-            if isinstance(change, ProfileUpdate):  # it belongs to the survivor now
-                self._send(ProfileUpdate(**{**_fields(change), "profile": survivor,
-                                            "via": f"{change.via}>{change.profile}"}))
+            self._merged(current, survivor, change)
             return
         if isinstance(change, ProfileUpdate):
             changed = profiles.apply_update(current, change)
         elif isinstance(change, Fold):
-            changed = profiles.fold(current, change.source)
+            changed = profiles.fold(current, change.source, change.via)
         else:  # merged into another profile
             changed = {**current, "merged_into": change.into}
             self._send(Fold(change.project, change.into, current))
@@ -53,6 +62,29 @@ class ProfilesStage:
             changed, trimmed = profiles.bounded(changed)
             self.metrics.profiles_trimmed += trimmed
             self.table.put(key, changed, partition)
+
+    def _merged(self, current: Profile, survivor: str, change: ProfileChange) -> None:
+        """A change that reaches a merged profile belongs to its survivor: an update or a
+        fold is forwarded (its path extended, so replays stay recognisable), and the merge
+        itself, read again, sends the fold again (the survivor takes it once)."""
+        here = current["profile"]
+        if isinstance(change, MergeInto):
+            if change.into == survivor:  # the state it sent when it was merged
+                self._send(Fold(change.project, survivor, {**current, "merged_into": None}))
+            else:  # another merge of a profile that is gone: its survivor has its state
+                log.warning("%s was merged into %s; a merge into %s is not applied",
+                            here, survivor, change.into)
+            return
+        via = f"{change.via}>{here}"
+        if f">{survivor}>" in f"{via}>" or (  # merges that form a cycle
+                isinstance(change, Fold) and survivor == change.source["profile"]):
+            self.metrics.profiles_cycles += 1
+            log.error("profile merges form a cycle through %s%s; a change is dropped", here, via)
+            return
+        if isinstance(change, ProfileUpdate):
+            self._send(ProfileUpdate(**{**_fields(change), "profile": survivor, "via": via}))
+        else:
+            self._send(Fold(change.project, survivor, change.source, via))
 
     def _send(self, change: ProfileChange) -> None:
         self.outbound.record(self.profile_updates, change.key, msgpack.packb(change.to_obj()))

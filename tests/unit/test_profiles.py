@@ -142,3 +142,33 @@ def test_a_profile_is_bounded_and_what_goes_is_the_oldest_or_the_largest():
     assert trimmed and len(encode(fitted)) <= profiles.MAX_PROFILE_BYTES
     assert "blob" not in fitted["properties"] and shown(fitted)["properties"]["name"] == "Rio"
     assert profiles.bounded(fitted) == (fitted, False)
+
+
+def test_a_fold_through_a_profile_merged_since_is_a_replay_when_that_one_folded_it():
+    a = apply_update(new_profile("shop", "pa"), update(10, actions=1, origin=[1, 5]))
+    b = fold(apply_update(new_profile("shop", "pb"), update(20, actions=1)), a)
+    c = fold(new_profile("shop", "pc"), b)  # b (with a in it) merged into c
+    assert c["actions"] == 2 and sorted(c["merged_from"]) == ["pa", "pb"]
+    assert fold(c, a, via=">pb") is None  # a's fold forwarded by b again: c has it
+    # an update a applied, replayed after both merges, forwarded a → b → c
+    assert apply_update(c, update(10, actions=1, origin=[1, 5], via=">pa>pb")) is None
+
+
+def test_a_fold_forwarded_before_its_source_was_counted_applies_on_its_path():
+    a = apply_update(new_profile("shop", "pa"), update(10, actions=1, origin=[1, 5]))
+    c = fold(new_profile("shop", "pc"), apply_update(new_profile("shop", "pb"),
+                                                     update(20, actions=1)))
+    folded = fold(c, a, via=">pb")  # b was merged into c before a's fold reached b
+    assert folded["actions"] == 2 and "pa" in folded["merged_from"]
+    assert apply_update(folded, update(10, actions=1, origin=[1, 5], via=">pa>pb")) is None
+    assert apply_update(folded, update(11, actions=1, origin=[1, 6], via=">pa>pb")) is not None
+
+
+def test_a_fold_written_before_forwarding_existed_reads_as_direct():
+    from schemas.profile import Fold, change_from_obj
+
+    old = ["fold", "shop", "pb", new_profile("shop", "pa")]
+    assert change_from_obj(old) == Fold("shop", "pb", new_profile("shop", "pa"))
+    assert Fold("shop", "pb", new_profile("shop", "pa")).to_obj() == old  # written the same
+    forwarded = Fold("shop", "pc", new_profile("shop", "pa"), ">pb")
+    assert change_from_obj(forwarded.to_obj()) == forwarded

@@ -80,7 +80,7 @@ async def test_an_envelope_is_one_write_per_file_and_its_outputs_are_batched(mak
     stages = make_stages()
     records = [raw(n, cookie=f"ck{n % 3}", cv_name=f"n{n}") for n in range(9)]
     stages.visitors.handle_raw(2, 40, pack(*records))
-    await stages.outbound.flush(state=True)
+    await stages.commit()
     lines = logged(settings)
     assert [line["id"] for line in lines] == [r.id for r in records]
     assert [line["_source"] for line in lines] == [
@@ -99,7 +99,7 @@ async def test_each_changed_key_is_written_once_a_flush_whatever_the_envelopes(m
     stages = make_stages()
     for offset in range(5):
         stages.visitors.handle_raw(0, offset, pack(raw(offset, cookie="same")))
-    await stages.outbound.flush(state=True)
+    await stages.commit()
     assert len(stages.recorder.topic("processors-visitors-changelog")) == 1
     assert len(stages.recorder.topic("actions")) == 5
 
@@ -125,7 +125,7 @@ async def test_a_crash_after_the_journal_entry_completes_the_lines_and_resends(m
     assert again.visitors.position(1) == 7  # and b.example's line is written by now
     assert [r["id"] for r in logged(settings, "b.example")] == [records[1].id]
     again.visitors.handle_raw(1, 7, pack(*records))  # faust hands the envelope over again
-    await again.outbound.flush(state=True)
+    await again.commit()
     assert len(logged(settings, "a.example")) == 2 and len(logged(settings, "b.example")) == 1
     assert len(again.recorder.topic("actions")) == 3  # its messages, sent again
     assert len(again.recorder.topic("processors-visitors-changelog")) == 2  # writes applied
@@ -148,7 +148,7 @@ async def test_a_day_log_write_that_fails_is_retried_without_a_duplicate(make_st
     with pytest.raises(OSError):
         stages.visitors.handle_raw(0, 3, pack(*records))
     stages.visitors.handle_raw(0, 3, pack(*records))  # the worker retries the same envelope
-    await stages.outbound.flush(state=True)
+    await stages.commit()
     assert [r["id"] for r in logged(settings)] == [r.id for r in records]
     assert len(stages.recorder.topic("actions")) == 2
 
@@ -159,13 +159,13 @@ async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(ma
     first = make_stages()
     first.visitors.handle_raw(0, 0, pack(raw(0)))
     first.visitors.sync()  # as the worker does before it flushes and commits
-    await first.outbound.flush(state=True)
+    await first.commit()
     [(_, _, key, value)] = first.recorder.topic("processors-visitors-changelog")
     link = Link("email:a@x", decode_visitor(value).state.profile, "cookie:ck1", False,
                 "shop.example")
     first.visitors.handle_rebinds(0, envelope.pack([msgpack.packb(
         Rebind(link, "p-survivor").to_obj())]))
-    await first.outbound.flush(state=True)
+    await first.commit()
     rebound = first.visitors.visitors.get(key)
     assert rebound.state.profile == "p-survivor"
 
@@ -173,7 +173,7 @@ async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(ma
                          "quota_counts": {}, "identities": {}, "profiles": {},
                          "quota_totals": {}})
     again.visitors.handle_raw(0, 0, pack(raw(0)))
-    await again.outbound.flush(state=True)
+    await again.commit()
     assert again.visitors.visitors.get(key) == rebound
     assert again.recorder.topic("processors-visitors-changelog") == []
     assert len(again.recorder.topic("actions")) == 1
@@ -282,3 +282,50 @@ async def test_retention_removes_this_partitions_old_days_of_that_project_only(m
     assert (logs / "shop.example" / DAY / "part-000.jsonl").exists()      # within retention
     assert (logs / "other.example" / old_day / "part-000.jsonl").exists()  # another project
     assert stages.metrics.retention_removed == 1
+
+
+async def profile_changes(stages):
+    """What the profiles stage sent to profile-updates, decoded."""
+    from schemas.profile import change_from_obj
+
+    await stages.outbound.flush()
+    return [change_from_obj(item) for item in stages.recorder.items("profile-updates")]
+
+
+async def test_a_fold_that_reaches_a_merged_profile_goes_on_to_its_survivor(make_stages):
+    from processors.profiles import new_profile
+    from schemas.profile import Fold, MergeInto
+
+    stages = make_stages()
+    stages.profiles.apply(0, MergeInto("shop.example", "pb", "pc"))  # b merged into c first
+    source = {**new_profile("shop.example", "pa"), "actions": 4}
+    stages.profiles.apply(0, Fold("shop.example", "pb", source))     # then a's fold reaches b
+    fold_of_b, fold_of_a = await profile_changes(stages)
+    assert fold_of_b.profile == "pc" and fold_of_b.source["profile"] == "pb"
+    assert fold_of_a == Fold("shop.example", "pc", source, ">pb")
+
+
+async def test_a_merge_read_again_sends_its_fold_again(make_stages):
+    from schemas.profile import Fold, MergeInto
+
+    stages = make_stages()
+    merge = MergeInto("shop.example", "pa", "pb")
+    stages.profiles.apply(0, merge)
+    stages.profiles.apply(0, merge)  # a replay after a crash: the first fold may be lost
+    folds = await profile_changes(stages)
+    assert len(folds) == 2 and all(isinstance(f, Fold) and f.profile == "pb" for f in folds)
+    assert folds[0] == folds[1]
+
+
+async def test_changes_caught_in_a_cycle_of_merges_are_dropped_and_counted(make_stages):
+    from schemas.profile import Fold, MergeInto, ProfileUpdate
+
+    stages = make_stages()
+    stages.profiles.apply(0, MergeInto("shop.example", "pa", "pb"))
+    stages.profiles.apply(0, MergeInto("shop.example", "pb", "pa"))
+    stages.profiles.apply(0, ProfileUpdate("shop.example", "pa", [0, 1], ">pb", actions=1))
+    stages.profiles.apply(0, Fold("shop.example", "pa", {"profile": "pb"}))
+    sent = await profile_changes(stages)
+    assert [type(c) for c in sent] == [Fold, Fold]  # only the two merges' own folds
+    assert stages.metrics.profiles_cycles == 2
+

@@ -1,7 +1,7 @@
 """One partition's records between two offsets, read with a group-less consumer.
 
 Two places read a stretch of a partition on their own, outside their consumer group: a
-processor fetching raw offsets its stream skipped, and the triggers service reading what
+processor fetching offsets its stream skipped, and the triggers service reading what
 ``firings`` holds for a partition it was given. Both want the records from one offset up to
 another and must end even where offsets are missing (compaction, transaction markers), so the
 position, not the last record seen, says when the stretch is read.
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def read_partition(bootstrap: str, topic: str, partition: int, start: int | None = None,
@@ -40,3 +41,18 @@ async def read_partition(bootstrap: str, topic: str, partition: int, start: int 
                 yield record
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group_id: str, tps: list[TopicPartition]
+                            ) -> dict[TopicPartition, int]:
+    """The offsets ``group_id`` committed for ``tps`` (a partition it never committed is
+    left out)."""
+    if not tps:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group_id, partitions=tps)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
