@@ -68,10 +68,11 @@ BACKLOG_MS = 2000  # a partition whose newest record read is older than this, wi
 
 def advertised_host(bind_host: str) -> str:
     """The address other workers reach this one at (faust redirects table lookups there):
-    the bind address, or this host's own address when bound to every interface."""
+    the bind address, or this host's own address when bound to every interface; an IPv6
+    address in brackets, as a URL holds it."""
     if bind_host in ("0.0.0.0", "::", ""):
         return socket.gethostbyname(socket.gethostname())
-    return bind_host
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
 
 
 def token_required(token: str) -> Any:
@@ -222,7 +223,12 @@ class Worker:
             producer_acks=-1, producer_max_batch_size=512 * 1024,
             producer_max_request_size=topics.MAX_MESSAGE_BYTES,
             broker_commit_interval=settings.commit_interval_ms / 1000,
-            web_enabled=True, web_host=settings.worker_web_host, web_port=web_port,
+            # faust binds web_bind (its default 0.0.0.0) and only advertises web_host: bound
+            # where the settings say, which is what they checked needs no token. env={}: faust
+            # would otherwise let WEB_BIND, WEB_PORT and the like in the environment override
+            # these arguments, unchecked; the settings are the one source.
+            web_enabled=True, web_bind=settings.worker_web_host, env={},
+            web_host=settings.worker_web_host, web_port=web_port,
             canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
             # the tables' databases: one per table partition, locked by the worker that holds
             # it, so the workers of one host can share the folder, and a worker started again
