@@ -12,8 +12,11 @@ same ``X-Trackpipe-Delivery`` id, so receivers can drop it. An action a processo
 after its own crash (``processors.journal``) fires nothing new: recent firing ids are kept.
 
 Webhooks are POSTed with a timeout and retried with backoff; a project's deliveries share a
-semaphore, so a slow or failing receiver holds only its own project's slots. JavaScript actions
-are queued for the visitor in the compacted ``js-actions`` topic that gateways follow.
+semaphore, so a slow or failing receiver holds only its own project's slots. A webhook is never
+sent unsigned: one whose project has no signing secret (registered before each had one) stays
+pending in ``firings``, not in memory, and goes out signed once the registry gives the project
+a secret. JavaScript actions are queued for the visitor in the compacted ``js-actions`` topic
+that gateways follow.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ class _Left(Exception):
     """The firing's partition went to another owner (or the service stops): leave it pending."""
 
 
+class _Unsigned(Exception):
+    """The firing's project has no webhook signing secret: leave it pending until it has."""
+
+
 class TriggerService:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
         self.settings = settings
@@ -72,6 +79,7 @@ class TriggerService:
         self.counts: dict[str, int] = defaultdict(int)
         self._deliveries: dict[int, dict[str, asyncio.Task[None]]] = defaultdict(dict)
         self._deferred: set[int] = set()  # partitions with firings left pending for room
+        self._unsigned: dict[str, set[int]] = {}  # project: partitions holding its webhooks
         self._resumed: dict[int, set[str]] = defaultdict(set)
         self._fired: OrderedDict[str, None] = OrderedDict()  # recent firing ids, oldest first
         self._leaving: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
@@ -129,6 +137,10 @@ class TriggerService:
             self.projects.pop(name, None)
         else:
             self.projects[name] = record
+        if record is not None and record.webhook_secret and name in self._unsigned:
+            log.warning("project %s has a webhook signing secret now: its held webhooks go "
+                        "out, signed", name)
+            self._deferred |= self._unsigned.pop(name)  # read again by _resume_deferred
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -255,6 +267,9 @@ class TriggerService:
                              else self._post(firing))
         except _Left:
             return
+        except _Unsigned:
+            self._hold_unsigned(firing)
+            return
         if outcome is not None:
             self.counts["dead"] += 1
             await self._send(topics.DEADLETTER, firing.id.encode(), DeadLetter(
@@ -276,11 +291,10 @@ class TriggerService:
         while True:
             attempt += 1
             project = self.projects.get(rule.project)
-            headers = {"Content-Type": "application/json", "User-Agent": "trackpipe",
-                       "X-Trackpipe-Delivery": firing.id, "X-Trackpipe-Trigger": rule.name}
-            if project is not None and project.webhook_secret:
-                headers["X-Trackpipe-Signature"] = rules.signature(
-                    project.webhook_secret, body, int(time.time()))
+            secret = project.webhook_secret if project is not None else None
+            headers = rules.webhook_headers(secret, firing.id, rule.name, body, int(time.time()))
+            if headers is None:
+                raise _Unsigned()
             status: int | None = None
             refused = await self._refused(rule.webhook)
             if refused is not None:
@@ -311,6 +325,18 @@ class TriggerService:
                 await asyncio.wait_for(leaving.wait(), delay_s)
             if leaving.is_set():
                 raise _Left()
+
+    def _hold_unsigned(self, firing: Firing) -> None:
+        """A webhook is never sent unsigned: the firing stays pending in ``firings`` (not in
+        memory), and its partition is read again once the project has a secret."""
+        project = firing.rule.project
+        if project not in self._unsigned:
+            log.warning("project %s has no webhook signing secret (it was registered before "
+                        "each project had one, or is not registered): its webhooks are held, "
+                        "not sent unsigned, until it has one; `trackpipe projects set %s "
+                        "--rotate-webhook-secret` makes one and prints it", project, project)
+        self._unsigned.setdefault(project, set()).add(firing.partition)
+        self.counts["held unsigned"] += 1
 
     async def _refused(self, url: str) -> str | None:
         """Why a webhook may not be called (every address its host resolves to is loopback,

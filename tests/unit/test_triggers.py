@@ -158,23 +158,96 @@ def test_a_malformed_signature_never_verifies(header):
     assert not rules.verify_signature("signing-secret-0", header, b"{}", 1800000000)
 
 
-@pytest.mark.parametrize(("address", "allowed"), [
-    ("93.184.216.34", True), ("2606:2800:220:1::1", True),
-    ("127.0.0.1", False), ("::1", False), ("10.1.2.3", False), ("172.16.0.1", False),
-    ("192.168.1.1", False), ("169.254.169.254", False), ("fe80::1", False),
-    ("100.64.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False), ("fc00::1", False),
-    ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(("secret", "signed"), [
+    ("signing-secret-0", True), (None, False), ("", False),
+], ids=["secret", "none", "empty"])
+def test_a_webhook_is_signed_or_not_sent(secret, signed):
+    body = b'{"a":1}'
+    headers = rules.webhook_headers(secret, "e1/r", "r", body, 1800000000)
+    if not signed:  # held by the service until the project has a secret, never sent unsigned
+        assert headers is None
+        return
+    assert headers == {"Content-Type": "application/json", "User-Agent": "trackpipe",
+                       "X-Trackpipe-Delivery": "e1/r", "X-Trackpipe-Trigger": "r",
+                       "X-Trackpipe-Signature": rules.signature(secret, body, 1800000000)}
+    assert rules.verify_signature(secret, headers["X-Trackpipe-Signature"], body, 1800000000)
+
+
+ADDRESSES = [  # (address, may a webhook reach it, id)
+    ("93.184.216.34", True, "public-v4"),
+    ("2606:2800:220:1::1", True, "public-v6"),
+    ("127.0.0.1", False, "loopback"),
+    ("::1", False, "loopback-v6"),
+    ("10.1.2.3", False, "private"),
+    ("172.16.0.1", False, "private-172"),
+    ("192.168.1.1", False, "private-192"),
+    ("169.254.169.254", False, "metadata"),
+    ("fe80::1", False, "link-local-v6"),
+    ("fe80::1%eth0", False, "link-local-v6-zone"),
+    ("100.64.0.1", False, "shared"),
+    ("0.0.0.0", False, "unspecified"),
+    ("::", False, "unspecified-v6"),
+    ("224.0.0.1", False, "multicast"),
+    ("ff0e::1", False, "multicast-v6-global-scope"),
+    ("fc00::1", False, "unique-local"),
+    ("fec0::1", False, "site-local"),
+    ("feff:ffff::1", False, "site-local-top"),
+    # IPv4-mapped ::ffff:0:0/96
+    ("::ffff:127.0.0.1", False, "mapped-loopback"),
+    ("::ffff:10.0.0.1", False, "mapped-private"),
+    ("::ffff:5db8:d822", True, "mapped-public"),
+    # IPv4-translated ::ffff:0:0:0/96
+    ("::ffff:0:7f00:1", False, "translated-loopback"),
+    ("::ffff:0:5db8:d822", True, "translated-public"),
+    # IPv4-compatible ::/96
+    ("::7f00:1", False, "compatible-loopback"),
+    ("::a9fe:a9fe", False, "compatible-metadata"),
+    ("::a00:1", False, "compatible-private"),
+    ("::5db8:d822", True, "compatible-public"),
+    # NAT64: the well-known prefix carries the address; a local-use prefix is refused
+    ("64:ff9b::a9fe:a9fe", False, "nat64-metadata"),
+    ("64:ff9b::7f00:1", False, "nat64-loopback"),
+    ("64:ff9b::5db8:d822", True, "nat64-public"),
+    ("64:ff9b:1::a9fe:a9fe", False, "nat64-local-use"),
+    ("64:ff9b:1:5db8:d822::", False, "nat64-local-use-public-inside"),
+    # 6to4 2002::/16
+    ("2002:7f00:1::1", False, "6to4-loopback"),
+    ("2002:a9fe:a9fe::1", False, "6to4-metadata"),
+    ("2002:c0a8:101::1", False, "6to4-private"),
+    ("2002:5db8:d822::1", True, "6to4-public"),
+    # Teredo 2001::/32: refused, whatever its server and client
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False, "teredo"),
+    ("2001:0:5db8:d822::a246:2ddd", False, "teredo-public-inside"),
+    # ISATAP: the interface id 0:5efe or 200:5efe names an IPv4 address
+    ("2606:2800:220:1:0:5efe:a9fe:a9fe", False, "isatap-metadata"),
+    ("2606:2800:220:1:200:5efe:a00:1", False, "isatap-private-u-bit"),
+    ("2606:2800:220:1:0:5efe:5db8:d822", True, "isatap-public"),
+    ("fd00::0:5efe:5db8:d822", False, "isatap-public-inside-private-prefix"),
+]
+
+
+@pytest.mark.parametrize(("address", "allowed"), [a[:2] for a in ADDRESSES],
+                         ids=[a[2] for a in ADDRESSES])
 def test_webhooks_reach_only_public_addresses(address, allowed):
     assert rules.webhook_address_allowed(address) is allowed
 
 
-def test_an_operator_can_allow_a_network():
+@pytest.mark.parametrize(("address", "networks", "allowed"), [
+    ("10.1.2.3", ["10.0.0.0/8"], True),
+    ("127.0.0.1", ["10.0.0.0/8"], False),
+    ("::ffff:10.1.2.3", ["10.0.0.0/8"], True),       # the IPv4 address inside is judged
+    ("64:ff9b::a01:203", ["10.0.0.0/8"], True),
+    ("2002:a01:203::1", ["10.0.0.0/8"], True),
+    ("64:ff9b::a9fe:a9fe", ["10.0.0.0/8"], False),
+    ("fec0::1", ["fec0::/10"], True),                # a network named as written
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", ["10.0.0.0/8"], False),
+], ids=["allowed", "other", "mapped", "nat64", "6to4", "nat64-elsewhere", "site-local",
+        "teredo"])
+def test_an_operator_can_allow_a_network(address, networks, allowed):
     import ipaddress
 
-    lan = [ipaddress.ip_network("10.0.0.0/8")]
-    assert rules.webhook_address_allowed("10.1.2.3", lan)
-    assert not rules.webhook_address_allowed("127.0.0.1", lan)
+    named = [ipaddress.ip_network(n) for n in networks]
+    assert rules.webhook_address_allowed(address, named) is allowed
 
 
 def test_retry_delays_double_and_stop_after_the_last_attempt():
