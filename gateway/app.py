@@ -29,10 +29,12 @@ from gateway.errors import (
     UrlTooLong,
     status_of,
 )
+from gateway.expansion import PushBound, estimate, shared_bytes
 from gateway.ids import EventIds
 from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
 from gateway.params import (
+    count_push_lines,
     decode_body,
     decode_push_lines,
     project_param,
@@ -42,7 +44,7 @@ from gateway.projects import ProjectTable, admit
 from gateway.responses import Reply, render, response_format, script, success
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
-from schemas.raw import RawRecord, kafka_key
+from schemas.raw import RawRecord
 from schemas.topics import MAX_RECORD_BYTES
 
 TRACK_PATHS = {
@@ -69,7 +71,7 @@ EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
 # so that a plain client, which sends its whole body before it reads, sees the answer instead
 # of a connection reset; past it the connection is closed as it is.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
-MAX_PUSH_RECORD_BYTES = 32 * 1024 * 1024  # every line of a push carries the request's query
+DEFAULT_PUSH_BOUND = PushBound(multiple=16, floor_bytes=256 * 1024)  # the settings' defaults
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
 Forget = Callable[[list[str]], None]
@@ -96,6 +98,7 @@ def route(path: str) -> tuple[str, str] | None:
 class TrackingApp:
     def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
                  max_url_bytes: int, max_body_bytes: int, max_push_lines: int = 1000,
+                 push_bound: PushBound = DEFAULT_PUSH_BOUND,
                  body_timeout_ms: int = 30_000, trusted_proxies: tuple[Network, ...] = (),
                  quotas: Mapping[str, QuotaState] | None = None,
                  js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
@@ -108,6 +111,7 @@ class TrackingApp:
         self.max_url_bytes = max_url_bytes
         self.max_body_bytes = max_body_bytes
         self.max_push_lines = max_push_lines
+        self.push_bound = push_bound
         self.body_timeout_s = body_timeout_ms / 1000
         self.trusted = trusted_proxies
         self.ids = EventIds()
@@ -133,6 +137,7 @@ class TrackingApp:
             facts = scan_query(query.decode("utf-8", "replace"))
             fmt = response_format(facts.get("response"))
             form: dict[str, Any] = {}
+            body = b""
             if method == "POST":
                 body = await self._read_body(receive, headers)
                 content_type = headers.get(b"content-type", b"").decode("latin-1")
@@ -147,8 +152,10 @@ class TrackingApp:
                            str(params.get("ip") or ""), self.trusted)
             queued = b""
             if endpoint == "push":
+                size = (len(scope.get("raw_path") or b"") + len(query) + len(body)
+                        + sum(len(name) + len(value) for name, value in scope["headers"]))
                 status, extra = await self._push(event_id, now_ms, path_project, query, facts,
-                                                 form, ip, headers)
+                                                 form, ip, headers, size)
             else:
                 status, record = await self._track(event_id, now_ms, endpoint, path_project,
                                                    query, params, form, ip, headers)
@@ -195,35 +202,54 @@ class TrackingApp:
         project = admit(self.projects.find(path_project or project_param(params)), params, ids,
                         ip, user_agent, headers.get(b"authorization", b"").decode("latin-1"))
         quota = self.quotas.get(project.name)
+        return self._record(event_id, now_ms, endpoint, project.name, query, form, ip, headers,
+                            ids.visitor_key,
+                            over_quota=quota is not None and quota.over_in(month_of(now_ms)))
+
+    @staticmethod
+    def _record(event_id: str, now_ms: int, endpoint: str, project: str, query: bytes,
+                form: dict[str, Any], ip: str, headers: dict[bytes, bytes], visitor_key: str,
+                over_quota: bool = False) -> RawRecord:
         return RawRecord(
-            over_quota=quota is not None and quota.over_in(month_of(now_ms)),
-            id=event_id, received_ms=now_ms, endpoint=endpoint, project=project.name, ip=ip,
-            user_agent=user_agent,
+            over_quota=over_quota, id=event_id, received_ms=now_ms, endpoint=endpoint,
+            project=project, ip=ip,
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
             referer=headers.get(b"referer", b"").decode("latin-1"),
             language=headers.get(b"accept-language", b"").decode("latin-1"),
-            query=query, form=form, visitor_key=ids.visitor_key)
+            query=query, form=form, visitor_key=visitor_key)
 
     async def _push(self, batch_id: str, now_ms: int, path_project: str, query: bytes,
                     facts: dict[str, str], form: dict[str, Any], ip: str,
-                    headers: dict[bytes, bytes]) -> tuple[int, dict[str, int]]:
-        """Each line of a push payload is one request; the batch succeeds if any line does."""
+                    headers: dict[bytes, bytes], request_bytes: int
+                    ) -> tuple[int, dict[str, int]]:
+        """Each line of a push payload is one request; the batch succeeds if any line does.
+
+        Its line count and what its records may add up to (``gateway.expansion``) are checked
+        before a single line is decoded, so a refused push costs no per-line work."""
         outer = {k: v for k, v in form.items() if k != "payload"}
         payload = form.get("payload")
         if payload is None:
             payload = parse_qs(query.decode("utf-8", "replace")).get("payload", [""])[-1]
         payload = str(payload)
-        count = payload.count("\n") + 1  # never build what is then refused
+        count = count_push_lines(payload)
         if count > self.max_push_lines:
             raise TooLarge(f"a push holds at most {self.max_push_lines} lines "
-                           f"(TRACKPIPE_MAX_PUSH_LINES); this one has {count}")
-        if count * len(query) > MAX_PUSH_RECORD_BYTES:
-            raise TooLarge(f"each of the {count} lines would carry the {len(query)}-byte query: "
-                           "send fewer lines or a shorter query")
+                           f"(TRACKPIPE_MAX_PUSH_LINES; lines end with \\n); this one has "
+                           f"{count}")
+        empty_line = self._record(f"{batch_id}.{count}", now_ms, "identify", "", query, outer,
+                                  ip, headers, "")
+        per_line = shared_bytes(empty_line, (*facts.values(), *outer.values()))
+        refusal = self.push_bound.refusal(
+            estimate(count, per_line, len(payload.encode())), request_bytes, exact=False)
+        if refusal:
+            raise TooLarge(refusal)
         lines = (decode_push_lines(payload) if len(payload) < OFF_LOOP_BYTES
                  else await asyncio.to_thread(decode_push_lines, payload))
         if not lines:
             raise MalformedBody("push needs a 'payload' of JSON lines")
-        records: list[RawRecord] = []
+        encoded_lines: list[tuple[bytes, bytes]] = []  # (key, value): no record kept whole
+        total = 0
+        over_quota = False
         refusals: list[GatewayError] = []
         for number, line in enumerate(lines, start=1):
             if isinstance(line, str) or line[0] not in TP_ENDPOINTS - {"push"}:
@@ -234,23 +260,29 @@ class TrackingApp:
             line_form = {**outer, **line_params}
             params = {**facts, **line_form}
             try:
-                records.append(self._admit(f"{batch_id}.{number}", now_ms, endpoint,
-                                           path_project, query, params, line_form, ip, headers))
+                record = self._admit(f"{batch_id}.{number}", now_ms, endpoint, path_project,
+                                     query, params, line_form, ip, headers)
             except GatewayError as exc:
                 refusals.append(exc)
-        if not records:
+                continue
+            value = encoded(record)
+            total += len(value)
+            refusal = self.push_bound.refusal(total, request_bytes, exact=True)
+            if refusal:  # a guard: the estimate above is an upper bound of the total
+                raise TooLarge(refusal)
+            encoded_lines.append((record.kafka_key(), value))
+            over_quota = over_quota or record.over_quota
+        if not encoded_lines:
             raise refusals[0]
-        values = [encoded(r) for r in records]
-        statuses = await asyncio.gather(*(self.publish(kafka_key(r.project, r.visitor_key, r.id),
-                                                       value)
-                                          for r, value in zip(records, values, strict=True)),
+        statuses = await asyncio.gather(*(self.publish(key, value)
+                                          for key, value in encoded_lines),
                                         return_exceptions=True)
         failures = [s for s in statuses if isinstance(s, BaseException)]
         if failures:  # a spool failure: some lines may be in Kafka, the sender must retry all
             raise failures[0]
-        if any(r.over_quota for r in records):
+        if over_quota:
             statuses.append(OVER_QUOTA)
-        return max(statuses), {"accepted": len(records), "rejected": len(refusals)}
+        return max(statuses), {"accepted": len(encoded_lines), "rejected": len(refusals)}
 
     async def _read_body(self, receive: Any, headers: dict[bytes, bytes]) -> bytes:
         """The body, within ``body_timeout_ms`` (408) and ``max_body_bytes`` (413). A body over

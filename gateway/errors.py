@@ -5,7 +5,8 @@
     │   ├── MalformedBody       400  a body that cannot be parsed at all (or nested too deep)
     │   ├── RequestTimeout      408  the body did not arrive within body_timeout_ms
     │   ├── BodyTooLarge        413  over max_body_bytes
-    │   ├── TooLarge            413  a push over max_push_lines, a record Kafka cannot take
+    │   ├── TooLarge            413  a push over max_push_lines or over what its records may
+    │   │                            add up to (max_push_expansion), a record Kafka cannot take
     │   └── UrlTooLong          414  over max_url_bytes
     ├── NotAllowed          the project refuses it: nothing is logged
     │   ├── Unauthenticated     401  secure tracking without valid Basic auth
@@ -16,7 +17,8 @@
         └── RegistryNotLoaded   503  the project registry has not been read yet (start-up)
 
 Third-party errors (aiokafka, OS errors on the spool) are translated into these at the one
-boundary that meets them; ``HTTP_STATUS`` is the only status table.
+boundary that meets them; ``HTTP_STATUS`` is the only status table. Headers over their bytes
+or count never reach the handler: the HTTP protocol answers them 431 (``gateway.http``).
 """
 
 from __future__ import annotations

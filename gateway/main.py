@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from gateway import snapshot
 from gateway.app import TrackingApp, route
 from gateway.errors import UrlTooLong
+from gateway.expansion import PushBound
 from gateway.http import URL_TOO_LONG
 from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
@@ -80,6 +81,8 @@ class Gateway:
             max_url_bytes=self.settings.max_url_bytes,
             max_body_bytes=self.settings.max_body_bytes,
             max_push_lines=self.settings.max_push_lines,
+            push_bound=PushBound(self.settings.max_push_expansion,
+                                 self.settings.push_expansion_floor_bytes),
             body_timeout_ms=self.settings.body_timeout_ms,
             trusted_proxies=self.settings.trusted_networks, quotas=self.quotas,
             js_actions=self.js_actions, forget_js=self._forget_js)

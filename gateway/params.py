@@ -6,12 +6,18 @@ decoded in full because they must travel as parameters anyway.
 
 Pure apart from the (async) multipart parser: bytes in, dicts out, ``MalformedBody`` for a body that
 cannot be parsed at all.
+
+Every string a body decodes to is valid Unicode: a lone surrogate (JSON's ``"\\ud800"``, or a
+multipart part in a charset such as UTF-7) becomes U+FFFD here, at the edge, so that nothing
+later (Kafka keys, msgpack, day-log lines, file names) can meet one. The query and the headers
+are decoded with ``errors="replace"`` and latin-1, which cannot make one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -57,12 +63,28 @@ async def decode_body(content_type: str, body: bytes, off_loop: bool = False
         return {}
     media = content_type.partition(";")[0].strip().lower()
     if media == "multipart/form-data":
-        return await decode_multipart(content_type, body)
+        return valid_params(await decode_multipart(content_type, body))
     if media == "application/json" or media.endswith("+json"):
         parse = decode_json
     else:  # form encoding is the default: beacons and old SDKs often send no content type
         parse = decode_form
-    return await asyncio.to_thread(parse, body) if off_loop else parse(body)
+    params = await asyncio.to_thread(parse, body) if off_loop else parse(body)
+    return valid_params(params)
+
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` with every surrogate code point (never valid Unicode on its own: a JSON
+    parser joins the pairs) replaced by U+FFFD."""
+    return text if text.isascii() else SURROGATE.sub("\ufffd", text)
+
+
+def valid_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Decoded parameters whose names and text values are all valid Unicode."""
+    return {valid_text(k): valid_text(v) if isinstance(v, str) else v
+            for k, v in params.items()}
 
 
 def decode_form(body: bytes) -> dict[str, Any]:
@@ -115,10 +137,31 @@ async def decode_multipart(content_type: str, body: bytes) -> dict[str, Any]:
     return {k: v if isinstance(v, str) else (v.filename or "") for k, v in form.multi_items()}
 
 
+# The one line break of a push payload (what the SDKs send). A "\r" before it is JSON
+# whitespace; every other break str.splitlines() knows (\x0b, \x1c, \x85, \u2028, ...) is
+# part of a line, which then is not JSON (or is, inside a string).
+LINE_BREAK = "\n"
+
+
+def count_push_lines(payload: str) -> int:
+    """How many lines ``push_lines`` makes of ``payload``, without making them."""
+    if not payload:
+        return 0
+    return payload.count(LINE_BREAK) + (not payload.endswith(LINE_BREAK))
+
+
+def push_lines(payload: str) -> list[str]:
+    """The lines of a push payload: ``LINE_BREAK`` ends a line (the last needs none)."""
+    lines = payload.split(LINE_BREAK)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def decode_push_lines(payload: str) -> list[tuple[str, dict[str, Any]] | str]:
     """Lines of a /track/push payload: (endpoint, params), or an error message for a bad line."""
     lines: list[tuple[str, dict[str, Any]] | str] = []
-    for number, line in enumerate(payload.splitlines(), start=1):
+    for number, line in enumerate(push_lines(payload), start=1):
         if not line.strip():
             continue
         try:
@@ -133,7 +176,7 @@ def decode_push_lines(payload: str) -> list[tuple[str, dict[str, Any]] | str]:
             lines.append(f"line {number}: expected an object with 'endpoint' and 'params'")
             continue
         try:
-            params = {str(k): flat_value(v) for k, v in obj.get("params", {}).items()}
+            params = valid_params({str(k): flat_value(v) for k, v in obj.get("params", {}).items()})
         except RecursionError:
             lines.append(f"line {number}: nested too deep")
             continue

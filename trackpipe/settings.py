@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "TRACKPIPE_"
+# A push's lines may grow to gateway.expansion.OWN_GROWTH (6) times their text in records
+# before a single line is decoded: a smaller multiple would refuse pushes that are fine.
+MIN_PUSH_EXPANSION = 8
 
 
 def _setting(default: object, doc: str) -> Any:
@@ -46,7 +49,20 @@ class Settings:
     max_body_bytes: int = _setting(1024 * 1024,
         "Largest accepted request body; larger gets 413.")
     max_push_lines: int = _setting(1000,
-        "Most lines one `/track/push` may hold; more gets 413.")
+        "Most lines one `/track/push` may hold (lines are separated by `\\n`); more gets 413.")
+    max_push_expansion: int = _setting(16,
+        "Most bytes of raw records one `/track/push` may make, as a multiple of the request's "
+        "own bytes (URL, headers, body): every line carries the query, headers and outer "
+        "form fields; more gets 413.")
+    push_expansion_floor_bytes: int = _setting(256 * 1024,
+        "Bytes of raw records any `/track/push` may make whatever its own size, so a short "
+        "push with long headers is not refused.")
+    max_header_bytes: int = _setting(64 * 1024,
+        "Most bytes of a request's headers (and the request line apart from its target); "
+        "more gets 431 and the connection is closed.")
+    max_header_count: int = _setting(100,
+        "Most header fields one request may carry; more gets 431 and the connection is "
+        "closed.")
     header_timeout_ms: int = _setting(10_000,
         "How long a client may take to send a request's headers before it is disconnected.")
     body_timeout_ms: int = _setting(30_000,
@@ -135,7 +151,9 @@ class Settings:
 
     def validate(self) -> None:
         positive = ("http_port", "worker_web_port", "ack_deadline_ms", "max_url_bytes",
-                    "max_body_bytes", "max_push_lines", "header_timeout_ms", "body_timeout_ms",
+                    "max_body_bytes", "max_push_lines", "max_push_expansion",
+                    "push_expansion_floor_bytes", "max_header_bytes", "max_header_count",
+                    "header_timeout_ms", "body_timeout_ms",
                     "max_connections", "commit_interval_ms", "spool_max_bytes",
                     "raw_partitions",
                     "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
@@ -144,6 +162,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if self.max_push_expansion < MIN_PUSH_EXPANSION:
+            raise SettingsError(f"{ENV_PREFIX}MAX_PUSH_EXPANSION must be at least "
+                                f"{MIN_PUSH_EXPANSION}: a push line's own text may grow that "
+                                "much in its record")
         if self.local_kafka_nodes not in (1, 3):
             raise SettingsError(f"{ENV_PREFIX}LOCAL_KAFKA_NODES must be 1 or 3")
         if not self.topic_prefix or any(c not in _TOPIC_CHARS for c in self.topic_prefix):

@@ -20,11 +20,13 @@ class FakePublisher:
     def __init__(self, status=200):
         self.status = status
         self.records: list[RawRecord] = []
+        self.bytes = 0  # of the encoded records
 
     async def __call__(self, key: bytes, value: bytes) -> int:
         if isinstance(self.status, Exception):
             raise self.status
         self.records.append(RawRecord.from_bytes(value))
+        self.bytes += len(value)
         return self.status
 
 
@@ -39,8 +41,8 @@ def make_client():
             projects.apply(record.name, record)
         publisher = FakePublisher(status)
         app = TrackingApp(projects, publisher, Metrics(),
-                          max_url_bytes=limits.get("max_url_bytes", 65536),
-                          max_body_bytes=limits.get("max_body_bytes", 1024))
+                          max_url_bytes=limits.pop("max_url_bytes", 65536),
+                          max_body_bytes=limits.pop("max_body_bytes", 1024), **limits)
 
         async def asgi(scope, receive, send):
             await app(scope, receive, send, *route(scope["path"]))
@@ -149,3 +151,133 @@ async def test_over_quota_is_402_and_still_published_flagged(make_client):
     assert over.status_code == OVER_QUOTA and over.json()["success"] is False
     assert new_month.status_code == 200
     assert [r.over_quota for r in publisher.records] == [True, False]
+
+
+def request_bytes(r: httpx.Response) -> int:
+    """What the gateway counts as a request's own size: its target, headers and body."""
+    sent = r.request
+    return (len(sent.url.raw_path) + sum(len(k) + len(v) for k, v in sent.headers.raw)
+            + len(sent.content))
+
+
+def push_form(lines: list[str], line_break: str = "\n", **outer: str) -> dict[str, str]:
+    return {"payload": line_break.join(lines), **outer}
+
+
+EVENT = '{"endpoint":"ce","params":{"event":"pv","cookie":"c1","ce_n":1}}'
+BROWSER = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) " + "x" * 90,
+           "referer": "https://shop.example/cart?utm_source=news&" + "q" * 100,
+           "accept-language": "en-GB,en;q=0.9"}
+
+
+@pytest.mark.parametrize(("line_break", "status", "accepted"), [
+    ("\n", 200, 1000), ("\r\n", 200, 1000), ("\r", 400, 0), ("\u2028", 400, 0),
+    ("\x85", 400, 0), ("\x1e", 400, 0)],
+    ids=["lf", "crlf", "cr", "u2028", "nel", "rs"])
+async def test_push_lines_are_separated_by_newline_only(make_client, line_break, status,
+                                                       accepted):
+    """A payload joined by any other break is one line, not JSON: never 1,000 records (or
+    5,000 past the cap, as when the split knew eleven breaks and the cap one)."""
+    client, publisher = make_client(max_body_bytes=1 << 20)
+    async with client:
+        r = await client.post("/track/push?project=shop.example&response=json",
+                              data=push_form([EVENT] * 1000, line_break))
+    assert r.status_code == status, r.text
+    assert len(publisher.records) == accepted
+
+
+async def test_the_line_cap_counts_the_lines_that_are_split(make_client):
+    client, publisher = make_client(max_body_bytes=1 << 20, max_push_lines=3)
+    async with client:
+        three = await client.post("/track/push?project=shop.example&response=json",
+                                  data=push_form([EVENT] * 3 + [""]))  # a final \n ends line 3
+        four = await client.post("/track/push?project=shop.example&response=json",
+                                 data=push_form([EVENT, "", EVENT, EVENT]))
+    assert three.status_code == 200 and three.json()["accepted"] == 3
+    assert four.status_code == 413 and "TRACKPIPE_MAX_PUSH_LINES" in four.json()["message"]
+    assert "this one has 4" in four.json()["message"] and len(publisher.records) == 3
+
+
+@pytest.mark.parametrize(("query", "outer"), [
+    ("", {"ce_pad": "x" * 200_000}),                # 1,000 lines beside one 200 KB field
+    ("&ce_q=" + "q" * 60_000, {}),                  # 1,000 lines, each carrying a 60 KB query
+    ("", {f"f{i}": "" for i in range(20_000)}),     # 20,000 empty fields in every line
+], ids=["outer-field", "long-query", "many-outer-fields"])
+async def test_a_push_whose_records_would_be_over_the_bound_is_413_and_builds_nothing(
+        make_client, query, outer):
+    client, publisher = make_client(max_body_bytes=1 << 20)
+    async with client:
+        r = await client.post(f"/track/push?project=shop.example&response=json{query}",
+                              data=push_form(["{}"] * 1000, **outer), headers=BROWSER)
+    assert r.status_code == 413, r.text
+    message = r.json()["message"]
+    assert "would make up to" in message and "TRACKPIPE_MAX_PUSH_EXPANSION" in message
+    assert publisher.records == []
+
+
+async def test_a_browser_sized_push_is_accepted_within_the_stated_multiple(make_client):
+    """1,000 ordinary lines with a browser's headers: accepted, and its records are under 16
+    times the request."""
+    client, publisher = make_client(max_body_bytes=1 << 20)
+    async with client:
+        r = await client.post("/track/push?project=shop.example&response=json",
+                              data=push_form([EVENT] * 1000), headers=BROWSER)
+    assert r.status_code == 200 and r.json()["accepted"] == 1000
+    assert publisher.bytes <= 16 * request_bytes(r)
+
+
+# Lines whose own text grows most in their records (gateway.expansion.OWN_GROWTH).
+GROWING_LINES = {
+    "nested-floats": '{"params":{"":[' + ",".join(["1e15"] * 200) + "]}}",
+    "float-cookie": '{"params":{"cookie":[1e15,1e15,1e15,1e15,1e15,1e15,1e15,1e15]}}',
+    "float-id": '{"params":{"cv_id":1e15}}',
+    "top-floats": '{"params":{' + ",".join(f'"{i}":1e5' for i in range(50)) + "}}",
+    "email-lowered": '{"params":{"cv_email":"' + "\u0130" * 140 + '"}}',
+    "empty": "{}",
+}
+
+
+@pytest.mark.parametrize("line", GROWING_LINES.values(), ids=GROWING_LINES.keys())
+@pytest.mark.parametrize("shared", [{}, {"cookie": "\u0130" * 140, "ce_x": "y" * 300}],
+                         ids=["nothing-shared", "shared-identifier"])
+async def test_the_estimate_is_an_upper_bound_so_no_push_is_refused_after_its_lines_are_built(
+        make_client, line, shared):
+    """Each push is sent twice: unbounded, to measure its records; then with a bound one byte
+    under that. The second must be refused by the estimate (before any line is decoded), not
+    by the guard on the encoded total."""
+    from gateway.expansion import PushBound
+
+    form = push_form([line] * 50, **shared)
+    client, publisher = make_client(max_body_bytes=1 << 20,
+                                    push_bound=PushBound(multiple=1000, floor_bytes=0))
+    async with client:
+        r = await client.post("/track/push?project=shop.example&response=json", data=form,
+                              headers=BROWSER)
+    assert r.status_code == 200 and r.json()["accepted"] == 50, r.text
+    made = publisher.bytes
+    client, publisher = make_client(max_body_bytes=1 << 20,
+                                    push_bound=PushBound(multiple=0, floor_bytes=made - 1))
+    async with client:
+        r = await client.post("/track/push?project=shop.example&response=json", data=form,
+                              headers=BROWSER)
+    assert r.status_code == 413 and "would make up to" in r.json()["message"], r.text
+    assert publisher.records == []
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/json", b'{"project":"shop.example","cookie":"\\ud800","cv_id":"a\\udfff",'
+                         b'"cv_email":"\\udbff@x","event":"\\ud800","\\udc00":{"k":"\\ud800"}}'),
+    ("application/x-www-form-urlencoded",
+     b"project=shop.example&payload=" + b'{"params":{"cookie":"\\ud800","\\udc00":"x"}}'),
+], ids=["json-body", "push-line"])
+async def test_lone_surrogates_are_replaced_at_the_edge_and_the_request_is_logged(
+        make_client, content_type, body):
+    client, publisher = make_client(max_body_bytes=1 << 20)
+    path = "/track/push" if b"payload" in body else "/track/ce"
+    async with client:
+        r = await client.post(f"{path}?response=json", content=body,
+                              headers={"content-type": content_type})
+    assert r.status_code == 200, r.text
+    [record] = publisher.records
+    assert record.visitor_key == "cookie:\ufffd" and "\ufffd" in record.params()
+    record.kafka_key()  # a key, a msgpack map and a JSON line can all be made of it

@@ -1,7 +1,15 @@
 import pytest
 
 from gateway.errors import MalformedBody
-from gateway.params import decode_body, decode_push_lines, project_param, scan_query
+from gateway.params import (
+    count_push_lines,
+    decode_body,
+    decode_push_lines,
+    project_param,
+    push_lines,
+    scan_query,
+    valid_text,
+)
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -77,3 +85,70 @@ def test_push_lines_keep_good_lines_and_name_bad_ones():
         "line 5: expected an object with 'endpoint' and 'params'",
         ("ce", {"event": "b"}),
     ]
+
+
+# Every line break str.splitlines() knows; a push splits on "\n" only.
+LINE_BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+               "\u2029"]
+
+
+@pytest.mark.parametrize("payload", [
+    "", "\n", "{}", "{}\n", "{}\n{}", "{}\n\n{}\n", "\n\n\n", *(
+        "{}" + br + "{}" + br for br in LINE_BREAKS)],
+    ids=lambda p: repr(p))
+def test_the_line_count_is_what_the_split_makes(payload):
+    assert count_push_lines(payload) == len(push_lines(payload))
+
+
+@pytest.mark.parametrize("line_break", LINE_BREAKS, ids=repr)
+def test_only_newline_breaks_a_push_line_and_a_carriage_return_before_it_is_whitespace(
+        line_break):
+    payload = line_break.join(['{"params":{"event":"a"}}'] * 5000)
+    lines = decode_push_lines(payload)
+    if line_break in ("\n", "\r\n"):
+        assert count_push_lines(payload) == 5000 and lines == [("ce", {"event": "a"})] * 5000
+    else:  # one line, which is not JSON: never 5,000 lines past the cap
+        assert count_push_lines(payload) == 1 and lines == ["line 1: not JSON"]
+
+
+def test_a_line_break_inside_a_json_string_stays_in_the_value():
+    payload = '{"params":{"event":"a\u2028b\u0085c"}}\n{"params":{"event":"d"}}'
+    assert decode_push_lines(payload) == [("ce", {"event": "a\u2028b\u0085c"}),
+                                          ("ce", {"event": "d"})]
+
+
+UTF7_SURROGATE = "+2AA-"  # UTF-7 for a lone U+D800
+MULTIPART_UTF7 = (b'--XX\r\nContent-Disposition: form-data; name="cookie' + UTF7_SURROGATE.encode()
+                  + b'"\r\n\r\na' + UTF7_SURROGATE.encode() + b'\r\n--XX--\r\n')
+
+
+@pytest.mark.parametrize(("content_type", "body", "expected"), [
+    ("application/json", b'{"cv_id":"a\\ud800","cookie":"\\udfff\\ud800b"}',
+     {"cv_id": "a\ufffd", "cookie": "\ufffd\ufffdb"}),
+    ("application/json", b'{"\\ud800":"x"}', {"\ufffd": "x"}),
+    ("application/json", b'{"ce_o":{"k":["\\udc00"]}}', {"ce_o": '{"k":["\ufffd"]}'}),
+    ("application/json", b'{"ce_ok":"\\ud83d\\ude00"}', {"ce_ok": "\U0001f600"}),
+    ("application/x-www-form-urlencoded", b"cookie=%ED%A0%80", {"cookie": "\ufffd" * 3}),
+    ("multipart/form-data; boundary=XX; charset=utf-7", MULTIPART_UTF7,
+     {"cookie\ufffd": "a\ufffd"}),
+], ids=["json-values", "json-name", "json-nested", "json-pair-kept", "form-cesu",
+        "multipart-utf7"])
+async def test_a_lone_surrogate_in_a_body_becomes_the_replacement_character(content_type, body,
+                                                                             expected):
+    params = await decode_body(content_type, body)
+    assert params == expected
+    for name, value in params.items():  # what every later reader does with them
+        (name + str(value)).encode()
+
+
+def test_a_lone_surrogate_in_a_push_line_becomes_the_replacement_character():
+    [(_, params)] = decode_push_lines('{"params":{"cookie":"\\ud800","\\udbff":{"a":"\\ud800"}}}')
+    assert params == {"cookie": "\ufffd", "\ufffd": '{"a":"\ufffd"}'}
+
+
+@pytest.mark.parametrize("text", ["plain", "\ufffd", "é\U0001f600", "\ud800", "a\udc00b\ud83d"])
+def test_valid_text_is_always_encodable_and_keeps_valid_text(text):
+    valid = valid_text(text)
+    valid.encode()
+    if "\ud800" not in text and "\udc00" not in text:
+        assert valid is text

@@ -25,6 +25,8 @@ def test_environment_and_overrides():
     ({"TRACKPIPE_TOPIC_PREFIX": "a/b"}, "TRACKPIPE_TOPIC_PREFIX"),
     ({"TRACKPIPE_TRUSTED_PROXIES": "nope"}, "TRACKPIPE_TRUSTED_PROXIES"),
     ({"TRACKPIPE_LOCAL_KAFKA_NODES": "2"}, "TRACKPIPE_LOCAL_KAFKA_NODES"),
+    ({"TRACKPIPE_MAX_PUSH_EXPANSION": "4"}, "TRACKPIPE_MAX_PUSH_EXPANSION must be at least 8"),
+    ({"TRACKPIPE_MAX_HEADER_COUNT": "0"}, "TRACKPIPE_MAX_HEADER_COUNT"),
 ])
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
@@ -36,3 +38,12 @@ def test_every_setting_is_documented_in_the_readme():
     for variable, _default, doc in documented_fields():
         assert doc, variable
         assert f"`{variable}`" in readme, f"{variable} is missing from the README table"
+
+
+def test_the_least_push_expansion_leaves_room_for_what_a_line_grows_to():
+    """Below OWN_GROWTH, the estimate made before a push is decoded would refuse pushes whose
+    records are within the bound."""
+    from gateway.expansion import OWN_GROWTH
+    from trackpipe.settings import MIN_PUSH_EXPANSION
+
+    assert MIN_PUSH_EXPANSION > OWN_GROWTH
