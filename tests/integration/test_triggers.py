@@ -3,6 +3,7 @@ local webhook receiver and the visitor's next script response; a real broker thr
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.integration.pipeline import PROJECT, started_pipeline
+from schemas.project import ProjectRecord
+from tests.conftest import register
+from tests.integration.pipeline import PROJECT, started_pipeline, wait_until
 from tests.integration.test_cli_and_server import free_port
 from triggers import rules
 
@@ -109,6 +112,8 @@ def pipeline(kafka_bootstrap, tmp_path_factory):
         added = p.cli("projects", "add", SIGNED, "--secret", SECRET)
         assert added.returncode == 0
         p.signing_secret = added.stdout.split("webhook signing secret: ")[1].strip()
+        # the harness registers PROJECT as records were before signing secrets: give it one
+        assert p.cli("projects", "set", PROJECT, "--rotate-webhook-secret").returncode == 0
         yield p
 
 
@@ -170,12 +175,35 @@ def test_a_signed_post_per_matching_action_and_none_for_the_rest(pipeline, recei
     assert seen == set(sent)
 
 
-def test_a_project_registered_before_signing_secrets_gets_no_signature_header(pipeline,
-                                                                               receiver):
-    add(pipeline, PROJECT, "plain", "--event", "plain", "--webhook", receiver.url + "/ok/plain")
-    track(pipeline, event="plain", cookie="p1")
-    headers, _ = receiver.wait("/ok/plain", 1)[0]
-    assert "X-Trackpipe-Signature" not in headers
+def test_a_project_without_a_signing_secret_gets_its_webhooks_once_it_has_one_signed(
+        pipeline, receiver):
+    """A project registered before each had a signing secret of its own (its record has none)
+    gets no unsigned webhook: the firing is held, the log says why, and once `projects set`
+    makes a secret the webhook goes out, once, signed with it."""
+    legacy = f"legacy{uuid.uuid4().hex[:8]}.example"
+    asyncio.run(register(pipeline.settings, ProjectRecord.build(legacy)))  # no webhook secret
+    add(pipeline, legacy, "old", "--event", "old", "--webhook", receiver.url + "/ok/legacy")
+    wait_until(lambda: httpx.get(pipeline.url + "/track/ce", timeout=10, params={
+        "project": legacy, "event": "warm", "cookie": "l0"}).status_code == 200, 30,
+        "the gateway never knew the project", 0.2)
+    event_id = track(pipeline, legacy, event="old", cookie="l1").headers["x-event-id"]
+    log = pipeline.tmp / "triggers.log"
+    held = f"project {legacy} has no webhook signing secret"
+    wait_until(lambda: held in log.read_text() or receiver.received("/ok/legacy"), 60,
+               "the firing was neither held nor delivered", 0.2)
+    assert receiver.received("/ok/legacy") == []  # held, never sent unsigned
+
+    made = pipeline.cli("projects", "set", legacy, "--rotate-webhook-secret")
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.split("webhook signing secret: ")[1].strip()
+    headers, body = receiver.wait("/ok/legacy", 1, timeout_s=60)[0]
+    assert headers["X-Trackpipe-Delivery"] == f"{event_id}/old"
+    assert rules.verify_signature(secret, headers["X-Trackpipe-Signature"], body,
+                                  int(time.time()))
+    calls = settled(pipeline, receiver, "/ok/legacy",
+                    {"project": legacy, "event": "old", "cookie": "l-marker"})
+    assert [h["X-Trackpipe-Delivery"] for h, _ in calls] == [f"{event_id}/old"]
+    assert f"project {legacy} has a webhook signing secret now" in log.read_text()
 
 
 def test_over_quota_actions_never_fire(pipeline, receiver):
