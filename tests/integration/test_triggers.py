@@ -328,19 +328,22 @@ def test_list_and_remove(pipeline):
 
 
 def test_webhooks_reach_no_private_address_and_follow_no_redirect(pipeline, receiver):
-    """The metadata service of a cloud machine is a link-local address: a rule naming it is
-    refused when it fires (dead-lettered at once, no request made); a receiver answering a
-    redirect is not followed."""
+    """The metadata service of a cloud machine is a link-local address: a rule naming it, also
+    inside an IPv6 address (NAT64), is refused when it fires (dead-lettered at once, no request
+    made); a receiver answering a redirect is not followed."""
     add(pipeline, PROJECT, "metadata", "--event", "probe",
         "--webhook", "http://169.254.169.254/latest/meta-data/")
+    add(pipeline, PROJECT, "metadata-nat64", "--event", "probe",
+        "--webhook", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/")
     add(pipeline, PROJECT, "redirected", "--event", "probe",
         "--webhook", receiver.url + "/redirect/1")
     event_id = track(pipeline, event="probe", cookie="m1").headers["x-event-id"]
-    dead = pipeline.topic("deadletter", lambda ds: {f"{event_id}/metadata",
-                                                    f"{event_id}/redirected"}
-                          <= {d.get("delivery") for d in ds})
+    dead = pipeline.topic("deadletter", lambda ds: {
+        f"{event_id}/metadata", f"{event_id}/metadata-nat64", f"{event_id}/redirected"}
+        <= {d.get("delivery") for d in ds})
     errors = {d["delivery"]: d["error"] for d in dead if d.get("delivery")}
     assert "may not reach" in errors[f"{event_id}/metadata"]
+    assert "may not reach" in errors[f"{event_id}/metadata-nat64"]
     assert "HTTP 307" in errors[f"{event_id}/redirected"]
     assert len(receiver.received("/redirect/1")) == 1
     assert receiver.received("/ok/redirected") == []
