@@ -1,10 +1,14 @@
 """Thousands of malformed requests against a real gateway process on a real broker: bad
 methods, lying Content-Length, chunked garbage, broken multipart, nested and huge JSON,
-invalid UTF-8 and escapes, huge headers, raw noise. Seeded and bounded in time. Nothing may be
-answered with a 5xx but 503, the gateway must stay up, and a good request is still a 200."""
+invalid UTF-8 and escapes, huge headers, raw noise, pushes that would expand (many lines
+beside a long outer field or query; lines joined by every Unicode line break), and lone
+surrogates in every field and body type. Seeded and bounded in time. Nothing may be answered
+with a 5xx but 503, the gateway must stay up, a good request is still a 200, and no request
+makes more than the stated multiple of its own size in raw records."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import socket
@@ -18,6 +22,8 @@ from urllib.parse import quote_from_bytes
 import httpx
 import pytest
 
+from schemas import envelope, topics
+from schemas.raw import RawRecord
 from tests.integration.test_cli_and_server import cli, free_port, interrupt, poll_status
 
 pytestmark = pytest.mark.integration
@@ -26,6 +32,14 @@ SEED = 20261201
 REQUESTS = 2500
 BUDGET_S = 120
 PROJECT = "fuzz.example"
+# The stated bound (TRACKPIPE_MAX_PUSH_EXPANSION, TRACKPIPE_PUSH_EXPANSION_FLOOR_BYTES; the
+# defaults): no request makes more raw records than this multiple of its own bytes, or the floor.
+EXPANSION = 16
+FLOOR_BYTES = 256 * 1024
+# Every line break str.splitlines() knows; only the first ends a push line.
+LINE_BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
+               "\u2029"]
+LONE = ["\\ud800", "\\udfff", "\\udbff\\u0041", "\\udc00\\ud800"]  # as JSON escapes
 
 
 @pytest.fixture
@@ -81,8 +95,100 @@ def _json_body(rng: random.Random) -> bytes:
     return bytes(rng.randrange(0, 256) for _ in range(rng.randrange(1, 200)))
 
 
+def _post(target: bytes, content_type: bytes, body: bytes, head: bytes = b"") -> bytes:
+    return (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head +
+            b"Content-Type: " + content_type + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body)
+
+
+FORM = b"application/x-www-form-urlencoded"
+
+
+def _expanding_push(rng: random.Random) -> bytes:
+    """A push whose lines would each carry something long: an outer form field, the query, or
+    a browser's headers; its lines joined by any line break."""
+    line_break = rng.choice(LINE_BREAKS).encode()
+    lines = line_break.join([b"{}"] * rng.choice([10, 500, 1000, 3000]))
+    shape = rng.randrange(3)
+    query = b"project=" + PROJECT.encode()
+    outer = b""
+    if shape == 0:  # one long outer field, copied into every line
+        outer = b"&ce_pad=" + b"x" * rng.choice([1000, 20_000, 40_000])
+    elif shape == 1:  # a long query, carried by every line
+        query += b"&ce_q=" + b"q" * rng.choice([1000, 20_000, 60_000])
+    head = b"User-Agent: " + b"u" * rng.choice([100, 4000]) + b"\r\n"
+    payload = lines if rng.random() < 0.5 else quote_from_bytes(lines).encode()
+    return _post(b"/track/push?" + query, FORM, b"payload=" + payload + outer, head)
+
+
+def _line_break_push(rng: random.Random) -> bytes:
+    """Good lines joined by one of every Unicode line break, sent form-encoded or as raw UTF-8
+    in a form, or inside a JSON body."""
+    line_break = rng.choice(LINE_BREAKS)
+    line = json.dumps({"endpoint": "ce", "params": {"event": "b", "cookie": "lb"}})
+    payload = line_break.join([line] * rng.choice([2, 50, 1001, 5000]))
+    target = b"/track/push?project=" + PROJECT.encode()
+    how = rng.randrange(3)
+    if how == 0:
+        return _post(target, FORM, b"payload=" + quote_from_bytes(payload.encode()).encode())
+    if how == 1:
+        return _post(target, FORM, b"payload=" + payload.encode())
+    return _post(target, b"application/json", json.dumps({"payload": payload}).encode())
+
+
+def _lone_surrogates(rng: random.Random) -> bytes:
+    """A lone surrogate in an identifier, a name, a value or a nested value, in every body
+    type, the query, the path and the headers."""
+    lone = rng.choice(LONE)
+    field = rng.choice(["cookie", "cv_id", "id", "cv_email", "email", "event", "cv_name",
+                        "ce_x", "project", lone])
+    target = b"/track/ce?project=" + PROJECT.encode()
+    how = rng.randrange(7)
+    if how == 0:  # JSON body: in a value, a name and a nested value
+        body = ('{"project":"' + PROJECT + '","' + field + '":"a' + lone + '","ce_n":{"k":["'
+                + lone + '"]},"cookie":"' + rng.choice(["c", lone]) + '"}').encode()
+        return _post(target, b"application/json", body)
+    if how == 1:  # a push line: form-encoded, or in a JSON body (escaped in the line, or not)
+        line = ('{"params":{"' + field + '":"' + lone + '","cookie":"' + lone + '","ce_o":{"'
+                + lone + '":1}}}')
+        if rng.random() < 0.5:
+            body = b"payload=" + quote_from_bytes(f"{line}\n{line}".encode()).encode()
+            return _post(b"/track/push?project=" + PROJECT.encode(), FORM, body)
+        payload = json.dumps(line).encode()
+        if rng.random() < 0.5:  # the surrogate in the body's own string, not in the line's
+            payload = payload.replace(b"\\\\u", b"\\u")
+        body = b'{"project":"' + PROJECT.encode() + b'","payload":' + payload + b"}"
+        return _post(b"/track/push", b"application/json", body)
+    if how == 2:  # multipart whose charset can encode a surrogate: UTF-7 or escapes
+        charset, text = rng.choice([(b"utf-7", b"+2AA-"), (b"unicode_escape", b"\\ud800"),
+                                    (b"raw_unicode_escape", b"\\udfff")])
+        body = (b'--zz\r\nContent-Disposition: form-data; name="cookie' + text + b'"\r\n\r\n'
+                + text + b'\r\n--zz\r\nContent-Disposition: form-data; name="cv_id"; '
+                b'filename="f' + text + b'"\r\n\r\nx\r\n--zz--\r\n')
+        return _post(target, b"multipart/form-data; boundary=zz; charset=" + charset, body)
+    if how == 3:  # a form: surrogates as CESU-8 escapes and as raw bytes
+        body = b"cookie=%ED%A0%80&cv_id=\xed\xa0\x80&\xed\xb0\x80=1"
+        return _post(target, FORM, body)
+    if how == 4:  # the query
+        return (b"GET " + target + b"&cookie=%ED%A0%80&cv_email=\xed\xa0\x80&%ED%B0%80=1"
+                b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if how == 5:  # the path's project
+        return (b"GET /track/tp/%ED%A0%80/ce?cookie=c HTTP/1.1\r\nHost: x\r\n"
+                b"Connection: close\r\n\r\n")
+    name = rng.choice([b"User-Agent", b"Referer", b"Accept-Language", b"Authorization",
+                       b"X-Forwarded-For", b"Content-Type"])  # the headers
+    return (b"GET " + target + b"&cookie=h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + name + b": \xed\xa0\x80\r\n\r\n")
+
+
 def _request(rng: random.Random) -> bytes:
-    kind = rng.randrange(12)
+    kind = rng.randrange(16)
+    if kind == 12:
+        return _expanding_push(rng)
+    if kind == 13:
+        return _line_break_push(rng)
+    if kind in (14, 15):
+        return _lone_surrogates(rng)
     path = rng.choice([b"/track/ce", b"/track/push", b"/track/identify", b"/ping",
                        b"/track/tp/" + PROJECT.encode() + b"/ce", b"/track/update/"])
     target = path + b"?" + _query(rng)
@@ -137,8 +243,8 @@ def _request(rng: random.Random) -> bytes:
     return b"GET " + target + b" HTTP/1.1\r\n" + head + b"\r\n"  # a plain odd query
 
 
-def _send(port: int, raw: bytes) -> int | None:
-    """The status answered, or None when the server closed without one."""
+def _send(port: int, raw: bytes) -> tuple[int, str] | None:
+    """The status and event id answered, or None when the server closed without an answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         try:
             s.sendall(raw)  # (no half-close: an HTTP server takes EOF for a client gone)
@@ -146,36 +252,83 @@ def _send(port: int, raw: bytes) -> int | None:
             pass
         answer = b""
         try:
-            while len(answer) < 64 and (chunk := s.recv(4096)):
+            while b"\r\n\r\n" not in answer and len(answer) < 8192 and (
+                    chunk := s.recv(4096)):
                 answer += chunk
         except OSError:
             pass
     if not answer.startswith(b"HTTP/1."):
         return None
-    return int(answer.split(b" ", 2)[1])
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    event_id = head.partition(b"x-event-id: ")[2].partition(b"\r\n")[0].decode()
+    return int(answer.split(b" ", 2)[1]), event_id
 
 
-def test_malformed_requests_never_get_a_5xx_but_503_and_the_gateway_lives(fuzz_server):
+async def _records_bytes(settings, event_ids: set[str], timeout_s: float = 60
+                         ) -> dict[str, int]:
+    """Bytes of raw records per request (a push line's id is ``<event id>.<n>``), read until
+    every one of ``event_ids`` has been seen, then a second more."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = settings.topic(topics.RAW)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    made: dict[str, int] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        settle_until = None
+        while loop.time() < (settle_until or deadline):
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    for item in envelope.unpack(message.value):
+                        record = RawRecord.from_obj(item)
+                        request = record.id.partition(".")[0]
+                        made[request] = made.get(request, 0) + len(record.to_bytes())
+            if settle_until is None and event_ids <= made.keys():
+                settle_until = loop.time() + 1
+        assert event_ids <= made.keys(), f"{len(event_ids - made.keys())} never arrived"
+        return made
+    finally:
+        await consumer.stop()
+
+
+def test_malformed_requests_never_get_a_5xx_but_503_and_the_gateway_lives(fuzz_server,
+                                                                         settings):
     url, process = fuzz_server
     port = int(url.rsplit(":", 1)[1])
     rng = random.Random(SEED)
     requests = [_request(rng) for _ in range(REQUESTS)]
     started = time.monotonic()
 
-    def send(raw: bytes) -> int | None:
+    def send(raw: bytes) -> tuple[int, str] | None:
         if time.monotonic() - started > BUDGET_S:
-            return -1
+            return -1, ""
         return _send(port, raw)
 
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(send, requests))
-    answered = [s for s in statuses if s is not None and s >= 0]
-    assert len([s for s in statuses if s != -1]) >= 1000, "too few were sent in the budget"
-    bad = sorted({s for s in answered if s >= 500 and s != 503})
+        answers = list(pool.map(send, requests))
+    answered = [a for a in answers if a is not None and a[0] >= 0]
+    assert len([a for a in answers if a is None or a[0] != -1]) >= 1000, \
+        "too few were sent in the budget"
+    bad = sorted({status for status, _ in answered if status >= 500 and status != 503})
     assert bad == [], f"5xx answers: {bad}"
     assert process.poll() is None, "the gateway died"
-    seen = Counter(answered)
+    seen = Counter(status for status, _ in answered)
     assert seen[200] + seen[202] > 100 and seen[400] > 100, seen  # both kinds were reached
+    assert seen[413] > 10 and seen[431] > 10, seen  # pushes and headers over their bounds
     good = httpx.get(f"{url}/track/ce", params={"project": PROJECT, "event": "after",
                                                 "cookie": "good"}, timeout=10)
     assert good.status_code == 200
+
+    size = {answer[1]: len(raw) for raw, answer in zip(requests, answers, strict=True)
+            if answer is not None and answer[0] in (200, 202, 402)}
+    made = asyncio.run(_records_bytes(settings, set(size)))
+    over = {event_id: (made[event_id], raw_size) for event_id, raw_size in size.items()
+            if made[event_id] > max(EXPANSION * raw_size, FLOOR_BYTES)}
+    assert over == {}, f"requests that made more than {EXPANSION} times their size: {over}"
