@@ -39,7 +39,8 @@ from typing import IO, Any
 
 from processors.appending import write_all
 from processors.journal import Line
-from processors.timeline import UNSHOWN, TimelineIndex, merges_name
+from processors.retention import DAY
+from processors.timeline import UNSHOWN, TimelineIndex, UnreadableLine, merges_name
 from schemas.identity import Merge
 from schemas.project import check_name
 
@@ -58,7 +59,7 @@ def day_of(ms: int) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _day_name(day: int) -> str:  # formatted once per day, not once per record
-    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()  # 0999, not 999
 
 
 def source_suffix(partition: int, offset: int, index: int) -> bytes:
@@ -300,7 +301,7 @@ def _receipt_days(folder: Path, days: list[str], event_days: set[str] | None) ->
     for event_day in event_days or ():
         index = folder / INDEX / event_day
         if index.exists():
-            receipt_days |= set(index.read_text().split())
+            receipt_days |= {day for day in index.read_text().split() if DAY.fullmatch(day)}
     return sorted(receipt_days)
 
 
@@ -311,10 +312,26 @@ def _new_lines(path: Path, positions: dict[Path, int],
         for line in f:
             if not line.endswith(b"\n"):
                 break  # being written right now: read it next time
-            positions[path] = f.tell()
-            record = json.loads(line.decode("utf-8", "replace"))
-            if event_days is None or day_of(record.get("event_ms", 0)) in event_days:
+            start, positions[path] = positions.get(path, 0), f.tell()
+            try:
+                record = json.loads(line.decode("utf-8", "replace"))
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                raise UnreadableLine(f"{path}: the line at byte {start} is not a day-log line "
+                                     "(not a JSON object)")
+            if event_days is None or _event_day(record) in event_days:
                 yield record
+
+
+def _event_day(record: dict[str, Any]) -> str | None:
+    ms = record.get("event_ms", 0)
+    if not isinstance(ms, int):
+        return None
+    try:
+        return day_of(ms)
+    except (OverflowError, ValueError, OSError):  # a time no calendar day holds
+        return None
 
 
 def read_lines(root: Path, project: str, days: list[str],
@@ -333,8 +350,10 @@ def read_lines(root: Path, project: str, days: list[str],
         yield from heapq.merge(*files, key=_received)
 
 
-def _received(record: dict[str, Any]) -> tuple[int, str]:
-    return record.get("received_ms", 0), record.get("id", "")
+def _received(record: dict[str, Any]) -> tuple[int | float, str]:
+    """The merge order of a day's files: comparable whatever a line holds."""
+    ms, key = record.get("received_ms", 0), record.get("id", "")
+    return (ms if isinstance(ms, int | float) else 0, key if isinstance(key, str) else "")
 
 
 def follow_lines(root: Path, project: str, days: list[str],

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from processors.retention import cutoff_day
+from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ CREATE INDEX IF NOT EXISTS merges_by_survivor ON merges (survivor, source);
 """
 KNOWN_LINKS = 200_000  # identifier rows remembered as already in the index
 MAX_OPEN = 64  # databases a worker holds open (each is three descriptors: db, wal, shm)
-MAX_MERGE_CHAIN = 32  # merges followed from a profile; a longer chain would be a bug
+SQLITE_INTEGER = 2**63 - 1  # the largest
 UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
 
 
@@ -192,17 +193,62 @@ class TimelineIndex:
 
 # -- the reading side --------------------------------------------------------------------------
 
-def family(start: set[str], merged_with: Callable[[set[str]], set[str]]) -> set[str]:
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A person's profiles: those joined by merges, and whether more were left out."""
+
+    profiles: frozenset[str]
+    cut: bool  # the merges joined more than the bound allows; the nearest are kept
+
+
+def family(start: Iterable[str], merged_with: Callable[[set[str]], set[str]],
+           max_profiles: int) -> Family:
     """Every profile joined to ``start`` by merges, in either direction (a person's profiles
-    before and after each merge); ``merged_with`` answers the profiles one merge away from
-    a set of them. Pure."""
-    found, frontier = set(start), set(start)
-    for _ in range(MAX_MERGE_CHAIN):
-        frontier = merged_with(frontier) - found
-        if not frontier:
-            break
+    before and after each merge), however long the chain (a cycle ends: a profile is visited
+    once), up to ``max_profiles``: beyond, the family is cut to the profiles nearest ``start``
+    (fewest merges away, then by name). ``merged_with`` answers the profiles one merge away
+    from a set of them. The one rule of ``trackpipe timeline`` and ``trackpipe query``. Pure."""
+    found: set[str] = set()
+    frontier = set(start)
+    while frontier:
+        room = max_profiles - len(found)
+        if len(frontier) > room:
+            found.update(sorted(frontier)[:room])
+            return Family(frozenset(found), cut=True)
         found |= frontier
-    return found
+        frontier = merged_with(frontier) - found
+    return Family(frozenset(found), cut=False)
+
+
+def persons(merges: Iterable[tuple[str, str]], max_profiles: int) -> tuple[dict[str, str], int]:
+    """Each profile of ``merges`` (source, into) → the person it is counted as: the profile
+    that names its family (``family``, from the first profile by name not yet counted), and
+    how many families were cut. A family is named by the profile that was merged into nothing
+    (the survivor); if several were (two devices' races) or none (a cycle, which the
+    identities stage never makes), by the first of them by name. Pure."""
+    neighbours: dict[str, set[str]] = defaultdict(set)
+    merged: set[str] = set()
+    for source, into in merges:
+        if source != into:
+            neighbours[source].add(into)
+            neighbours[into].add(source)
+            merged.add(source)
+    person: dict[str, str] = {}
+
+    def merged_with(profiles: set[str]) -> set[str]:
+        return {other for profile in profiles for other in neighbours[profile]
+                if other not in person}
+
+    cuts = 0
+    for profile in sorted(neighbours):
+        if profile in person:
+            continue
+        found = family((profile,), merged_with, max_profiles)
+        survivors = sorted(p for p in found.profiles if p not in merged)
+        name = survivors[0] if survivors else min(found.profiles)
+        person.update(dict.fromkeys(found.profiles, name))
+        cuts += found.cut
+    return person, cuts
 
 
 def shown_range(now_ms: int, retention_days: int | None, from_ms: int | None = None,
@@ -253,35 +299,45 @@ class Timeline:
         for db in self._open:
             db.close()
 
-    def profiles(self, identifier: str) -> set[str]:
-        """The profiles ``identifier`` was logged under, and every profile merged with them."""
+    def family_of(self, identifier: str, max_profiles: int) -> Family:
+        """The profiles ``identifier`` was logged under, and every profile merged with them
+        (``family``)."""
         found = {profile for _, db in self._dbs for (profile,) in db.execute(
             "SELECT DISTINCT profile FROM identifiers WHERE identifier = ?", (identifier,))}
-        return family(found, self._merged_with) if found else found
+        return family(found, self._merged_with, max_profiles)
+
+    def profiles(self, identifier: str) -> frozenset[str]:
+        """``family_of``'s profiles, within the default bound."""
+        return self.family_of(identifier, Settings().max_family_profiles).profiles
 
     def _merged_with(self, profiles: set[str]) -> set[str]:
-        marks = ",".join("?" * len(profiles))
+        # the profiles travel as one JSON parameter: a family of any size is one statement,
+        # where a list of SQL variables failed past SQLite's limit (250,000 on Debian)
+        names = json.dumps(sorted(profiles))
         return {other for db in self._merges for (other,) in db.execute(
-            f"SELECT survivor FROM merges WHERE source IN ({marks}) UNION "
-            f"SELECT source FROM merges WHERE survivor IN ({marks})", (*profiles, *profiles))}
+            "SELECT survivor FROM merges WHERE source IN (SELECT value FROM json_each(?1)) "
+            "UNION SELECT source FROM merges WHERE survivor IN (SELECT value FROM json_each(?1))",
+            (names,))}
 
-    def locate(self, profiles: set[str], first_ms: int, last_ms: int,
+    def locate(self, profiles: Iterable[str], first_ms: int, last_ms: int,
                limit: int) -> list[Located]:
         """The ``limit`` latest events of ``profiles`` in [first_ms, last_ms], oldest first."""
-        marks = ",".join("?" * len(profiles))
+        names = json.dumps(sorted(profiles))
         found = []
         for partition, db in self._dbs:
             rows = db.execute(
-                f"SELECT event_ms, day, offset, idx FROM events WHERE profile IN ({marks}) "
-                "AND event_ms BETWEEN ? AND ? ORDER BY event_ms DESC, offset DESC, idx DESC "
-                "LIMIT ?", (*profiles, first_ms, last_ms, limit))
+                "SELECT event_ms, day, offset, idx FROM events "
+                "WHERE profile IN (SELECT value FROM json_each(?)) AND event_ms BETWEEN ? AND ? "
+                "ORDER BY event_ms DESC, offset DESC, idx DESC LIMIT ?",
+                (names, _integer(first_ms), _integer(last_ms), _integer(limit)))
             found += [Located(ms, day, partition, offset, idx) for ms, day, offset, idx in rows]
         found.sort(key=lambda e: (e.event_ms, e.day, e.partition, e.offset, e.idx))
-        return found[-limit:] if limit else []
+        return found[-limit:] if limit > 0 else []
 
     def read(self, located: list[Located]) -> Iterator[dict[str, Any]]:
         """The day-log lines of ``located``, in its order (a line whose file has gone since,
-        by retention, is left out)."""
+        by retention, is left out; a file that holds something else than day-log lines raises
+        ``UnreadableLine``, naming it)."""
         by_file: dict[tuple[str, int], list[Located]] = defaultdict(list)
         for event in located:
             by_file[event.day, event.partition].append(event)
@@ -296,13 +352,21 @@ class Timeline:
                 size = f.seek(0, os.SEEK_END)
                 lo = 0
                 for event in sorted(events, key=lambda e: (e.offset, e.idx)):
-                    start, line = find_line(f, lo, size, (event.offset, event.idx))
-                    if line is not None:
-                        lines[event] = json.loads(line)
-                        lo = start + len(line)
+                    try:
+                        start, line = find_line(f, lo, size, (event.offset, event.idx))
+                        if line is not None:
+                            lines[event] = _record(line, start)
+                            lo = start + len(line)
+                    except UnreadableLine as exc:
+                        raise UnreadableLine(f"{path}: {exc}") from None
         for event in located:
             if event in lines:
                 yield lines[event]
+
+
+def _integer(n: int) -> int:
+    """``n`` within SQLite's integers (a bound past them means no bound)."""
+    return max(-SQLITE_INTEGER - 1, min(n, SQLITE_INTEGER))
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
@@ -312,17 +376,37 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     return db
 
 
+class UnreadableLine(ValueError):
+    """A day-log line that is not one: not JSON, not an object, or no ``_source``."""
+
+
 def source_of(line: bytes) -> tuple[int, int]:
     """(offset, index) from a day-log line's ``_source`` (its last member)."""
-    at = line.rfind(b'"_source"')
-    source = json.loads(line[line.index(b"{", at):].rstrip()[:-1])
-    return int(source["offset"]), int(source.get("index", -1))
+    try:
+        at = line.rfind(b'"_source"')
+        if at < 0:
+            raise ValueError("no _source")
+        source = json.loads(line[line.index(b"{", at):].rstrip()[:-1])
+        return int(source["offset"]), int(source.get("index", -1))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UnreadableLine("is not a day-log line (no _source)") from None
+
+
+def _record(line: bytes, start: int) -> dict[str, Any]:
+    try:
+        record = json.loads(line.decode("utf-8", "replace"))
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise UnreadableLine(f"the line at byte {start} is not a day-log line (not JSON)")
+    return record
 
 
 def find_line(f: IO[bytes], lo: int, size: int,
               key: tuple[int, int]) -> tuple[int, bytes | None]:
     """Binary search of a day file (lines in ``_source`` order) from byte ``lo`` (a line's
-    start) for the line of ``key``: (its start, the line), or (lo, None)."""
+    start) for the line of ``key``: (its start, the line), or (lo, None). A line met on the
+    way that is not a day-log line raises ``UnreadableLine``: the order is lost there."""
     hi = size
     while lo < hi:
         mid = (lo + hi) // 2
@@ -340,7 +424,10 @@ def find_line(f: IO[bytes], lo: int, size: int,
         if not line.endswith(b"\n"):
             hi = start  # being written: not a line yet
             continue
-        found = source_of(line)
+        try:
+            found = source_of(line)
+        except UnreadableLine as exc:
+            raise UnreadableLine(f"the line at byte {start} {exc}") from None
         if found == key:
             return start, line
         if found < key:

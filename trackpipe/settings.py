@@ -106,6 +106,15 @@ class Settings:
     metrics_targets: tuple[str, ...] = _setting((),
         "Comma-separated base URLs of gateways and workers the dashboard scrapes (a name that "
         "resolves to several addresses is every replica); empty: the local gateway and worker.")
+    query_max_memory_bytes: int = _setting(1024 * 1024 * 1024,
+        "Memory DuckDB may use for one `trackpipe query`; beyond, the query stops with an error.")
+    query_timeout_ms: int = _setting(60_000,
+        "How long one `trackpipe query` may run, reading its rows included; then it stops.")
+    query_max_rows: int = _setting(10_000,
+        "Rows `trackpipe query` prints before it stops with an error (`--max-rows` per query).")
+    max_family_profiles: int = _setting(10_000,
+        "Most profiles that merges join into one person in `trackpipe timeline` and `query`; "
+        "beyond, the nearest are kept and the command says so.")
     raw_partitions: int = _setting(12,
         "Partitions of the raw topic (bounds how many processors can share the work).")
     replication_factor: int = _setting(1,
@@ -158,6 +167,8 @@ class Settings:
                     "raw_partitions",
                     "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
                     "webhook_concurrency", "admin_port", "replication_factor",
+                    "query_max_memory_bytes", "query_timeout_ms", "query_max_rows",
+                    "max_family_profiles",
                     "local_kafka_port", "local_kafka_nodes")
         for name in positive:
             if getattr(self, name) <= 0:

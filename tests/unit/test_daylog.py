@@ -6,6 +6,7 @@ import json
 import pytest
 
 from processors.daylog import DayLogWriter, day_of, last_source, read_lines, source_suffix
+from processors.timeline import UnreadableLine
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
 DAY2 = DAY1 + 86_400_000          # 2023-11-15
@@ -130,3 +131,33 @@ def test_a_day_reads_in_receipt_order_across_its_partition_files(writer, tmp_pat
                         line(0, 0, 1, DAY1 + 50, name="purchase")])
     names = [r["event"] for r in read_lines(tmp_path, "p", [day_of(DAY1)])]
     assert names == ["pageview", "signup", "purchase"]
+
+
+def test_a_corrupt_line_is_an_error_naming_its_file_and_byte(writer, tmp_path):
+    writer.write(0, 0, [line(0, 0, 0, DAY1, name="ok")])
+    writer.close()
+    path = tmp_path / "p" / day_of(DAY1) / "part-000.jsonl"
+    good = path.read_bytes()
+    for garbage in (b"{not json\n", b"[1]\n", b'"a string"\n'):
+        path.write_bytes(good + garbage)
+        with pytest.raises(UnreadableLine, match=f"{path}: the line at byte {len(good)} "):
+            list(read_lines(tmp_path, "p", [day_of(DAY1)]))
+
+
+def test_lines_with_members_of_unexpected_kinds_are_read_in_order(writer, tmp_path):
+    writer.write(0, 0, [line(0, 0, 0, DAY1, name="first")])
+    writer.close()
+    day = tmp_path / "p" / day_of(DAY1)
+    (day / "part-001.jsonl").write_text(
+        '{"event": "odd", "received_ms": "soon", "event_ms": 1e400, "id": 7}\n'
+        '{"event": "far", "received_ms": 2, "event_ms": 99999999999999999999}\n'
+        '{"event": "none"}\n')
+    assert sorted(r["event"] for r in read_lines(tmp_path, "p", [day_of(DAY1)])) == [
+        "far", "first", "none", "odd"]
+    assert [r["event"] for r in read_lines(tmp_path, "p", [day_of(DAY1)], {day_of(DAY1)})] == [
+        "first"]
+
+
+def test_days_before_the_year_1000_are_named_with_four_digits():
+    assert day_of(-30_610_224_000_000) == "1000-01-01"
+    assert day_of(-30_610_224_000_001) == "0999-12-31"

@@ -1,13 +1,17 @@
 """SQL over day logs written by the day-log writer: the views, attribution to the surviving
-profile, visits, what a query may not do, and the output formats."""
+profile, visits, what a query may not do, its bounds (memory, time, rows, a family's size),
+and the project's retention."""
 
 import json
+import time
+import tracemalloc
 
 import pytest
 
 from processors.daylog import DayLogWriter, day_of, source_suffix
 from schemas.identity import Merge
 from trackpipe import logsql
+from trackpipe.settings import Settings
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
 DAY2 = DAY1 + 86_400_000          # 2023-11-15
@@ -41,8 +45,17 @@ def folder(tmp_path):
     return tmp_path / "p"
 
 
-def query(folder, sql, first=None, last=None):
-    return logsql.run(logsql.connect(folder, first, last), sql)[1]
+def query(folder, sql, first=None, last=None, kept_from=None, **settings):
+    with logsql.connect(folder, first, last, Settings(**settings), kept_from) as views:
+        return logsql.run(views, sql)[1]
+
+
+def merged(tmp_path, *pairs):
+    writer = DayLogWriter(tmp_path)
+    for source, into in pairs:
+        writer.write_merge(Merge(source, into, "email:e", "p"), 0)
+    writer.close()
+    return tmp_path / "p"
 
 
 def test_survivors_follow_chains_of_merges(folder):
@@ -50,12 +63,32 @@ def test_survivors_follow_chains_of_merges(folder):
         ("b", "a"), ("c", "a")]
 
 
-def test_a_cycle_of_merges_ends_instead_of_hanging(tmp_path):
-    writer = DayLogWriter(tmp_path)
-    for source, into in (("a", "b"), ("b", "a")):
-        writer.write_merge(Merge(source, into, "email:e", "p"), 0)
-    writer.close()
-    assert len(query(tmp_path / "p", "SELECT * FROM survivors")) == 2
+def test_a_cycle_of_merges_is_one_person_as_in_a_timeline(tmp_path):
+    folder = merged(tmp_path, ("a", "b"), ("b", "c"), ("c", "a"))
+    assert query(folder, "SELECT profile, person FROM survivors ORDER BY 1") == [
+        ("b", "a"), ("c", "a")]
+
+
+def test_a_chain_of_any_length_ends_in_its_survivor(tmp_path):
+    folder = merged(tmp_path, *((f"p{n:03d}", f"p{n + 1:03d}") for n in range(100)))
+    assert query(folder, "SELECT DISTINCT person FROM survivors") == [("p100",)]
+
+
+def test_two_survivors_of_one_profile_are_one_person(tmp_path):
+    folder = merged(tmp_path, ("x", "b"), ("x", "a"), ("y", "b"))
+    assert query(folder, "SELECT DISTINCT person FROM survivors") == [("a",)]
+
+
+def test_a_family_past_the_bound_is_cut_and_said(tmp_path):
+    folder = merged(tmp_path, *((f"junk{n}", "victim") for n in range(5)))
+    with logsql.connect(folder, settings=Settings(max_family_profiles=3)) as views:
+        rows = logsql.run(views, "SELECT * FROM survivors ORDER BY 1")[1]
+        assert views.cut == 1
+    # from junk0 (the first by name): victim, then one more of victim's neighbours; junk2,
+    # junk3 and junk4 are left out of that family, each a person of its own
+    assert rows == [("junk0", "victim"), ("junk1", "victim")]
+    with logsql.connect(folder, settings=Settings(max_family_profiles=6)) as views:
+        assert views.cut == 0
 
 
 def test_actions_per_day_by_person_and_campaign(folder):
@@ -116,3 +149,79 @@ def test_a_merge_logged_twice_counts_once(folder):
     writer.close()
     assert query(folder, "SELECT count(*) FROM merges") == [(2,)]
     assert query(folder, "SELECT count(*) FROM actions WHERE person = 'a'") == [(4,)]
+
+
+def test_rows_are_read_in_chunks_up_to_the_cap(folder):
+    with logsql.connect(folder) as views:
+        result = views.query("SELECT range FROM range(2500)", max_rows=10_000)
+        assert [len(c) for c in result.chunks()] == [1000, 1000, 500] and not result.more
+        result = views.query("SELECT range FROM range(2500)", max_rows=1500)
+        assert sum(len(c) for c in result.chunks()) == 1500 and result.more
+        result = views.query("SELECT range FROM range(2500)", max_rows=2500)
+        assert sum(len(c) for c in result.chunks()) == 2500 and not result.more
+    with logsql.connect(folder, settings=Settings(query_max_rows=7)) as views:
+        result = views.query("SELECT range FROM range(2500)")
+        assert sum(len(c) for c in result.chunks()) == 7 and result.more
+
+
+def test_a_wide_result_is_never_held_whole(folder):
+    """100 MB of rows, read through: Python holds a chunk at a time."""
+    with logsql.connect(folder) as views:
+        result = views.query("SELECT repeat('x', 1000) AS wide FROM range(100000)",
+                             max_rows=100_000)
+        tracemalloc.start()
+        try:
+            rows = sum(len(chunk) for chunk in result.chunks())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert rows == 100_000 and peak < 10_000_000, peak
+
+
+def test_memory_past_the_limit_is_a_one_line_error(folder):
+    with pytest.raises(logsql.QueryError, match="TRACKPIPE_QUERY_MAX_MEMORY_BYTES") as refused:
+        query(folder, "SELECT list(repeat('x', 1000)) FROM range(1000000)",
+              query_max_memory_bytes=64 * 1024 * 1024)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_query_past_the_time_limit_is_interrupted(folder):
+    started = time.monotonic()
+    with pytest.raises(logsql.QueryError, match="after 0.5 s .TRACKPIPE_QUERY_TIMEOUT_MS"):
+        query(folder, "SELECT count(*) FROM range(1e12::BIGINT)", query_timeout_ms=500)
+    assert time.monotonic() - started < 10
+    with logsql.connect(folder, settings=Settings(query_timeout_ms=500)) as views:
+        result = views.query("SELECT range FROM range(100000000)", max_rows=10**9)
+        with pytest.raises(logsql.QueryError, match="TRACKPIPE_QUERY_TIMEOUT_MS"):
+            for _ in result.chunks():  # reading its rows counts too
+                pass
+
+
+def test_duckdb_installs_and_loads_no_extension_and_its_limits_are_locked(folder):
+    assert query(folder, "SELECT current_setting('autoinstall_known_extensions'), "
+                 "current_setting('autoload_known_extensions'), "
+                 "current_setting('lock_configuration'), current_setting('memory_limit')",
+                 query_max_memory_bytes=256 * 1024 * 1024) == [
+        (False, False, True, "256.0 MiB")]
+
+
+def test_days_past_the_retention_are_not_read(folder):
+    assert query(folder, "SELECT count(*) FROM lines", kept_from="2023-11-15") == [(2,)]
+    assert query(folder, "SELECT count(*) FROM lines", first="2023-11-01",
+                 kept_from="2023-11-15") == [(2,)]
+    # merges logged on days past it no longer join profiles
+    assert query(folder, "SELECT count(*) FROM merges", kept_from="2099-01-01") == [(0,)]
+
+
+def test_lines_older_than_the_retention_are_not_in_the_views(tmp_path):
+    writer = DayLogWriter(tmp_path)
+    old = line(1, 0, DAY2, "a", "late-sent")
+    record = json.loads(old[3])
+    record["event_ms"] = DAY1  # sent on DAY2, happened on DAY1
+    old = (*old[:3], json.dumps(record).encode() + b"\n", *old[4:])
+    writer.write(0, 1, [old, line(1, 1, DAY2 + 1, "a", "today")])
+    writer.close()
+    assert query(tmp_path / "p", "SELECT event FROM actions ORDER BY 1") == [
+        ("late-sent",), ("today",)]
+    assert query(tmp_path / "p", "SELECT event FROM actions",
+                 kept_from=day_of(DAY2)) == [("today",)]

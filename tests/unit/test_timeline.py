@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from processors.daylog import DayLogWriter, day_of, source_suffix
-from processors.timeline import Timeline, family, find_line, shown_range, source_of
+from processors.timeline import (
+    Timeline,
+    TimelineIndex,
+    UnreadableLine,
+    family,
+    find_line,
+    persons,
+    shown_range,
+    source_of,
+)
 from schemas.identity import Merge
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
@@ -55,10 +64,55 @@ def merged_with(merges):
 
 def test_family_follows_merges_both_ways_and_transitively():
     merges = merged_with([("b", "a"), ("c", "b"), ("x", "y")])
-    assert family({"c"}, merges) == {"a", "b", "c"}
-    assert family({"a"}, merges) == {"a", "b", "c"}
-    assert family({"z"}, merges) == {"z"}
-    assert family({"a"}, merged_with([("a", "b"), ("b", "a")])) == {"a", "b"}  # ends
+    assert family({"c"}, merges, 100).profiles == {"a", "b", "c"}
+    assert family({"a"}, merges, 100).profiles == {"a", "b", "c"}
+    assert family({"z"}, merges, 100).profiles == {"z"}
+    assert family(set(), merges, 100).profiles == set()
+    loop = merged_with([("a", "b"), ("b", "a")])
+    assert family({"a"}, loop, 100).profiles == {"a", "b"}  # ends
+
+
+def test_a_chain_longer_than_32_merges_is_followed_to_its_end():
+    chain = [(f"p{n:02d}", f"p{n + 1:02d}") for n in range(40)]
+    found = family({"p00"}, merged_with(chain), 100)
+    assert len(found.profiles) == 41 and not found.cut
+
+
+def test_a_family_past_the_bound_keeps_the_nearest_and_says_it_was_cut():
+    star = [(f"junk{n}", "victim") for n in range(5)] + [("victim", "later")]
+    found = family({"victim"}, merged_with(star), 4)
+    assert found.profiles == {"victim", "junk0", "junk1", "junk2"} and found.cut
+    assert family({"victim"}, merged_with(star), 7).cut is False
+    assert family({"a", "b", "c"}, merged_with([]), 2).profiles == {"a", "b"}
+
+
+GRAPHS = {
+    "chain": [("b", "c"), ("c", "a")],
+    "cycle of three": [("a", "b"), ("b", "c"), ("c", "a")],
+    "two survivors": [("x", "b"), ("x", "a")],
+    "two people": [("a", "b"), ("c", "d")],
+    "deep chain": [(f"p{n:02d}", f"p{n + 1:02d}") for n in range(40)],
+    "star": [(f"s{n}", "hub") for n in range(9)],
+    "logged twice": [("a", "b"), ("a", "b"), ("b", "b")],
+}
+
+
+@pytest.mark.parametrize("merges", GRAPHS.values(), ids=GRAPHS.keys())
+def test_query_and_timeline_join_the_same_profiles(merges):
+    """One rule: ``persons`` (what ``trackpipe query`` counts) gives each profile the person
+    whose profiles are exactly its ``family`` (what ``trackpipe timeline`` shows)."""
+    person, cuts = persons(merges, 100)
+    assert cuts == 0
+    for profile in {p for pair in merges for p in pair}:
+        same = {p for p, name in person.items() if name == person[profile]}
+        assert family({profile}, merged_with(merges), 100).profiles == same, profile
+
+
+def test_a_person_is_named_by_its_survivor():
+    assert persons(GRAPHS["chain"], 100)[0] == {"a": "a", "b": "a", "c": "a"}
+    assert set(persons(GRAPHS["cycle of three"], 100)[0].values()) == {"a"}  # no survivor
+    assert set(persons(GRAPHS["two survivors"], 100)[0].values()) == {"a"}  # the first
+    assert persons(GRAPHS["star"], 4)[1] == 1  # cut once; the rest are people of their own
 
 
 def test_shown_range_hides_the_future_and_what_is_past_retention():
@@ -174,3 +228,47 @@ def test_the_binary_search_finds_every_line_and_only_those():
         assert found == expected
         lo = start + len(found)
     assert find_line(f, lo, len(data), source_of(lines[0]))[1] is None  # behind: not looked at
+
+
+def test_a_family_of_130000_merged_profiles_is_looked_up(tmp_path):
+    """Any sender can merge a fresh cookie's profile into a victim's by sending their email;
+    a list of SQL variables failed past SQLite's limit ("too many SQL variables")."""
+    index = TimelineIndex(tmp_path)
+    index.add("p", 0, [("victim", DAY1, day_of(DAY1), 1, 0)],
+              [("email:v", "victim", day_of(DAY1))])
+    for n in range(130_000):
+        index.add_merge("p", 0, f"junk{n:06d}", "victim", day_of(DAY1))
+    index.close()
+    timeline = Timeline(tmp_path / "p")
+    try:
+        found = timeline.family_of("email:v", 200_000)
+        assert len(found.profiles) == 130_001 and not found.cut
+        assert len(timeline.locate(found.profiles, 0, DAY2, 10)) == 1
+        found = timeline.family_of("email:v", 10_000)
+        assert len(found.profiles) == 10_000 and found.cut and "victim" in found.profiles
+    finally:
+        timeline.close()
+
+
+def test_a_limit_beyond_sqlite_integers_means_no_limit(writer, tmp_path):
+    writer.write(0, 1, [line(0, 1, 0, DAY1, "pa", ["cookie:c1"], "e")])
+    writer.sync()
+    timeline = Timeline(tmp_path / "p")
+    try:
+        assert len(timeline.locate({"pa"}, -2**70, 2**70, 10**30)) == 1
+    finally:
+        timeline.close()
+
+
+@pytest.mark.parametrize("garbage", [
+    b"not json at all\n", b'{"_source": 7}\n', b"[1, 2]\n", b'"_source"{\n',
+    b'{"event": nope,"_source":{"partition":0,"offset":1,"index":4}}\n'])
+def test_a_corrupt_day_log_line_is_an_error_naming_its_file(writer, tmp_path, garbage):
+    writer.write(0, 1, [line(0, 1, n, DAY1 + n, "pa", ["cookie:c1"], f"e{n}") for n in range(9)])
+    writer.close()
+    path = tmp_path / "p" / day_of(DAY1) / "part-000.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:4] + [garbage] + lines[5:]))
+    at = len(b"".join(lines[:4]))
+    with pytest.raises(UnreadableLine, match=f"{path}: the line at byte {at} is not a day-log"):
+        lookup(tmp_path, "cookie:c1")

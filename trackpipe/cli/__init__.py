@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from schemas.project import ProjectError
 from trackpipe import quiet
-from trackpipe.cli import kafka, projects, reading, roles, triggers, up
+from trackpipe.cli import kafka, output, projects, reading, roles, triggers, up
 from trackpipe.cli.common import CliError
 from trackpipe.kafka.launcher import LauncherError
 from trackpipe.settings import Settings, SettingsError
@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         return args.handler(settings, args) or 0
     except (CliError, ProjectError, LauncherError, SettingsError) as exc:
-        print(f"trackpipe: error: {exc}", file=sys.stderr)
+        # escaped: a database's error can quote what a sender wrote
+        print(f"trackpipe: error: {output.visible(str(exc))}", file=sys.stderr)
         return 2
     except KafkaError as exc:
         print(f"trackpipe: error: Kafka is not reachable ({exc.__class__.__name__}) — start it "

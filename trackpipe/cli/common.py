@@ -47,11 +47,23 @@ def group(roles: Any, name: str, summary: str) -> Any:
 
 
 def day(text: str) -> str:
-    """An argparse type: a YYYY-MM-DD date."""
+    """An argparse type: a YYYY-MM-DD date, written back with four digits of year (glibc's
+    ``%Y`` writes 999 for the year 999, which ``fromisoformat`` refuses)."""
     try:
-        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+        return datetime.strptime(text, "%Y-%m-%d").date().isoformat()
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-27") from None
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is less than 1")
+    return number
 
 
 def check_range(first: str | None, last: str | None) -> None:
@@ -62,10 +74,10 @@ def check_range(first: str | None, last: str | None) -> None:
 def days(first: str, last: str) -> list[str]:
     """Every day from ``first`` to ``last`` (at most ten years of them)."""
     start = datetime.fromisoformat(first)
-    count = (datetime.fromisoformat(last) - start).days + 1
-    if count > MAX_DAYS:
+    length = (datetime.fromisoformat(last) - start).days + 1
+    if length > MAX_DAYS:
         raise CliError("a range of at most ten years, please")
-    return [(start + timedelta(days=n)).strftime("%Y-%m-%d") for n in range(count)]
+    return [(start + timedelta(days=n)).date().isoformat() for n in range(length)]
 
 
 def registry_topic(settings: Settings) -> tuple[str, str]:

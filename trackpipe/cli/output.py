@@ -1,43 +1,90 @@
-"""How the read commands print rows: an aligned table for people, CSV or JSON lines for tools."""
+"""How the read commands print rows: an aligned table for people, CSV or JSON lines for tools.
+
+What senders wrote reaches an operator's terminal through here, so no value may steer it: C0
+and C1 controls (escape sequences, carriage returns, backspaces), bidirectional overrides
+(which reorder what follows them on screen), line separators and lone surrogates (which UTF-8
+cannot print) are shown escaped, ``\\x1b`` or ``\\u202e`` in a table or CSV cell, ``\\u001b``
+in JSON. Rows arrive in chunks and CSV and JSON lines are written as they come; a table keeps
+its cells cut to ``MAX_WIDTH``, never a whole value.
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 MAX_WIDTH = 60  # a table's widest column; longer values are cut with …
 
+# Cc (C0, DEL, C1); the bidirectional formatting characters (ALM, LRM, RLM, the embeddings
+# and overrides, the isolates); the line and paragraph separators; surrogates.
+_UNSEEN = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[\x00-\x1f{_UNSEEN}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_UNSEEN}]")  # json.dumps escapes C0 itself
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-def write(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str,
+
+def visible(text: str) -> str:
+    """``text`` with every character that could steer a terminal escaped."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON (UTF-8 kept readable), the characters ``visible`` escapes as
+    ``\\uXXXX``: still the same JSON to a parser."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent, default=_plain)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def write(columns: Sequence[str], chunks: Iterable[Sequence[Sequence[Any]]], fmt: str,
           out: TextIO = sys.stdout, noun: str = "row") -> None:
+    """Print ``chunks`` of rows (each a list of rows) as ``fmt``: table, csv or json."""
     if fmt == "json":
-        for row in rows:
-            out.write(json.dumps(dict(zip(columns, row, strict=True)), default=_plain,
-                                 ensure_ascii=False) + "\n")
+        for rows in chunks:
+            out.writelines(json_text(dict(zip(columns, row, strict=True))) + "\n"
+                           for row in rows)
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
+        writer.writerow([visible(c) for c in columns])
+        for rows in chunks:
+            writer.writerows([_cell(v) for v in row] for row in rows)
     else:
-        cells = [[_cell(v) for v in row] for row in rows]
-        widths = [min(MAX_WIDTH, max([len(c)] + [len(r[i]) for r in cells]))
-                  for i, c in enumerate(columns)]
-        numeric = [bool(rows) and all(isinstance(r[i], int | float) or r[i] is None
-                                      for r in rows) for i in range(len(columns))]
+        _table(columns, chunks, out, noun)
 
-        def aligned(texts: Sequence[str]) -> str:
-            return "  ".join(t.rjust(w) if right else _clip(t, w).ljust(w)
-                             for t, w, right in zip(texts, widths, numeric, strict=True)
-                             ).rstrip() + "\n"
 
-        out.write(aligned(columns))
-        out.write("  ".join("-" * w for w in widths) + "\n")
-        out.writelines(aligned(row) for row in cells)
-        out.write(f"({len(rows)} {noun}{'s' if len(rows) != 1 else ''})\n")
+def _table(columns: Sequence[str], chunks: Iterable[Sequence[Sequence[Any]]], out: TextIO,
+           noun: str) -> None:
+    heads = [visible(c) for c in columns]
+    cells: list[list[str]] = []
+    numeric = [True] * len(columns)
+    for rows in chunks:
+        for row in rows:
+            cells.append([_clip(_cell(v), MAX_WIDTH) for v in row])
+            numeric = [n and (isinstance(v, int | float) or v is None)
+                       for n, v in zip(numeric, row, strict=True)]
+    numeric = [n and bool(cells) for n in numeric]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)]
+    widths = [min(MAX_WIDTH, w) for w in widths]
+
+    def aligned(texts: Sequence[str]) -> str:
+        return "  ".join(t.rjust(w) if right else _clip(t, w).ljust(w)
+                         for t, w, right in zip(texts, widths, numeric, strict=True)
+                         ).rstrip() + "\n"
+
+    out.write(aligned(heads))
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    out.writelines(aligned(row) for row in cells)
+    out.write(f"({len(cells)} {noun}{'s' if len(cells) != 1 else ''})\n")
 
 
 def _plain(value: Any) -> Any:
@@ -49,9 +96,11 @@ def _plain(value: Any) -> Any:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
-    return str(value)
+    if isinstance(value, dt.datetime):
+        return visible(value.isoformat(sep=" "))
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return visible(str(value))
 
 
 def _clip(text: str, width: int) -> str:

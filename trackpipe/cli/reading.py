@@ -1,24 +1,26 @@
 """The read side: ``logs`` (a project's day logs), ``profile`` (a person's merged profile, from
 a worker), ``timeline`` (a person's actions, from the timeline index) and ``query`` (SQL over
 the day logs, with DuckDB). ``logs``, ``timeline`` and ``query`` read the data folder, never
-the topics (``timeline`` asks the registry only for the project's retention): they work while
-the pipeline runs, and ``logs`` and ``query`` on a copy of the folder."""
+the topics (``timeline`` and ``query`` ask the registry only for the project's retention):
+they work while the pipeline runs, and ``logs`` on a copy of the folder. What they print of
+senders' values is escaped (``output``): a value cannot steer the terminal."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from processors.daylog import DAY_MS, follow_lines, read_lines
-from processors.timeline import MAX_MERGE_CHAIN, Timeline, shown_range
+from processors.retention import cutoff_day
+from processors.timeline import Timeline, UnreadableLine, shown_range
 from schemas.identifiers import identifiers_of
 from schemas.project import check_name
 from trackpipe.cli import output
-from trackpipe.cli.common import CliError, check_range, command, day, days, lookup, project
+from trackpipe.cli.common import CliError, check_range, command, count, day, days, lookup, project
 from trackpipe.settings import Settings
 
 
@@ -54,7 +56,7 @@ def register(roles: Any) -> None:
                           help="first event day, YYYY-MM-DD (default: the retention's first)")
     timeline.add_argument("--to", dest="last", type=day, metavar="DAY",
                           help="last event day (default: now; later events are not shown)")
-    timeline.add_argument("--limit", type=int, default=1000, metavar="N",
+    timeline.add_argument("--limit", type=count, default=1000, metavar="N",
                           help="the N latest events, printed oldest first (default: 1000)")
     timeline.add_argument("--json", action="store_true",
                           help="each event's whole day-log line, one JSON per line")
@@ -73,6 +75,9 @@ def register(roles: Any) -> None:
                        help="last receipt day to read")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table",
                        help="table (default), csv with a header, or JSON lines")
+    query.add_argument("--max-rows", type=count, metavar="N",
+                       help="print at most N rows; a query with more stops with an error "
+                       "(default: TRACKPIPE_QUERY_MAX_ROWS, 10000)")
 
 
 def who(parser: argparse.ArgumentParser) -> None:
@@ -104,8 +109,15 @@ def print_logs(settings: Settings, args: argparse.Namespace) -> None:
     event_days = set(wanted) if args.by == "event" else None
     lines = (follow_lines(root, args.project, wanted, event_days) if args.follow
              else read_lines(root, args.project, wanted, event_days))
-    for record in lines:
-        print(json.dumps(record, ensure_ascii=False), flush=args.follow)
+    try:
+        for record in lines:
+            print(output.json_text(record), flush=args.follow)
+    except UnreadableLine as exc:
+        raise CliError(str(exc)) from None
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise CliError(f"cannot read the day logs: {exc}") from None
 
 
 def print_profile(settings: Settings, args: argparse.Namespace) -> None:
@@ -118,27 +130,31 @@ def print_profile(settings: Settings, args: argparse.Namespace) -> None:
     else:
         entry = lookup(settings, args.web_port, "identity", f"{name}\n{identifier}")
         profile_id = entry["profile"] if entry else None
-    for _ in range(MAX_MERGE_CHAIN):  # a chain of merges is short; a cycle would be a bug
+    seen: set[str] = set()
+    while len(seen) < settings.max_family_profiles:
         if profile_id is None:
             raise CliError("no profile for that identifier (yet)")
+        if profile_id in seen:
+            raise CliError(f"the merges of profile {profile_id} form a cycle")
+        seen.add(profile_id)
         profile = lookup(settings, args.web_port, "profile", f"{name}\n{profile_id}")
         if profile is None:
             raise CliError(f"profile {profile_id} is not built yet; try again in a moment")
         if not profile["merged_into"]:
             from schemas.profile import shown
 
-            print(json.dumps(shown(profile), indent=2, ensure_ascii=False))
+            print(output.json_text(shown(profile), indent=2))
             return
         profile_id = profile["merged_into"]
-    raise CliError("the merge chain is too long")
+    raise CliError(f"the chain of merges is longer than {settings.max_family_profiles:,} "
+                   "profiles (TRACKPIPE_MAX_FAMILY_PROFILES)")
 
 
 def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
-    if args.limit < 1:
-        raise CliError("--limit must be at least 1")
+    check_name(args.project)
     check_range(args.first, args.last)
-    record = project(settings, args.project)  # its retention says what is shown
     identifier = identifier_of(args)
+    record = project(settings, args.project)  # its retention says what is shown
     first, last = shown_range(
         int(time.time() * 1000), record.retention_days,
         _day_ms(args.first) if args.first else None,
@@ -148,33 +164,49 @@ def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
     except sqlite3.Error as exc:
         raise CliError(f"cannot open the timeline index of {record.name}: {exc}") from None
     try:
-        profiles = timeline.profiles(identifier)
-        if not profiles:
+        family = timeline.family_of(identifier, settings.max_family_profiles)
+        if not family.profiles:
             raise CliError(f"{identifier} is in no day log of {record.name} (yet)")
-        events = list(timeline.read(timeline.locate(profiles, first, last, args.limit)))
+        events = list(timeline.read(timeline.locate(family.profiles, first, last,
+                                                    args.limit)))
     except sqlite3.Error as exc:
         raise CliError(f"cannot read the timeline index of {record.name}: {exc}") from None
+    except UnreadableLine as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot read the day logs of {record.name}: {exc}") from None
     finally:
         timeline.close()
     if args.json:
         for event in events:
-            print(json.dumps(event, ensure_ascii=False))
-        return
-    output.write(["event time (UTC)", "event", "type", "visit", "received", "device",
-           "properties"], [_row(e) for e in events], "table", noun="event")
+            print(output.json_text(event))
+    else:
+        output.write(["event time (UTC)", "event", "type", "visit", "received", "device",
+                      "properties"], [[_row(e) for e in events]], "table", noun="event")
+    if family.cut:
+        note(f"this person's merges join more than {settings.max_family_profiles:,} profiles: "
+             "the events shown are those of the nearest (TRACKPIPE_MAX_FAMILY_PROFILES)")
+
+
+def note(text: str) -> None:
+    """A line on stderr about what was printed (it never mixes with the output)."""
+    print(f"trackpipe: note: {text}", file=sys.stderr)
 
 
 def _row(event: dict[str, Any]) -> tuple[Any, ...]:
     return (_time(event.get("event_ms")), event.get("event"), event.get("type"),
             event.get("visit") or "", _time(event.get("received_ms")),
-            event.get("visitor_key"),
-            json.dumps(event.get("properties") or {}, ensure_ascii=False))
+            event.get("visitor_key"), output.json_text(event.get("properties") or {}))
 
 
 def _time(ms: Any) -> str:
     if not isinstance(ms, int):
         return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError, OSError):  # a time no calendar holds: as logged
+        return str(ms)
+    return moment.isoformat(sep=" ", timespec="milliseconds")
 
 
 def _day_ms(text: str) -> int:
@@ -189,9 +221,19 @@ def run_query(settings: Settings, args: argparse.Namespace) -> None:
     if not folder.is_dir():
         raise CliError(f"{name} has no day logs in {settings.data_dir / 'logs'}")
     check_range(args.first, args.last)
+    record = project(settings, name)  # days past its retention are not read
+    kept_from = (cutoff_day(int(time.time() * 1000), record.retention_days)
+                 if record.retention_days else None)
     try:
-        con = logsql.connect(folder, args.first, args.last)
-        columns, rows = logsql.run(con, args.sql)
+        with logsql.connect(folder, args.first, args.last, settings, kept_from) as views:
+            result = views.query(args.sql, args.max_rows)
+            output.write(result.columns, result.chunks(), args.format)
     except logsql.QueryError as exc:
         raise CliError(f"query: {exc}") from None
-    output.write(columns, rows, args.format)
+    if views.cut:
+        note(f"{views.cut:,} people's merges join more than {settings.max_family_profiles:,} "
+             "profiles: each counts as several people beyond that "
+             "(TRACKPIPE_MAX_FAMILY_PROFILES)")
+    if result.more:
+        raise CliError(f"query: more than {result.max_rows:,} rows; the first are printed "
+                       "(--max-rows N prints more, or add a LIMIT)")
