@@ -16,10 +16,12 @@ Three limits belong below the ASGI application, where uvicorn leaves them open:
   header's value whole until its line ends, uvicorn keeps every header, and one request with
   a gigabyte of headers was answered 202. Here the bytes of a request's head that are not its
   target are counted as they are fed to the parser, in pieces no larger than what is left of
-  ``max_header_bytes``, so the parser never holds more than that; past it, or past
-  ``max_header_count`` fields, the request gets 431 with the reason and the connection is
-  closed. A chunked body's trailers count as headers of their request (past a limit there,
-  the connection is closed: an answer may be under way).
+  ``max_header_bytes``, so the parser never holds more than that (and one read, when a head or
+  trailers begin in the read that ends a body); past it, or past ``max_header_count`` fields,
+  the request gets 431 with the reason and the connection is closed. A chunked body's
+  trailers count as headers of their request (past a limit there, the connection is closed:
+  an answer may be under way). A count refusal stops the parser from a callback, so uvicorn
+  logs it as an invalid request before the 431 goes out.
 
 The limits come from the settings of the process (read once, when the first connection is
 made: uvicorn builds protocols itself, one per connection); a test passes its own.
