@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from dataclasses import asdict, dataclass, field
 
 import msgpack
@@ -20,6 +21,11 @@ SCHEMA_VERSION = 1
 
 class ProjectError(ValueError):
     """A project definition that cannot be registered; the message says which part and why."""
+
+
+def new_webhook_secret() -> str:
+    """A fresh secret for signing a project's webhooks."""
+    return secrets.token_urlsafe(32)
 
 
 def check_name(name: str, what: str = "project name") -> str:

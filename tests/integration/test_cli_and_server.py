@@ -285,6 +285,8 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
 
     try:
         wait_until(lambda: _ready(url), 90, "the gateway was not ready")
+        # the demo project signs its webhooks (unsigned ones are held, never sent)
+        assert '"webhook_secret": "<set>"' in cli(env, "projects", "show", DEMO_PROJECT).stdout
         first = wait_until(worker, 30, "no worker was started")
         track("before-kill")
         wait_until(lambda: logged("before-kill"), 90, "the first event was not logged")

@@ -7,12 +7,11 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from schemas.project import ProjectRecord, check_name
+from schemas.project import ProjectRecord, check_name, new_webhook_secret
 from trackpipe import registry
 from trackpipe.cli.common import CliError, command, group, project, projects, registry_topic
 from trackpipe.settings import Settings
@@ -79,7 +78,7 @@ def _record_from_args(name: str, args: argparse.Namespace,
         # every project signs its webhooks with a secret of its own, made here
         "webhook_secret": (base.webhook_secret if base and base.webhook_secret
                            and not getattr(args, "rotate_webhook_secret", False)
-                           else secrets.token_urlsafe(32)),
+                           else new_webhook_secret()),
     }
     for key in fields:
         value = getattr(args, key, None)
@@ -162,7 +161,7 @@ def projects_apply(settings: Settings, args: argparse.Namespace) -> None:
                 had = known.get(record.name)
                 records[i] = dataclasses.replace(record, webhook_secret=(
                     had.webhook_secret if had and had.webhook_secret
-                    else secrets.token_urlsafe(32)))
+                    else new_webhook_secret()))
         for record in records:
             known[record.name] = record
         for record in records:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ import time
 import urllib.request
 from typing import Any
 
-from schemas.project import ProjectRecord
+from schemas.project import ProjectRecord, new_webhook_secret
 from trackpipe import registry
 from trackpipe.children import Children
 from trackpipe.cli.common import command, registry_topic
@@ -96,6 +97,10 @@ def _status_line(settings: Settings) -> None:
 
 
 async def _ensure_demo(settings: Settings) -> None:
+    """The demo project, with a webhook secret (one made by an older version had none, and
+    the triggers service holds a project's webhooks until it has one)."""
     bootstrap, topic = registry_topic(settings)
-    if DEMO_PROJECT not in await registry.read_all(bootstrap, topic):
-        await registry.write(bootstrap, topic, DEMO_PROJECT, ProjectRecord.build(DEMO_PROJECT))
+    demo = (await registry.read_all(bootstrap, topic)).get(DEMO_PROJECT)
+    if demo is None or not demo.webhook_secret:
+        await registry.write(bootstrap, topic, DEMO_PROJECT, dataclasses.replace(
+            demo or ProjectRecord.build(DEMO_PROJECT), webhook_secret=new_webhook_secret()))
