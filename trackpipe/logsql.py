@@ -186,6 +186,10 @@ class Views:
     def query(self, sql: str, max_rows: int | None = None) -> Result:
         """One read-only statement's columns and rows (read as they are asked for)."""
         try:
+            sql.encode()
+        except UnicodeEncodeError:  # bytes of the command line that are not UTF-8
+            raise QueryError("the SQL is not valid UTF-8") from None
+        try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as exc:
             raise QueryError(_first_line(exc)) from None

@@ -132,6 +132,27 @@ def test_bad_requests_of_the_read_side_are_one_line_errors(pipeline):
         assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
+def test_what_a_sender_wrote_cannot_steer_the_operators_terminal(pipeline):
+    """`event=%1b%5d0%3bPWNED%07` would retitle the operator's window, and a right-to-left
+    override would reorder the line, if the read commands printed them raw."""
+    cookie = unique("t")
+    line = pipeline.by_id(pipeline.track(event="\x1b]0;PWNED\x07", cookie=cookie,
+                                         ce_note="\u202eevil\x9b2J").headers["x-event-id"])
+    assert events_once(pipeline, 1, "--cookie", cookie) == ["\x1b]0;PWNED\x07"]  # JSON: as sent
+    where = f"FROM actions WHERE visitor_key = '{line['visitor_key']}'"
+    for args in (["timeline", PROJECT, "--cookie", cookie],
+                 ["query", PROJECT, f"SELECT event, properties {where}"],
+                 ["query", PROJECT, f"SELECT event, properties->>'note' AS note {where}",
+                  "--format", "csv"],
+                 ["query", PROJECT, f"SELECT event, properties {where}", "--format", "json"],
+                 ["logs", PROJECT]):
+        done = pipeline.cli(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", done.stdout), args
+        assert re.search(r"\\(x1b|u001b)\]0;PWNED\\(x07|u0007)", done.stdout), args
+        assert re.search(r"\\u202eevil\\(x9b|u009b)2J", done.stdout), args
+
+
 def readme_queries() -> list[str]:
     """The SQL of the `trackpipe query demo.example "…"` examples of the README's read-side
     section (events per day, a funnel, top campaigns)."""

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
 from aiokafka.errors import KafkaError
 
@@ -56,8 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage and one line of error, what it quotes escaped."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {output.visible(message)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trackpipe", description="A Kafka-backed pipeline for the Woopra HTTP tracking "
         "API: run its roles, manage projects and triggers, read what was collected.",
         epilog="example:\n  trackpipe up\n  trackpipe COMMAND --help",

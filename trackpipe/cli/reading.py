@@ -8,6 +8,7 @@ senders' values is escaped (``output``): a value cannot steer the terminal."""
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 import sys
 import time
@@ -22,6 +23,8 @@ from schemas.project import check_name
 from trackpipe.cli import output
 from trackpipe.cli.common import CliError, check_range, command, count, day, days, lookup, project
 from trackpipe.settings import Settings
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def register(roles: Any) -> None:
@@ -89,11 +92,17 @@ def who(parser: argparse.ArgumentParser) -> None:
 
 def identifier_of(args: argparse.Namespace) -> str:
     """``id:…``, ``email:…`` or ``cookie:…``, cleaned as the processors clean them."""
-    names = identifiers_of({"cv_id": args.id, "cv_email": args.email,
-                            "cookie": args.cookie}).names()
+    given = {"cv_id": args.id, "cv_email": args.email, "cookie": args.cookie}
+    names = identifiers_of({name: _valid(value) for name, value in given.items()}).names()
     if not names:
         raise CliError("that identifier means nobody (empty, 'anonymous', 'null', ...)")
     return names[0]
+
+
+def _valid(text: str | None) -> str | None:
+    """``text`` as the gateway keeps it: a surrogate (from bytes that are not UTF-8 in the
+    command line) becomes U+FFFD."""
+    return None if text is None else _SURROGATE.sub("\ufffd", text)
 
 
 def print_logs(settings: Settings, args: argparse.Namespace) -> None:
