@@ -1,7 +1,10 @@
 """The read commands run in-process over day logs written by the real writer: what needs no
 broker (`logs`, and the arguments every read command checks before it asks the registry)."""
 
+import http.server
 import json
+import threading
+import urllib.parse
 
 import pytest
 
@@ -83,3 +86,63 @@ def test_bad_numbers_and_dates_are_refused_by_the_parser(run, args, says):
     status, out, err = run(*args)
     assert status == 2 and out == "" and says in err.splitlines()[-1]
     assert "Traceback" not in err
+
+
+@pytest.fixture
+def worker():
+    """A stand-in for a worker's lookups (the seam `trackpipe profile` asks through): an id
+    owned by profile ``m0``, merged along a chain ``m0 → m1 → …`` of ``profiles`` entries."""
+    profiles: dict[str, dict] = {}
+
+    class Lookups(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            url = urllib.parse.urlsplit(self.path)
+            key = urllib.parse.parse_qs(url.query)["key"][0].split("\n")[1]
+            table = url.path.rsplit("/", 1)[1]
+            answer = {"profile": "m0"} if table == "identity" else profiles.get(key)
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lookups)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], profiles
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def chain(profiles, length, last_into=None):
+    for n in range(length):
+        into = f"m{n + 1}" if n + 1 < length else last_into
+        profiles[f"m{n}"] = {"id": f"m{n}", "merged_into": into,
+                             "properties": {"name": ["\x1b]0;PWNED\x07", 1]}}
+
+
+def test_profile_follows_a_chain_of_merges_longer_than_32(run, worker):
+    port, profiles = worker
+    chain(profiles, 40)
+    status, out, err = run("profile", "p", "--id", "u1", "--web-port", str(port))
+    assert (status, err) == (0, "")
+    shown = json.loads(out)
+    assert shown["id"] == "m39" and shown["properties"]["name"] == "\x1b]0;PWNED\x07"
+    assert "\x1b" not in out
+
+
+def test_profile_refuses_a_cycle_and_a_chain_past_the_bound_in_one_line(run, worker,
+                                                                         monkeypatch):
+    port, profiles = worker
+    chain(profiles, 3, last_into="m0")
+    status, _, err = run("profile", "p", "--id", "u1", "--web-port", str(port))
+    assert status == 2 and err == "trackpipe: error: the merges of profile m0 form a cycle\n"
+    chain(profiles, 40)
+    monkeypatch.setenv("TRACKPIPE_MAX_FAMILY_PROFILES", "10")
+    status, _, err = run("profile", "p", "--id", "u1", "--web-port", str(port))
+    assert status == 2 and "longer than 10 profiles (TRACKPIPE_MAX_FAMILY_PROFILES)" in err
