@@ -20,6 +20,7 @@ run: $(STAMP)
 ## test: the whole suite against a real Kafka broker that the suite starts and stops itself
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	docker-compose -f docker-compose.yml config --quiet
 	$(BIN)/pytest
 
@@ -29,6 +30,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## bench-gateway: wrk against the gateway and a bare ASGI app, same server settings (needs wrk)
 bench-gateway: $(STAMP)

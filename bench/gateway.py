@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import bench_kafka  # noqa: E402
+from runtime import registry  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
+from runtime.topics import create_topics  # noqa: E402
 from schemas.project import ProjectRecord  # noqa: E402
-from trackpipe import registry  # noqa: E402
 from trackpipe.kafka.launcher import free_port_block  # noqa: E402
-from trackpipe.settings import Settings  # noqa: E402
-from trackpipe.topics import create_topics  # noqa: E402
 
 CONNECTIONS = 64
 

@@ -44,12 +44,13 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from bench.common import bench_kafka  # noqa: E402
+from logstore.layout import PARTS  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
+from runtime.topics import create_topics  # noqa: E402
 from schemas import envelope  # noqa: E402
 from schemas.partitioning import partition_for  # noqa: E402
 from schemas.raw import RawRecord  # noqa: E402
 from trackpipe.kafka.launcher import free_port_block  # noqa: E402
-from trackpipe.settings import Settings  # noqa: E402
-from trackpipe.topics import create_topics  # noqa: E402
 
 PROJECT = "bench.example"
 PER_ENVELOPE = 3  # records an envelope at the gateway's maximum rate (make bench-gateway)
@@ -181,7 +182,7 @@ def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float, f
             time.sleep(0.05)
         started = time.perf_counter()
         logs = settings.data_dir / "logs" / PROJECT
-        while sum(_lines(p) for p in logs.glob("*/part-*.jsonl")) < n:
+        while sum(_lines(p) for p in logs.glob(f"*/{PARTS}")) < n:
             time.sleep(0.1)
         logged = n / (time.perf_counter() - started)
         asyncio.run(_wait_published(settings, n))

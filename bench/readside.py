@@ -14,7 +14,7 @@ merged into one profile. No Kafka is needed: what is measured is reading.
   runs once it has the project's retention) for random people; baseline: one scan of every
   day log of the project for the same person's lines (what answering without the index takes).
 - **query**: ``SELECT event, count(*) … GROUP BY event`` and ``SELECT day, count(DISTINCT
-  person) … GROUP BY day`` through ``trackpipe.logsql`` (the views, as the CLI builds them);
+  person) … GROUP BY day`` through ``logstore.sql`` (the views, as the CLI builds them);
   baseline: reading every day-log byte once (``cat``'s floor).
 
 Medians of several runs; the machine is printed with the results.
@@ -38,10 +38,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from processors.daylog import DayLogWriter, day_of, source_suffix  # noqa: E402
-from processors.timeline import Timeline  # noqa: E402
+from logstore import sql as logsql  # noqa: E402
+from logstore.layout import PARTS, day_of  # noqa: E402
+from logstore.lines import Indexed, LogLine, encode  # noqa: E402
+from logstore.timeline import Timeline  # noqa: E402
+from processors.daylog import DayLogWriter  # noqa: E402
 from schemas.identity import Merge  # noqa: E402
-from trackpipe import logsql  # noqa: E402
 
 PROJECT = "bench.example"
 PARTITIONS = 12
@@ -92,10 +94,11 @@ def write_logs(root: Path, actions: int) -> int:
                         "org_properties": {}, "browser": "Firefox", "os": "Linux",
                         "device": "desktop", "builtins": {"screen": "1920x1080",
                                                          "language": "en"}, "meta": {}}
-                    data = orjson.dumps(record)[:-1] + source_suffix(partition, offset, index)
+                    data = encode(orjson.dumps(record), partition, offset, index)
                     written += len(data)
-                    lines.append((PROJECT, day_of(received), index, data, day_of(received),
-                                  (profile, received, "ce", [device])))
+                    lines.append(LogLine(PROJECT, day_of(received), index, data,
+                                         day_of(received),
+                                         Indexed(profile, received, "ce", [device])))
                 writer.write(partition, offset, lines)
         if first % 30_000 == 0:
             writer.sync()
@@ -121,7 +124,7 @@ def scan_for(folder: Path, device: str) -> int:
     """The baseline: every line of every day log, parsed, kept when it is the person's."""
     needle = f'"visitor_key":"{device}"'.encode()
     found = 0
-    for path in folder.glob("*/part-*.jsonl"):
+    for path in folder.glob(f"*/{PARTS}"):
         with open(path, "rb") as f:
             for line in f:
                 if needle in line and orjson.loads(line)["visitor_key"] == device:
@@ -137,7 +140,7 @@ def timed(fn, *args) -> tuple[float, object]:
 
 def read_all(folder: Path) -> int:
     size = 0
-    for path in folder.glob("*/part-*.jsonl"):
+    for path in folder.glob(f"*/{PARTS}"):
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 size += len(chunk)

@@ -29,10 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import bench_kafka  # noqa: E402
 from bench.processors import PER_ENVELOPE, PROJECT, _lines, produce  # noqa: E402
+from logstore.layout import PARTS  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
+from runtime.topics import create_topics  # noqa: E402
 from schemas.raw import RawRecord  # noqa: E402
 from trackpipe.kafka.launcher import free_port_block  # noqa: E402
-from trackpipe.settings import Settings  # noqa: E402
-from trackpipe.topics import create_topics  # noqa: E402
 
 
 def distinct_visitors(start: int, count: int) -> list[RawRecord]:
@@ -87,7 +88,7 @@ def main() -> None:
         started = time.perf_counter()
         wait_ready(first, work / "first.log")
         logs = settings.data_dir / "logs" / PROJECT
-        while sum(_lines(p) for p in logs.glob("*/part-*.jsonl")) < n:
+        while sum(_lines(p) for p in logs.glob(f"*/{PARTS}")) < n:
             time.sleep(1)
         processed_s = time.perf_counter() - started
         time.sleep(settings.commit_interval_ms / 1000 * 3)  # the last state is committed

@@ -37,7 +37,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.responses import render
-from trackpipe.settings import Settings
+from runtime.settings import Settings
 
 URL_TOO_LONG = "trackpipe.url_too_long"  # scope["extensions"] key: the target's length
 PARSER_MAX_URL_BYTES = 65_535  # httptools.parse_url refuses anything longer

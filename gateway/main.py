@@ -29,11 +29,11 @@ from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
 from gateway.publisher import Publisher
 from gateway.spool import Spool, claim_slot
+from runtime import registry
+from runtime.settings import Settings
 from schemas import topics
 from schemas.project import ProjectRecord
 from schemas.quota import QuotaState
-from trackpipe import registry
-from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,4 @@ def _log_failure(task: asyncio.Future) -> None:
 def create_app() -> Gateway:
     """uvicorn factory: settings from the environment, read once here."""
     settings = Settings.from_env()
-    from trackpipe.kafka.launcher import bootstrap_servers
-
-    return Gateway(settings, bootstrap_servers(settings))
+    return Gateway(settings, settings.bootstrap)

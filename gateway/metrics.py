@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trackpipe.prometheus import Histogram, family
+from runtime.prometheus import Histogram, family
 
 ACK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 

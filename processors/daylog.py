@@ -1,72 +1,43 @@
-"""Per-day logs: every processed record, appended to the log of its receipt day (UTC).
+"""Writing the day logs (``logstore`` has their layout, the line's shape and the readers).
 
-Layout: ``<root>/<project>/<YYYY-MM-DD>/part-<NN>.jsonl``, one file per raw partition so that
-workers never share a file. Each line carries where its raw record was: partition, offset of
-its envelope and index in it (``_source``). A partition's lines are written in that order, so
-a file's last line says how far the file got, and a line a file already holds is never written
-to it again. The lines of one envelope are written with one ``write`` per file, after the
-journal (``processors.journal``) holds them: after a crash the processor writes the journal's
-last entry again, which adds what a file lacks. A ``kill -9`` at any moment therefore leaves
-neither gaps nor duplicates. A write is whole or not at all (``processors.appending``), a torn
-last line (a machine crash) is cut off, and ``sync`` fsyncs what was written, which the
-worker does before every offset commit.
+Every processed record is appended to the log of its receipt day (UTC), one file per raw
+partition so that workers never share a file. A partition's lines are written in ``_source``
+order (envelope offset, index), so a file's last line says how far the file got, and a line a
+file already holds is never written to it again. The lines of one envelope are written with
+one ``write`` per file, after the journal (``processors.journal``) holds them: after a crash
+the processor writes the journal's last entry again, which adds what a file lacks. A
+``kill -9`` at any moment therefore leaves neither gaps nor duplicates. A write is whole or
+not at all (``processors.appending``), a torn last line (a machine crash) is cut off, and
+``sync`` fsyncs what was written, which the worker does before every offset commit.
 
-Event-day index: a line whose event day differs from its receipt day is noted in
-``<root>/<project>/_index/<event-day>`` (one receipt day per line), so a read by event day
-opens only the receipt days that hold such events instead of scanning every file.
-
-Timeline index: the lines' profiles and identifiers go to ``processors.timeline``, committed
-with the files; the merges the identities stage decides go to ``<day>/merges-NNN.jsonl``.
-
-Project names are checked again here (``schemas.project.check_name``): a name that could leave
-the folder is refused with ``ValueError`` before the processor writes anything.
+A line whose event day differs from its receipt day is noted in the event-day index; the
+lines' profiles and identifiers go to the timeline index (``processors.timeline``), committed
+with the files; the merges the identities stage decides go beside the day logs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import heapq
 import json
 import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from logstore.layout import INDEX, day_of, merges_name, part_name, project_dir
+from logstore.lines import LogLine
 from processors.appending import write_all
-from processors.journal import Line
-from processors.retention import DAY
-from processors.timeline import UNSHOWN, TimelineIndex, UnreadableLine, merges_name
+from processors.timeline import UNSHOWN, TimelineIndex
 from schemas.identity import Merge
-from schemas.project import check_name
 
 log = logging.getLogger(__name__)
 
 MAX_OPEN_FILES = 128
-INDEX = "_index"
-DAY_MS = 86_400_000
 TAIL_CHUNK = 65536
 WHOLE = 1 << 62  # the index of a line written before envelopes: its whole record
-
-
-def day_of(ms: int) -> str:
-    return _day_name(ms // DAY_MS)
-
-
-@functools.lru_cache(maxsize=1024)
-def _day_name(day: int) -> str:  # formatted once per day, not once per record
-    return datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()  # 0999, not 999
-
-
-def source_suffix(partition: int, offset: int, index: int) -> bytes:
-    """What ends a line: ``,"_source":{...}}`` and the newline (the record's JSON object
-    without its closing brace goes before it)."""
-    return (b',"_source":{"partition":%d,"offset":%d,"index":%d}}\n'
-            % (partition, offset, index))
 
 
 class DayLogWriter:
@@ -81,18 +52,18 @@ class DayLogWriter:
         self.timeline = TimelineIndex(root)
 
     def project_dir(self, project: str) -> Path:
-        return self.root / check_name(project)
+        return project_dir(self.root, project)
 
     def path(self, project: str, day: str, partition: int) -> Path:
         path = self._logs.get((project, day, partition))
         if path is None:
-            path = self.project_dir(project) / day / f"part-{partition:03d}.jsonl"
+            path = self.project_dir(project) / day / part_name(partition)
             if len(self._logs) > 4 * MAX_OPEN_FILES:
                 self._logs.clear()
             self._logs[project, day, partition] = path
         return path
 
-    def write(self, partition: int, offset: int, lines: Iterable[Line]) -> int:
+    def write(self, partition: int, offset: int, lines: Iterable[LogLine]) -> int:
         """Append the lines of the envelope at ``offset`` that their files do not hold yet,
         one write per file, each whole or not at all; how many were written. A file holds
         every line up to its last line's (offset, index), so writing an envelope again (after
@@ -101,10 +72,9 @@ class DayLogWriter:
         last: dict[Path, int] = {}
         events: dict[str, list[tuple[str, int, str, int, int]]] = {}
         identifiers: dict[str, list[tuple[str, str, str]]] = {}
-        for line in lines:
-            project, day, index, data, event_day = line[:5]
-            if len(line) > 5:  # into the index even when the file holds the line: idempotent
-                profile, event_ms, kind, names = line[5]
+        for project, day, index, data, event_day, indexed in lines:
+            if indexed is not None:  # into the index even when the file holds the line
+                profile, event_ms, kind, names = indexed
                 if kind not in UNSHOWN:
                     events.setdefault(project, []).append(
                         (profile, event_ms, day, offset, index))
@@ -145,7 +115,7 @@ class DayLogWriter:
         """The last offset in ``partition``'s files (-1: none). Only for a partition the
         journal knows nothing of (logs written before it existed): it scans every file."""
         last = -1
-        for path in self.root.glob(f"*/*/part-{partition:03d}.jsonl"):
+        for path in self.root.glob(f"*/*/{part_name(partition)}"):
             last = max(last, last_source(path)[0])
         return last
 
@@ -164,7 +134,7 @@ class DayLogWriter:
         removed = 0
         self.timeline.remove_days(project, partition, days)
         for day in days:
-            removed += self._unlink(folder / day / f"part-{partition:03d}.jsonl")
+            removed += self._unlink(folder / day / part_name(partition))
             self._unlink(folder / day / merges_name(partition))
             with contextlib.suppress(OSError):  # others' files may still be in it
                 (folder / day).rmdir()
@@ -294,73 +264,3 @@ def last_source(path: Path) -> tuple[int, int]:
             except (ValueError, KeyError, TypeError):
                 end = start  # not one of ours: look at the line before
     return -1, -1
-
-
-def _receipt_days(folder: Path, days: list[str], event_days: set[str] | None) -> list[str]:
-    receipt_days = set(days)
-    for event_day in event_days or ():
-        index = folder / INDEX / event_day
-        if index.exists():
-            receipt_days |= {day for day in index.read_text().split() if DAY.fullmatch(day)}
-    return sorted(receipt_days)
-
-
-def _new_lines(path: Path, positions: dict[Path, int],
-               event_days: set[str] | None) -> Iterator[dict[str, Any]]:
-    with open(path, "rb") as f:
-        f.seek(positions.get(path, 0))
-        for line in f:
-            if not line.endswith(b"\n"):
-                break  # being written right now: read it next time
-            start, positions[path] = positions.get(path, 0), f.tell()
-            try:
-                record = json.loads(line.decode("utf-8", "replace"))
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                raise UnreadableLine(f"{path}: the line at byte {start} is not a day-log line "
-                                     "(not a JSON object)")
-            if event_days is None or _event_day(record) in event_days:
-                yield record
-
-
-def _event_day(record: dict[str, Any]) -> str | None:
-    ms = record.get("event_ms", 0)
-    if not isinstance(ms, int):
-        return None
-    try:
-        return day_of(ms)
-    except (OverflowError, ValueError, OSError):  # a time no calendar day holds
-        return None
-
-
-def read_lines(root: Path, project: str, days: list[str],
-               event_days: set[str] | None = None,
-               positions: dict[Path, int] | None = None) -> Iterator[dict[str, Any]]:
-    """Lines of the given receipt days, in receipt order (a day's partition files merged);
-    with ``event_days``, only lines of those event days, also from the receipt days the index
-    names. ``positions`` remembers how far each file was read, so a second call yields only
-    what was added since."""
-    folder = root / check_name(project)
-    positions = {} if positions is None else positions
-    for day in _receipt_days(folder, days, event_days):
-        # each partition's file is in receipt order; the day is all of them, merged
-        files = [_new_lines(path, positions, event_days)
-                 for path in sorted((folder / day).glob("part-*.jsonl"))]
-        yield from heapq.merge(*files, key=_received)
-
-
-def _received(record: dict[str, Any]) -> tuple[int | float, str]:
-    """The merge order of a day's files: comparable whatever a line holds."""
-    ms, key = record.get("received_ms", 0), record.get("id", "")
-    return (ms if isinstance(ms, int | float) else 0, key if isinstance(key, str) else "")
-
-
-def follow_lines(root: Path, project: str, days: list[str],
-                 event_days: set[str] | None = None,
-                 poll_s: float = 1.0) -> Iterator[dict[str, Any]]:
-    """``read_lines``, then every line added later, until interrupted."""
-    positions: dict[Path, int] = {}
-    while True:
-        yield from read_lines(root, project, days, event_days, positions)
-        time.sleep(poll_s)

@@ -32,22 +32,20 @@ from typing import IO, Any
 
 import msgpack
 
+from logstore.layout import part_stem
+from logstore.lines import LogLine
 from processors.appending import write_all
 
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct(">II")  # payload length, crc32 of the payload
-# (project, receipt day, index in the envelope, line bytes ending in \n, event day or None,
-#  and what the timeline index needs: (profile, event_ms, type, identifiers); entries written
-#  before the index existed have five members)
-Line = tuple[Any, ...]
 
 
 @dataclass(slots=True)
 class Entry:
     """What handling one raw envelope decided."""
     offset: int
-    lines: list[Line] = field(default_factory=list)
+    lines: list[LogLine] = field(default_factory=list)
     messages: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     records: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # internal items
     writes: list[tuple[str, bytes, Any]] = field(default_factory=list)  # table, key, value
@@ -59,7 +57,7 @@ class Entry:
     @classmethod
     def from_bytes(cls, data: bytes) -> Entry:
         offset, lines, messages, records, writes = msgpack.unpackb(data, use_list=True)
-        return cls(offset, [tuple(x) for x in lines], [tuple(x) for x in messages],
+        return cls(offset, [LogLine.from_obj(x) for x in lines], [tuple(x) for x in messages],
                    [tuple(x) for x in records], [tuple(x) for x in writes])
 
 
@@ -74,7 +72,7 @@ class Journal:
         self._unsynced: set[int] = set()
 
     def _path(self, partition: int, previous: bool = False) -> Path:
-        return self.root / f"part-{partition:03d}.journal{'.1' if previous else ''}"
+        return self.root / f"{part_stem(partition)}.journal{'.1' if previous else ''}"
 
     def position(self, partition: int) -> int:
         """The offset of the last envelope decided (-1: the journal knows none)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trackpipe.prometheus import Histogram, family
+from runtime.prometheus import Histogram, family
 
 WRITE_BUCKETS_S = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25)
 

@@ -53,11 +53,11 @@ from processors.stages.profiles import ProfilesStage
 from processors.stages.quotas import QuotasStage
 from processors.stages.visitors import Topics, VisitorsStage, decode_visitor, encode_visitor
 from processors.state import TableState
+from runtime import registry
+from runtime.partition import committed_offsets, read_partition
+from runtime.settings import Settings
 from schemas import profile, topics
 from schemas.deadletter import DeadLetter
-from trackpipe import registry
-from trackpipe.kafka.partition import committed_offsets, read_partition
-from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 

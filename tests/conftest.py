@@ -20,14 +20,14 @@ import httpx
 import pytest
 
 from gateway.main import Gateway
+from runtime import registry
+from runtime.settings import Settings
+from runtime.topics import create_topics
 from schemas import envelope, topics
 from schemas.partitioning import partition_for
 from schemas.project import ProjectRecord
 from schemas.raw import RawRecord
-from trackpipe import registry
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
-from trackpipe.settings import Settings
-from trackpipe.topics import create_topics
 
 CLIENT_IP = "203.0.113.9"
 

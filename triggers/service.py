@@ -34,6 +34,9 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
+from runtime import registry
+from runtime.partition import read_partition
+from runtime.settings import Settings
 from schemas import topics
 from schemas.deadletter import DeadLetter
 from schemas.firing import Firing
@@ -41,9 +44,6 @@ from schemas.profile import shown
 from schemas.project import ProjectRecord
 from schemas.topics import MAX_MESSAGE_BYTES
 from schemas.trigger import TriggerRule
-from trackpipe import registry
-from trackpipe.kafka.partition import read_partition
-from trackpipe.settings import Settings
 from triggers import rules
 from triggers.addresses import GuardedResolver
 

@@ -27,9 +27,11 @@ from typing import Any
 import msgpack
 import orjson
 
-from processors import dedupe, identity, retention, visits
+from logstore import lines, retention
+from logstore.layout import day_of
+from processors import dedupe, identity, visits
 from processors.actions import Context, build_record, remember_action, split
-from processors.daylog import DayLogWriter, day_of, source_suffix
+from processors.daylog import DayLogWriter
 from processors.deadlines import DeadlineIndex
 from processors.journal import Entry, Journal
 from processors.metrics import WorkerMetrics
@@ -47,6 +49,8 @@ from schemas.raw import RawRecord
 from schemas.visit import ENDED, STARTED, VisitRecord
 
 log = logging.getLogger(__name__)
+
+RETENTION_EVERY_MS = 3_600_000  # how often a partition's retention is applied (and at a start)
 
 @dataclass(frozen=True, slots=True)
 class Visitor:
@@ -287,14 +291,15 @@ class VisitorsStage:
             parts, raw.referer, raw.language)
         action = orjson.dumps(record)  # a value orjson refuses is this record's fault
         day = day_of(raw.received_ms)
-        line = action[:-1] + source_suffix(batch.partition, batch.entry.offset, index)
+        line = lines.encode(action, batch.partition, batch.entry.offset, index)
         if raw.endpoint == "ce":
             recent = remember_action(recent, idptnc, raw.id)
 
         # Nothing below can fail: the record's decisions join the batch together.
         names = {visitor_key, *ids.names()}  # what a timeline can be asked by
-        batch.entry.lines.append((raw.project, day, index, line, day_of(when.ms),
-                                  (decision.profile, when.ms, raw.endpoint, list(names))))
+        batch.entry.lines.append(lines.LogLine(
+            raw.project, day, index, line, day_of(when.ms),
+            lines.Indexed(decision.profile, when.ms, raw.endpoint, list(names))))
         if raw.endpoint in ("ce", "update"):
             batch.message(self.topics.actions, key, action)
         for visit_record in records:
@@ -365,8 +370,8 @@ class VisitorsStage:
         most hourly), and close the visits whose deadline passed (unless the partition is
         still reading a backlog that may extend them)."""
         self._send_counts(partition)
-        if now_ms - self._retained_at.get(partition, -retention.RETENTION_EVERY_MS) >= \
-                retention.RETENTION_EVERY_MS:
+        if now_ms - self._retained_at.get(partition, -RETENTION_EVERY_MS) >= \
+                RETENTION_EVERY_MS:
             self._retained_at[partition] = now_ms
             self._apply_retention(partition, now_ms)
         if not self.deadlines.has(partition):  # first tick since start or rebalance

@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from processors.daylog import read_lines
+from logstore.reading import read_lines
+from runtime.settings import Settings
+from runtime.topics import create_topics
 from schemas.project import ProjectRecord
 from tests.conftest import register
 from tests.integration.test_cli_and_server import free_port
-from trackpipe.settings import Settings
-from trackpipe.topics import create_topics
 
 PROJECT = "shop.example"
 

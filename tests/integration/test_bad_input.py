@@ -141,9 +141,9 @@ async def test_a_record_kafka_could_not_take_is_413_before_it_is_acknowledged(se
     import httpx
 
     from gateway.main import Gateway
+    from runtime.topics import create_topics
     from schemas.project import ProjectRecord
     from tests.conftest import CLIENT_IP, register, wait_for
-    from trackpipe.topics import create_topics
 
     settings = settings_factory(max_body_bytes=5 * 1024 * 1024)
     await create_topics(settings, settings.kafka_bootstrap)

@@ -156,7 +156,7 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(settings_fact
     import httpx
 
     from gateway.main import Gateway
-    from trackpipe.topics import create_topics
+    from runtime.topics import create_topics
 
     settings = settings_factory(trusted_proxies=("10.0.0.0/8",))
     await create_topics(settings, settings.kafka_bootstrap)

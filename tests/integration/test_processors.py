@@ -22,10 +22,10 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from runtime.settings import Settings
 from schemas.raw import RawRecord
 from tests.integration.pipeline import PROJECT, started_pipeline
 from tests.integration.test_scale import read_topic
-from trackpipe.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,9 @@ import traceback
 
 import pytest
 
-from processors.daylog import DayLogWriter, day_of, source_suffix
+from logstore.layout import day_of
+from logstore.lines import Indexed, LogLine, encode
+from processors.daylog import DayLogWriter
 from schemas.identity import Merge
 from schemas.project import ProjectRecord
 from tests.conftest import register
@@ -60,9 +62,9 @@ def write_logs(root, now_ms: int) -> None:
                     "received_ms": received + index, "properties": {value: value, "n": index},
                     "visit_properties": {"campaign": value}}).encode()
                 partition = index % 2
-                lines[partition].append((project, day_of(received), index,
-                                         record[:-1] + source_suffix(partition, offset, index),
-                                         day_of(received), (profile, received, "ce", names)))
+                lines[partition].append(LogLine(
+                    project, day_of(received), index, encode(record, partition, offset, index),
+                    day_of(received), Indexed(profile, received, "ce", names)))
             for partition, written in lines.items():
                 writer.write(partition, offset, written)
             offset += 1

@@ -1,10 +1,10 @@
-"""Reading a stretch of one partition through the real broker (trackpipe.kafka.partition)."""
+"""Reading a stretch of one partition through the real broker (runtime.partition)."""
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from runtime.partition import read_partition
 from schemas import topics
-from trackpipe.kafka.partition import read_partition
 
 pytestmark = pytest.mark.integration
 

@@ -29,12 +29,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from processors.daylog import day_of, read_lines
+from logstore.layout import day_of
+from logstore.reading import read_lines
+from runtime.settings import Settings
 from schemas import envelope
 from schemas.profile import shown
 from tests.conftest import started_kafka
 from tests.integration.pipeline import PROJECT, prepare, start_topology, wait_until
-from trackpipe.settings import Settings
 
 pytestmark = pytest.mark.integration
 

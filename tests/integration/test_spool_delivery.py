@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from gateway.main import Gateway
+from runtime.topics import create_topics
 from schemas.project import ProjectRecord
 from tests.conftest import read_raw, register, started_kafka, wait_for
-from trackpipe.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
+from logstore.reading import read_lines
 from processors import profiles
 from processors.checkpoint import STEPS
-from processors.daylog import read_lines
 from processors.worker import STATE, Stages
+from runtime.settings import Settings
 from schemas import envelope, topics
 from schemas.raw import RawRecord
-from trackpipe.settings import Settings
 
 DAY = "2027-01-15"
 RECEIVED_MS = 1_800_000_000_000  # 2027-01-15

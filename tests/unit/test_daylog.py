@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from processors.daylog import DayLogWriter, day_of, last_source, read_lines, source_suffix
-from processors.timeline import UnreadableLine
+from logstore.layout import day_of
+from logstore.lines import LogLine, encode
+from logstore.reading import UnreadableLine, read_lines
+from processors.daylog import DayLogWriter, last_source
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
 DAY2 = DAY1 + 86_400_000          # 2023-11-15
@@ -25,8 +27,8 @@ def line(partition, offset, index, received_ms, event_ms=None, name="e", project
     record = json.dumps({"event": name, "event_ms": event_ms or received_ms,
                          "received_ms": received_ms,
                          "pad": "x" * padding}).encode()
-    data = record[:-1] + source_suffix(partition, offset, index)
-    return (project, day_of(received_ms), index, data, day_of(event_ms or received_ms))
+    data = encode(record, partition, offset, index)
+    return LogLine(project, day_of(received_ms), index, data, day_of(event_ms or received_ms))
 
 
 def test_lines_go_to_the_receipt_day_file_of_their_partition(writer, tmp_path):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import yaml
 
+from runtime.settings import documented_fields
 from trackpipe.cli import build_parser
-from trackpipe.settings import documented_fields
 
 ROOT = Path(__file__).parents[2]
 
@@ -31,7 +31,7 @@ def test_compose_commands_exist_in_the_cli():
 
 def test_every_processor_table_has_its_changelog_in_the_topic_table():
     from processors.worker import Worker
-    from trackpipe.settings import Settings
+    from runtime.settings import Settings
 
     worker = Worker(Settings(kafka_bootstrap="127.0.0.1:1"), "127.0.0.1:1", 6066)  # raises
     # faust recovers every table from bytes: a serializer would hand the stages decoded values
@@ -77,7 +77,7 @@ def test_the_grafana_dashboard_only_asks_for_metrics_that_exist():
 
     from gateway.metrics import Metrics
     from processors.metrics import WorkerMetrics
-    from trackpipe import prometheus as prom
+    from runtime import prometheus as prom
 
     exposed = {name for name, _ in prom.parse(Metrics().render() + WorkerMetrics().render({}))}
     exposed |= {"trackpipe_gateway_requests_total", "trackpipe_worker_actions_total",

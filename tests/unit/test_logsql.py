@@ -8,10 +8,12 @@ import tracemalloc
 
 import pytest
 
-from processors.daylog import DayLogWriter, day_of, source_suffix
+from logstore import sql as logsql
+from logstore.layout import day_of
+from logstore.lines import Indexed, LogLine, encode
+from processors.daylog import DayLogWriter
+from runtime.settings import Settings
 from schemas.identity import Merge
-from trackpipe import logsql
-from trackpipe.settings import Settings
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
 DAY2 = DAY1 + 86_400_000          # 2023-11-15
@@ -24,8 +26,8 @@ def line(offset, index, received_ms, profile, event="pv", kind="ce", visit="v1",
                          "event_ms": received_ms, "received_ms": received_ms,
                          "properties": properties or {},
                          "visit_properties": visit_properties or {}}).encode()
-    return ("p", day_of(received_ms), index, record[:-1] + source_suffix(0, offset, index),
-            day_of(received_ms), (profile, received_ms, kind, ["cookie:c"]))
+    return LogLine("p", day_of(received_ms), index, encode(record, 0, offset, index),
+                   day_of(received_ms), Indexed(profile, received_ms, kind, ["cookie:c"]))
 
 
 @pytest.fixture

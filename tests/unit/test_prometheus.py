@@ -6,7 +6,7 @@ import pytest
 
 from gateway.metrics import Metrics
 from processors.metrics import WorkerMetrics
-from trackpipe import prometheus as prom
+from runtime import prometheus as prom
 
 
 def test_gateway_metrics_read_back():

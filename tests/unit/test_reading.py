@@ -8,7 +8,9 @@ import urllib.parse
 
 import pytest
 
-from processors.daylog import DayLogWriter, day_of, source_suffix
+from logstore.layout import day_of
+from logstore.lines import LogLine, encode
+from processors.daylog import DayLogWriter
 from trackpipe.cli import main
 from trackpipe.cli.common import day, days
 
@@ -19,8 +21,8 @@ HOSTILE = "\x1b]0;PWNED\x07\u202eevil\x9b2J"
 def line(offset, index, received_ms, event="pv"):
     record = json.dumps({"id": f"{offset}.{index}", "type": "ce", "event": event,
                          "event_ms": received_ms, "received_ms": received_ms}).encode()
-    return ("p", day_of(received_ms), index, record[:-1] + source_suffix(0, offset, index),
-            day_of(received_ms))
+    return LogLine("p", day_of(received_ms), index, encode(record, 0, offset, index),
+                   day_of(received_ms))
 
 
 @pytest.fixture

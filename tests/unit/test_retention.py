@@ -1,8 +1,8 @@
-"""Which receipt days are past a project's retention (processors.retention)."""
+"""Which receipt days are past a project's retention (logstore.retention)."""
 
 import pytest
 
-from processors.retention import cutoff_day, expired_days
+from logstore.retention import cutoff_day, expired_days
 
 NOW = 1_800_000_000_000  # 2027-01-15T08:00Z
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from trackpipe.settings import Settings, SettingsError, documented_fields
+from runtime.settings import Settings, SettingsError, documented_fields
 
 
 def test_defaults():
@@ -44,6 +44,6 @@ def test_the_least_push_expansion_leaves_room_for_what_a_line_grows_to():
     """Below OWN_GROWTH, the estimate made before a push is decoded would refuse pushes whose
     records are within the bound."""
     from gateway.expansion import OWN_GROWTH
-    from trackpipe.settings import MIN_PUSH_EXPANSION
+    from runtime.settings import MIN_PUSH_EXPANSION
 
     assert MIN_PUSH_EXPANSION > OWN_GROWTH

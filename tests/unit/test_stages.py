@@ -7,14 +7,14 @@ from collections import Counter
 import msgpack
 import pytest
 
-from processors.daylog import read_lines
+from logstore.reading import read_lines
 from processors.stages.visitors import decode_visitor
 from processors.worker import Stages
+from runtime.settings import Settings
 from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.identity import Link, Rebind
 from schemas.raw import RawRecord
-from trackpipe.settings import Settings
 
 DAY = "2027-01-15"
 RECEIVED_MS = 1_800_000_000_000  # 2027-01-15

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from processors.daylog import DayLogWriter, day_of, source_suffix
-from processors.timeline import (
-    Timeline,
-    TimelineIndex,
-    UnreadableLine,
-    family,
-    find_line,
-    persons,
-    shown_range,
-    source_of,
-)
+from logstore.layout import day_of
+from logstore.lines import Indexed, LogLine, encode
+from logstore.reading import UnreadableLine
+from logstore.timeline import Timeline, family, find_line, persons, shown_range, source_of
+from processors.daylog import DayLogWriter
+from processors.timeline import TimelineIndex
 from schemas.identity import Merge
 
 DAY1 = 1_700_000_000_000          # 2023-11-14
@@ -33,9 +28,8 @@ def line(partition, offset, index, received_ms, profile, names, event="pv", kind
     event_ms = event_ms or received_ms
     record = json.dumps({"event": event, "type": kind, "profile": profile,
                          "event_ms": event_ms, "received_ms": received_ms}).encode()
-    return (project, day_of(received_ms), index, record[:-1] +
-            source_suffix(partition, offset, index), day_of(event_ms),
-            (profile, event_ms, kind, names))
+    return LogLine(project, day_of(received_ms), index, encode(record, partition, offset, index),
+                   day_of(event_ms), Indexed(profile, event_ms, kind, names))
 
 
 @pytest.fixture
@@ -210,8 +204,8 @@ def test_retention_hides_old_events_and_removes_their_entries(writer, tmp_path):
 
 
 def test_the_binary_search_finds_every_line_and_only_those():
-    lines = [json.dumps({"n": n, "pad": "x" * (n * 37 % 300)}).encode()[:-1] +
-             source_suffix(0, offset, index)
+    lines = [encode(json.dumps({"n": n, "pad": "x" * (n * 37 % 300)}).encode(), 0, offset,
+                    index)
              for n, (offset, index) in enumerate((o, i) for o in range(0, 60, 3)
                                                   for i in range(o % 4))]
     data = b"".join(lines)

@@ -1,8 +1,8 @@
 """The topic configurations `trackpipe topics create` asks for (no broker: the NewTopic list)."""
 
+from runtime.settings import Settings
+from runtime.topics import topic_configs
 from schemas import topics
-from trackpipe.settings import Settings
-from trackpipe.topics import topic_configs
 
 
 def configs(**settings):

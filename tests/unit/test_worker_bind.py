@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from processors.worker import Worker
-from trackpipe.settings import Settings, SettingsError
+from runtime.settings import Settings, SettingsError
 
 FAUST_WEB_VARIABLES = {"WEB_BIND": "0.0.0.0", "WEB_HOST": "example.org", "WEB_PORT": "1",
                        "NODE_CANONICAL_URL": "http://example.org:1"}

@@ -20,12 +20,12 @@ from typing import NoReturn
 
 from aiokafka.errors import KafkaError
 
+from runtime.settings import Settings, SettingsError
 from schemas.project import ProjectError
 from trackpipe import quiet
 from trackpipe.cli import kafka, output, projects, reading, roles, triggers, up
 from trackpipe.cli.common import CliError
 from trackpipe.kafka.launcher import LauncherError
-from trackpipe.settings import Settings, SettingsError
 
 __all__ = ["CliError", "build_parser", "main"]
 

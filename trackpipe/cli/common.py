@@ -16,11 +16,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from runtime import registry
+from runtime.settings import Settings
 from schemas import topics
 from schemas.project import ProjectRecord, check_name
-from trackpipe import registry
-from trackpipe.kafka.launcher import bootstrap_servers
-from trackpipe.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int | None]
 MAX_DAYS = 3660
@@ -81,7 +80,7 @@ def days(first: str, last: str) -> list[str]:
 
 
 def registry_topic(settings: Settings) -> tuple[str, str]:
-    return bootstrap_servers(settings), settings.topic(topics.PROJECTS)
+    return settings.bootstrap, settings.topic(topics.PROJECTS)
 
 
 def projects(settings: Settings) -> dict[str, ProjectRecord]:

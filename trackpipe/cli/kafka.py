@@ -7,10 +7,10 @@ import argparse
 import asyncio
 from typing import Any
 
+from runtime.settings import Settings
+from runtime.topics import create_topics
 from trackpipe.cli.common import CliError, command, group
-from trackpipe.kafka.launcher import LocalKafka, bootstrap_servers
-from trackpipe.settings import Settings
-from trackpipe.topics import create_topics
+from trackpipe.kafka.launcher import LocalKafka
 
 
 def register(roles: Any) -> None:
@@ -56,5 +56,5 @@ def kafka_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def topics_create(settings: Settings, args: argparse.Namespace) -> None:
-    created = asyncio.run(create_topics(settings, bootstrap_servers(settings)))
+    created = asyncio.run(create_topics(settings, settings.bootstrap))
     print("created: " + ", ".join(created) if created else "all topics exist")

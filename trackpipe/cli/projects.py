@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from runtime import registry
+from runtime.settings import Settings
 from schemas.project import ProjectRecord, check_name, new_webhook_secret
-from trackpipe import registry
 from trackpipe.cli.common import CliError, command, group, project, projects, registry_topic
-from trackpipe.settings import Settings
 
 
 def register(roles: Any) -> None:

@@ -15,14 +15,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.daylog import DAY_MS, follow_lines, read_lines
-from processors.retention import cutoff_day
-from processors.timeline import Timeline, UnreadableLine, shown_range
+from logstore.layout import DAY_MS
+from logstore.reading import UnreadableLine, follow_lines, read_lines
+from logstore.retention import cutoff_day
+from logstore.timeline import Timeline, shown_range
+from runtime.settings import Settings
 from schemas.identifiers import identifiers_of
 from schemas.project import check_name
 from trackpipe.cli import output
 from trackpipe.cli.common import CliError, check_range, command, count, day, days, lookup, project
-from trackpipe.settings import Settings
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -223,7 +224,7 @@ def _day_ms(text: str) -> int:
 
 
 def run_query(settings: Settings, args: argparse.Namespace) -> None:
-    from trackpipe import logsql
+    from logstore import sql as logsql
 
     name = check_name(args.project)
     folder = settings.data_dir / "logs" / name

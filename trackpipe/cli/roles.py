@@ -10,9 +10,8 @@ import os
 import signal
 from typing import Any
 
+from runtime.settings import Settings
 from trackpipe.cli.common import command
-from trackpipe.kafka.launcher import bootstrap_servers
-from trackpipe.settings import Settings
 
 
 def register(roles: Any) -> None:
@@ -73,7 +72,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> None:
 
     from processors.worker import Worker
 
-    worker = Worker(settings, bootstrap_servers(settings),
+    worker = Worker(settings, settings.bootstrap,
                     args.web_port or settings.worker_web_port)
     FaustWorker(worker.app, loglevel=args.loglevel, quiet=True,
                 redirect_stdouts=False).execute_from_commandline()
@@ -84,7 +83,7 @@ def run_triggers(settings: Settings, args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = TriggerService(settings, bootstrap_servers(settings))
+    service = TriggerService(settings, settings.bootstrap)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -104,5 +103,5 @@ def run_dashboard(settings: Settings, args: argparse.Namespace) -> None:
     overrides = {"admin_host": args.host, "admin_port": args.port}
     if any(v is not None for v in overrides.values()):
         settings = Settings.from_env(**overrides)  # validated again: a token off loopback
-    uvicorn.run(create_app(settings, bootstrap_servers(settings)), host=settings.admin_host,
+    uvicorn.run(create_app(settings, settings.bootstrap), host=settings.admin_host,
                 port=settings.admin_port, log_level="warning", access_log=False)

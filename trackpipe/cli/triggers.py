@@ -8,14 +8,13 @@ import asyncio
 import json
 from typing import Any
 
+from runtime import registry
+from runtime.settings import Settings
 from schemas import topics
 from schemas.project import check_name
 from schemas.trigger import Condition, TriggerRule
-from trackpipe import registry
 from trackpipe.cli.common import CliError, command, group, project
 from trackpipe.cli.roles import run_triggers
-from trackpipe.kafka.launcher import bootstrap_servers
-from trackpipe.settings import Settings
 
 
 def register(roles: Any) -> None:
@@ -49,7 +48,7 @@ def register(roles: Any) -> None:
 def _rules(settings: Settings, name: str) -> dict[str, TriggerRule]:
     """The project's rules by name; a project that is not registered is an error."""
     name = project(settings, name).name
-    rules = asyncio.run(registry.read_all(bootstrap_servers(settings),
+    rules = asyncio.run(registry.read_all(settings.bootstrap,
                                           settings.topic(topics.TRIGGERS),
                                           TriggerRule.from_bytes))
     return {r.name: r for r in rules.values() if r.project == name}
@@ -60,7 +59,7 @@ def triggers_add(settings: Settings, args: argparse.Namespace) -> None:
                              conditions=tuple(Condition.parse(w) for w in args.where),
                              webhook=args.webhook, js=args.js)
     replaced = rule.name in _rules(settings, rule.project)
-    asyncio.run(registry.write(bootstrap_servers(settings), settings.topic(topics.TRIGGERS),
+    asyncio.run(registry.write(settings.bootstrap, settings.topic(topics.TRIGGERS),
                                rule.key, rule))
     print(f"{'replaced' if replaced else 'added'} trigger {rule.name} of {rule.project}")
 
@@ -75,6 +74,6 @@ def triggers_remove(settings: Settings, args: argparse.Namespace) -> None:
     rule = _rules(settings, args.project).get(name)
     if rule is None:
         raise CliError(f"project {args.project!r} has no trigger {name!r}")
-    asyncio.run(registry.write(bootstrap_servers(settings), settings.topic(topics.TRIGGERS),
+    asyncio.run(registry.write(settings.bootstrap, settings.topic(topics.TRIGGERS),
                                rule.key, None))
     print(f"removed trigger {name} of {rule.project}")

@@ -15,15 +15,14 @@ import time
 import urllib.request
 from typing import Any
 
+from runtime import registry
+from runtime.settings import Settings
+from runtime.topics import create_topics
 from schemas.project import ProjectRecord, new_webhook_secret
-from trackpipe import registry
 from trackpipe.children import Children
 from trackpipe.cli.common import command, registry_topic
 from trackpipe.cli.kafka import local_kafka
 from trackpipe.cli.roles import add_server_options, serve_gateway, server_settings
-from trackpipe.kafka.launcher import bootstrap_servers
-from trackpipe.settings import Settings
-from trackpipe.topics import create_topics
 
 DEMO_PROJECT = "demo.example"
 
@@ -45,7 +44,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> None:
         print("starting the local Kafka...", flush=True)
         kafka.start()
     try:
-        bootstrap = bootstrap_servers(settings)
+        bootstrap = settings.bootstrap
         asyncio.run(create_topics(settings, bootstrap))
         if not args.no_demo:
             asyncio.run(_ensure_demo(settings))

@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from runtime import prometheus as prom
+from runtime.settings import Settings
 from schemas import topics
-from trackpipe import prometheus as prom
 from trackpipe.dashboard.summary import merged, summarize
-from trackpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackpipe import prometheus as prom
+from runtime import prometheus as prom
 
 REQUESTS = "trackpipe_gateway_requests_total"
 ACK = "trackpipe_gateway_ack_seconds"

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackpipe.settings import Settings
+from runtime.settings import local_bootstrap
 
 KAFKA_VERSION = "3.9.1"
 POM = Path(__file__).with_name("pom.xml")
@@ -42,14 +42,6 @@ JVM_INIT_FAILURE = "Error occurred during initialization of VM"
 
 class LauncherError(RuntimeError):
     """The local Kafka cannot be started or stopped; the message says what to do."""
-
-
-def bootstrap_servers(settings: Settings) -> str:
-    """The configured cluster, else the local one `trackpipe kafka start` runs."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    return LocalKafka(settings.kafka_dir, settings.local_kafka_port,
-                      settings.local_kafka_nodes).bootstrap
 
 
 def jar_dir() -> Path:
@@ -97,7 +89,7 @@ class LocalKafka:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(f"127.0.0.1:{self.port + i}" for i in range(self.nodes))
+        return local_bootstrap(self.port, self.nodes)
 
     def node_dir(self, i: int) -> Path:
         return self.folder / f"node-{i + 1}"

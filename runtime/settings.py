@@ -125,6 +125,12 @@ class Settings:
         "Nodes of the local Kafka started by `trackpipe up` / `make run`.")
 
     @property
+    def bootstrap(self) -> str:
+        """The configured cluster, else the local one `trackpipe kafka start` runs."""
+        return self.kafka_bootstrap or local_bootstrap(self.local_kafka_port,
+                                                       self.local_kafka_nodes)
+
+    @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
 
@@ -207,6 +213,11 @@ class Settings:
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def local_bootstrap(port: int, nodes: int) -> str:
+    """Where the local Kafka's brokers listen: ``port``, ``port + 1``, … on loopback."""
+    return ",".join(f"127.0.0.1:{port + i}" for i in range(nodes))
 
 
 def _loopback(host: str) -> bool:

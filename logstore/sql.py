@@ -1,6 +1,6 @@
 """SQL over one project's day logs, with DuckDB: what ``trackpipe query`` runs.
 
-The day logs are JSON lines, one folder per receipt day (``processors.daylog``); DuckDB reads
+The day logs are JSON lines, one folder per receipt day (``logstore.layout``); DuckDB reads
 them in place, in parallel, only the members a query names. Views, all times UTC:
 
 - ``lines``: every logged request (``type``: ce, identify, update, ping, …);
@@ -16,7 +16,7 @@ what it explains): it cannot write. It can read this project's folder and nothin
 locked before the query runs): a shared machine's other files and projects stay out of its
 reach. DuckDB installs and loads no extension (what it needs is built in). Merges are read as a
 set: one logged twice (a retried write) counts once, and ``person`` follows the rule of
-``trackpipe timeline`` (``processors.timeline.persons``).
+``trackpipe timeline`` (``logstore.timeline.persons``).
 
 Its bounds, set before the configuration is locked (``Views``): DuckDB's memory, a time limit
 (a timer interrupts the connection: building the views, running and reading included), and
@@ -36,20 +36,12 @@ from typing import Any
 
 import duckdb
 
-from processors.retention import DAY
-from processors.timeline import MERGES, persons
-from trackpipe.settings import Settings
+from logstore.layout import DAY, MERGES, PARTS
+from logstore.lines import COLUMNS
+from logstore.timeline import persons
+from runtime.settings import Settings
 
 CHUNK_ROWS = 1000  # rows fetched at a time
-LINE_COLUMNS = {
-    "id": "VARCHAR", "type": "VARCHAR", "event": "VARCHAR", "profile": "VARCHAR",
-    "visitor_key": "VARCHAR", "visit": "VARCHAR", "event_ms": "BIGINT",
-    "received_ms": "BIGINT", "clock": "VARCHAR", "future": "BOOLEAN", "ip": "VARCHAR",
-    "user_agent": "VARCHAR", "cookie_assigned": "BOOLEAN", "over_quota": "BOOLEAN",
-    "browser": "VARCHAR", "os": "VARCHAR", "device": "VARCHAR", "properties": "JSON",
-    "visitor_properties": "JSON", "visit_properties": "JSON", "org_properties": "JSON",
-    "builtins": "JSON", "meta": "JSON",
-}
 MERGE_COLUMNS = {"source": "VARCHAR", "into": "VARCHAR", "identifier": "VARCHAR",
                  "visitor_key": "VARCHAR", "at_ms": "BIGINT"}
 VIEWS = """
@@ -150,9 +142,9 @@ class Views:
                 kept_from: str | None) -> None:
         con = self.con
         con.execute("SET temp_directory = ''")  # else DuckDB allows its temporary folder too
-        lines = day_files(folder, "part-*.jsonl", first, last)
+        lines = day_files(folder, PARTS, first, last)
         kept = "true" if kept_from is None else f"event_ms IS NULL OR event_ms >= {_ms(kept_from)}"
-        con.execute(f"CREATE VIEW lines AS SELECT * FROM ({_reader(lines, LINE_COLUMNS)}) "
+        con.execute(f"CREATE VIEW lines AS SELECT * FROM ({_reader(lines, COLUMNS)}) "
                     f"WHERE {kept}")
         # earlier merges still join profiles (but not those of days past the retention)
         merges = day_files(folder, MERGES, kept_from, last)

@@ -8,8 +8,8 @@ from aiokafka import AIOKafkaClient, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from runtime.settings import Settings
 from schemas.topics import MAX_MESSAGE_BYTES, TOPICS
-from trackpipe.settings import Settings
 
 
 def topic_configs(settings: Settings) -> list[NewTopic]:

@@ -1,19 +1,18 @@
 """Which receipt days of a project's day logs are past its retention. Pure.
 
-A project keeps its day logs ``retention_days`` (SPEC §6, §9): a receipt day goes once the
-whole of it is older than that, counted from today (UTC). Only names that are days are ever
-considered, so nothing else in a project's folder (the event-day index, the timeline index)
-can be taken for one.
+A project keeps its day logs ``retention_days``: a receipt day goes once the whole of it is
+older than that, counted from today (UTC). Only names that are days are ever considered, so
+nothing else in a project's folder (the event-day index, the timeline index) can be taken for
+one. The worker removes them (``processors.stages.visitors``); ``timeline`` and ``query`` show
+nothing older, whether or not a worker has removed it yet.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-RETENTION_EVERY_MS = 3_600_000  # how often a worker applies it (and once after a start)
+from logstore.layout import DAY
 
 
 def cutoff_day(now_ms: int, retention_days: int) -> str:
