@@ -3,10 +3,12 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY runtime ./runtime
+COPY logstore ./logstore
 COPY trackpipe ./trackpipe
 COPY gateway ./gateway
 COPY processors ./processors
-COPY schemas ./schemas
 COPY triggers ./triggers
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
