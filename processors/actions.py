@@ -19,6 +19,7 @@ from typing import Any
 from processors.campaigns import parse_campaign
 from processors.timestamps import EventTime
 from processors.useragent import classify
+from schemas.endpoints import Endpoint
 
 BUILTINS = frozenset({
     "event", "timestamp", "timeout", "cookie", "ip", "referer", "referrer", "browser", "os",
@@ -105,9 +106,9 @@ DEVICE = ("browser", "os", "device")
 
 def build_record(ctx: Context, parts: Parts, referer: str = "",
                  language: str = "") -> dict[str, Any]:
-    name = event_name(parts) if ctx.endpoint == "ce" else ctx.endpoint
+    name = event_name(parts) if ctx.endpoint == Endpoint.CE else ctx.endpoint
     properties = parts.action
-    if ctx.endpoint == "ce":
+    if ctx.endpoint == Endpoint.CE:
         campaign = parse_campaign(name, properties)
         if campaign:
             properties = {**properties, **campaign}
@@ -138,6 +139,6 @@ def build_record(ctx: Context, parts: Parts, referer: str = "",
         else ctx.visit_properties,
         "org_properties": parts.org, **device, "builtins": builtins, "meta": parts.meta,
     }
-    if ctx.endpoint == "update":
+    if ctx.endpoint == Endpoint.UPDATE:
         record["updates"], record["orphan"] = ctx.updates, ctx.updates is None
     return record

@@ -17,12 +17,13 @@ from typing import Any
 
 from logstore.layout import TIMELINE, merges_stem, part_stem
 from logstore.timeline import SCHEMA
+from schemas.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 
 KNOWN_LINKS = 200_000  # identifier rows remembered as already in the index
 MAX_OPEN = 64  # databases a worker holds open (each is three descriptors: db, wal, shm)
-UNSHOWN = frozenset({"ping"})  # keep-alives: not a person's doing
+UNSHOWN = frozenset({Endpoint.PING})  # keep-alives: not a person's doing
 
 
 class TimelineIndex:

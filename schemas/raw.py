@@ -20,7 +20,6 @@ import msgpack
 from schemas.query import parse_query
 
 SCHEMA_VERSION = 1
-ENDPOINTS = ("ce", "identify", "update", "ping")
 
 
 class SchemaError(ValueError):
@@ -34,7 +33,7 @@ class RawRecord:
     received_ms: int
     """Receipt time at the gateway, unix ms (UTC)."""
     endpoint: str
-    """One of ENDPOINTS (a push batch becomes one record per line)."""
+    """One of ``schemas.endpoints.RECORDED`` (a push batch becomes a record per line)."""
     project: str
     """The registered project's canonical name (never the alias that was sent)."""
     ip: str

@@ -21,6 +21,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from schemas.endpoints import Endpoint
 from schemas.trigger import Condition, TriggerRule
 
 MAX_DELAY_S = 300.0
@@ -66,7 +67,7 @@ def scopes(action: Mapping[str, Any],
 
 
 def can_fire(action: Mapping[str, Any]) -> bool:
-    return action.get("type") == "ce" and not action.get("over_quota")
+    return action.get("type") == Endpoint.CE and not action.get("over_quota")
 
 
 def matching(rules: Iterable[TriggerRule], action: Mapping[str, Any],

@@ -40,6 +40,7 @@ from processors.state import TableState
 from processors.timestamps import event_time
 from schemas import envelope
 from schemas.deadletter import DeadLetter
+from schemas.endpoints import Endpoint
 from schemas.identifiers import identifiers_of
 from schemas.identity import Rebind, scoped_key
 from schemas.profile import ProfileUpdate
@@ -50,6 +51,7 @@ from schemas.visit import ENDED, STARTED, VisitRecord
 
 log = logging.getLogger(__name__)
 
+ACTION_TOPIC = frozenset({Endpoint.CE, Endpoint.UPDATE})  # what goes to the actions topic
 RETENTION_EVERY_MS = 3_600_000  # how often a partition's retention is applied (and at a start)
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,8 @@ class VisitorsStage:
         parts = split(raw.params())
         sent, visitor = parts.builtins, parts.visitor
         idptnc = sent.get("idptnc")
-        if raw.endpoint == "ce" and idptnc and entry is not None and str(idptnc) in entry.recent:
+        if (raw.endpoint == Endpoint.CE and idptnc and entry is not None
+                and str(idptnc) in entry.recent):
             batch.duplicates += 1  # a client's retry of an action it sent (SPEC §9)
             return
         ids = identifiers_of({"cv_id": visitor.get("id"), "id": sent.get("id"),
@@ -266,10 +269,10 @@ class VisitorsStage:
                                             entry.state if entry else None, ids, when.ms)
         current = entry.visit if entry else None
         visit, started, ended, records = current, False, False, []
-        if raw.endpoint != "identify":
+        if raw.endpoint != Endpoint.IDENTIFY:
             step = visits.next_visit(
                 current, raw.received_ms, visits.timeout_ms(sent.get("timeout")),
-                is_action=raw.endpoint == "ce", new_visit_id="v" + raw.id.replace("-", ""),
+                is_action=raw.endpoint == Endpoint.CE, new_visit_id="v" + raw.id.replace("-", ""),
                 properties=parts.visit)
             if step.ended is not None:
                 ended = True
@@ -292,15 +295,16 @@ class VisitorsStage:
         action = orjson.dumps(record)  # a value orjson refuses is this record's fault
         day = day_of(raw.received_ms)
         line = lines.encode(action, batch.partition, batch.entry.offset, index)
-        if raw.endpoint == "ce":
+        if raw.endpoint == Endpoint.CE:
             recent = remember_action(recent, idptnc, raw.id)
 
         # Nothing below can fail: the record's decisions join the batch together.
-        names = {visitor_key, *ids.names()}  # what a timeline can be asked by
+        # what a timeline can be asked by, in a fixed order (a set's depends on the process)
+        names = list(dict.fromkeys((visitor_key, *ids.names())))
         batch.entry.lines.append(lines.LogLine(
             raw.project, day, index, line, day_of(when.ms),
-            lines.Indexed(decision.profile, when.ms, raw.endpoint, list(names))))
-        if raw.endpoint in ("ce", "update"):
+            lines.Indexed(decision.profile, when.ms, raw.endpoint, names)))
+        if raw.endpoint in ACTION_TOPIC:
             batch.message(self.topics.actions, key, action)
         for visit_record in records:
             batch.message(self.topics.visits, key, visit_record)
@@ -308,11 +312,11 @@ class VisitorsStage:
         batch.closed += int(ended)
         batch.update(raw.project, decision.profile).add(
             when.ms, id=ids.id, email=ids.email, cookie=ids.cookie,
-            properties=visitor, actions=int(raw.endpoint == "ce"), visits=int(started))
+            properties=visitor, actions=int(raw.endpoint == Endpoint.CE), visits=int(started))
         for link in decision.links:
             batch.entry.records.append((self.topics.links, link.key,
                                         msgpack.packb(link.to_obj())))
-        if raw.endpoint == "ce":
+        if raw.endpoint == Endpoint.CE:
             batch.count(f"{raw.project}\n{month_of(raw.received_ms)}\n"
                         f"{batch.partition}".encode())
         batch.visitors[key] = Visitor(
@@ -320,7 +324,7 @@ class VisitorsStage:
             dedupe.remember(entry.seen if entry else {}, raw.id, raw.received_ms),
             batch.partition, entry.version + 1 if entry else 1)
         batch.endpoints[raw.endpoint] += 1
-        if raw.endpoint == "ce":
+        if raw.endpoint == Endpoint.CE:
             batch.projects[raw.project] += 1
         batch.newest_ms = max(batch.newest_ms, raw.received_ms)
 

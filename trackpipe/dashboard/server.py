@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from runtime import prometheus as prom
 from runtime.settings import Settings
 from schemas import topics
+from schemas.endpoints import Endpoint
 from trackpipe.dashboard.summary import merged, summarize
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Collector:
                 async for message in consumer:
                     with contextlib.suppress(ValueError, KeyError, TypeError):
                         action = json.loads(message.value)
-                        if action.get("type") == "ce":
+                        if action.get("type") == Endpoint.CE:
                             self.latest.appendleft({
                                 k: action.get(k) for k in ("received_ms", "project", "event",
                                                            "profile", "visitor_key", "id")})
