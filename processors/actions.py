@@ -6,8 +6,8 @@ updates, or that it is an orphan (kept, never an error).
 
 ``split`` sorts the parameters by prefix (SPEC §2): ``ce_`` action, ``cv_`` visitor, ``cs_``
 visit, ``co_`` organisation properties (prefix stripped), the built-ins, and everything else
-kept as request metadata — never dropped. ``build_record`` assembles the enriched record that
-goes to the actions topic and the day log.
+kept as request metadata — never dropped. ``build_record`` assembles the action record
+(``schemas.action``) that goes to the actions topic and the day log.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from typing import Any
 from processors.campaigns import parse_campaign
 from processors.timestamps import EventTime
 from processors.useragent import classify
+from processors.visits import Visit
+from schemas.action import ActionRecord
 from schemas.endpoints import Endpoint
+from schemas.raw import RawRecord
 
 BUILTINS = frozenset({
     "event", "timestamp", "timeout", "cookie", "ip", "referer", "referrer", "browser", "os",
@@ -80,40 +83,32 @@ def remember_action(recent: dict[str, str], idptnc: object, event_id: str) -> di
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
-    """What the processor decided about a raw record before building its output."""
-    event_id: str
-    project: str
-    endpoint: str
-    received_ms: int
-    ip: str
-    user_agent: str
+class Decided:
+    """What the visitors stage decided about a request before its action is built."""
     profile: str
     visitor_key: str
-    cookie_assigned: bool
-    visit_id: str | None
     time: EventTime
+    visit: Visit | None  # the visit it is part of (after it)
     updates: str | None = None
     """For an update: the event id of the action it updates (None: an orphan update)."""
-    over_quota: bool = False
-    """The gateway found the project over its monthly quota: logged, triggers must not run."""
-    visit_properties: Mapping[str, Any] | None = None
-    """The visit's ``cs_*`` properties so far (this request's included); None: this request's."""
 
 
 DEVICE = ("browser", "os", "device")
 
 
-def build_record(ctx: Context, parts: Parts, referer: str = "",
-                 language: str = "") -> dict[str, Any]:
-    name = event_name(parts) if ctx.endpoint == Endpoint.CE else ctx.endpoint
+def build_record(raw: RawRecord, decided: Decided, parts: Parts) -> ActionRecord:
+    """The action record of a request (``schemas.action``): its name, its properties with the
+    campaign, the device from its user agent unless the request says, its visit's
+    properties so far, the referer and language from the headers unless sent."""
+    endpoint = raw.endpoint
+    name = event_name(parts) if endpoint == Endpoint.CE else endpoint
     properties = parts.action
-    if ctx.endpoint == Endpoint.CE:
+    if endpoint == Endpoint.CE:
         campaign = parse_campaign(name, properties)
         if campaign:
             properties = {**properties, **campaign}
     sent = parts.builtins
-    device = dict(classify(ctx.user_agent))
+    device = dict(classify(raw.user_agent))
     builtins = {}
     for key, value in sent.items():
         if key in DEVICE:
@@ -122,23 +117,25 @@ def build_record(ctx: Context, parts: Parts, referer: str = "",
         elif value is not None and key != "referrer":
             builtins[key] = value
     if "referer" not in builtins:
-        found = sent.get("referrer") or referer
+        found = sent.get("referrer") or raw.referer
         if found:
             builtins["referer"] = found
-    if "language" not in builtins and language:
-        builtins["language"] = language
-    record = {
-        "id": ctx.event_id, "project": ctx.project, "type": ctx.endpoint, "event": name,
-        "profile": ctx.profile, "visitor_key": ctx.visitor_key, "visit": ctx.visit_id,
-        "event_ms": ctx.time.ms, "clock": ctx.time.clock.value, "future": ctx.time.future,
-        "received_ms": ctx.received_ms, "ip": ctx.ip, "user_agent": ctx.user_agent,
-        "cookie_assigned": ctx.cookie_assigned, "over_quota": ctx.over_quota,
+    if "language" not in builtins and raw.language:
+        builtins["language"] = raw.language
+    visit, time = decided.visit, decided.time
+    record: ActionRecord = {
+        "id": raw.id, "project": raw.project, "type": endpoint, "event": name,
+        "profile": decided.profile, "visitor_key": decided.visitor_key,
+        "visit": visit.id if visit else None,
+        "event_ms": time.ms, "clock": time.clock.value, "future": time.future,
+        "received_ms": raw.received_ms, "ip": raw.ip, "user_agent": raw.user_agent,
+        "cookie_assigned": not raw.visitor_key, "over_quota": raw.over_quota,
         "properties": properties,
         "visitor_properties": parts.visitor,
-        "visit_properties": parts.visit if ctx.visit_properties is None
-        else ctx.visit_properties,
-        "org_properties": parts.org, **device, "builtins": builtins, "meta": parts.meta,
+        "visit_properties": visit.properties if visit else parts.visit,
+        "org_properties": parts.org, **device,  # type: ignore[typeddict-item]
+        "builtins": builtins, "meta": parts.meta,
     }
-    if ctx.endpoint == Endpoint.UPDATE:
-        record["updates"], record["orphan"] = ctx.updates, ctx.updates is None
+    if endpoint == Endpoint.UPDATE:
+        record["updates"], record["orphan"] = decided.updates, decided.updates is None
     return record

@@ -51,7 +51,8 @@ from processors.outbound import KafkaTransport, Outbound, Transport
 from processors.stages.identities import IdentitiesStage, decode_owner, encode_owner
 from processors.stages.profiles import ProfilesStage
 from processors.stages.quotas import QuotasStage
-from processors.stages.visitors import Topics, VisitorsStage, decode_visitor, encode_visitor
+from processors.stages.visitor import decode_visitor, encode_visitor
+from processors.stages.visitors import Topics, VisitorsStage
 from processors.state import TableState
 from runtime import registry
 from runtime.partition import committed_offsets, read_partition

@@ -1,8 +1,10 @@
 import pytest
 
-from processors.actions import Context, build_record, event_name, split
+from processors.actions import Decided, build_record, event_name, split
 from processors.timestamps import Clock, EventTime
 from processors.useragent import classify
+from processors.visits import Visit
+from schemas.raw import RawRecord
 
 
 def test_split_sorts_by_prefix_and_keeps_unknown_parameters_as_metadata():
@@ -21,18 +23,20 @@ def test_event_name(params, name):
     assert event_name(split(params)) == name
 
 
-def ctx(**overrides):
-    values = dict(event_id="e1", project="p", endpoint="ce", received_ms=5, ip="1.2.3.4",
-                  user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148 "
-                  "Safari/604.1", profile="p1", visitor_key="cookie:c", cookie_assigned=False,
-                  visit_id="v1", time=EventTime(3, Clock.SENDER))
-    values.update(overrides)
-    return Context(**values)
+def raw(endpoint="ce", referer=""):
+    return RawRecord(id="e1", project="p", endpoint=endpoint, received_ms=5, ip="1.2.3.4",
+                     user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148 "
+                     "Safari/604.1", visitor_key="cookie:c", referer=referer)
+
+
+def decided(updates=None):
+    return Decided("p1", "cookie:c", EventTime(3, Clock.SENDER), Visit("v1", 5, 5, 10),
+                   updates)
 
 
 def test_record_fills_campaign_and_device_where_the_request_left_them_out():
-    record = build_record(ctx(), split({"event": "pv", "ce_url": "/?utm_source=news",
-                                        "browser": "Custom"}), referer="https://r/")
+    record = build_record(raw(referer="https://r/"), decided(), split({
+        "event": "pv", "ce_url": "/?utm_source=news", "browser": "Custom"}))
     assert record["properties"] == {"url": "/?utm_source=news", "campaign_source": "news"}
     assert (record["browser"], record["os"], record["device"]) == ("Custom", "iOS", "mobile")
     assert record["builtins"]["referer"] == "https://r/"
@@ -75,6 +79,6 @@ def test_remember_action_keeps_the_newest_client_ids_bounded():
 @pytest.mark.parametrize(("updates", "expected"), [
     ("e1", {"updates": "e1", "orphan": False}), (None, {"updates": None, "orphan": True})])
 def test_an_update_says_which_action_it_updates_or_that_it_is_an_orphan(updates, expected):
-    record = build_record(ctx(endpoint="update", updates=updates),
+    record = build_record(raw(endpoint="update"), decided(updates),
                           split({"idptnc": "c1", "duration": "5"}))
     assert {k: record[k] for k in expected} == expected and record["event"] == "update"

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from logstore.reading import read_lines
-from processors.stages.visitors import decode_visitor
+from processors.stages.visitor import decode_visitor
 from processors.worker import Stages
 from runtime.settings import Settings
 from schemas import envelope
