@@ -142,7 +142,8 @@ async def own_rate(settings: Settings, messages: list[tuple[int, bytes]], n: int
                    ) -> tuple[float, float]:
     """Records/s of the worker's own handling, no Kafka; and messages it makes a record
     (flushing the tables' changes once at the end, as a commit would)."""
-    from processors.worker import FLUSH_INTERVAL_S, Stages
+    from processors.pipeline import Stages
+    from processors.worker import FLUSH_INTERVAL_S
 
     counting = Counting()
     stages = Stages(settings, counting)

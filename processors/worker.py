@@ -29,35 +29,24 @@ stream.
 
 from __future__ import annotations
 
-import hmac
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import faust
-import msgpack
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from processors.checkpoint import Checkpoint
-from processors.daylog import DayLogWriter
+from processors.faustapp import RAW, RocksStore, make_app, make_tables
 from processors.guard import guarded
-from processors.journal import Journal
-from processors.metrics import WorkerMetrics
-from processors.outbound import KafkaTransport, Outbound, Transport
-from processors.stages.identities import IdentitiesStage, decode_owner, encode_owner
-from processors.stages.profiles import ProfilesStage
-from processors.stages.quotas import QuotasStage
-from processors.stages.visitor import decode_visitor, encode_visitor
-from processors.stages.visitors import Topics, VisitorsStage
+from processors.outbound import KafkaTransport
+from processors.pipeline import Stages
 from processors.state import TableState
 from runtime import registry
 from runtime.partition import committed_offsets, read_partition
 from runtime.settings import Settings
-from schemas import profile, topics
+from schemas import topics
 from schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -67,200 +56,33 @@ FLUSH_INTERVAL_S = 0.05
 BACKLOG_MS = 2000  # a partition whose newest record read is older than this, with more to read
 
 
-def advertised_host(bind_host: str) -> str:
-    """The address other workers reach this one at (faust redirects table lookups there):
-    the bind address, or this host's own address when bound to every interface; an IPv6
-    address in brackets, as a URL holds it."""
-    if bind_host in ("0.0.0.0", "::", ""):
-        return socket.gethostbyname(socket.gethostname())
-    return f"[{bind_host}]" if ":" in bind_host else bind_host
-
-
-def token_required(token: str) -> Any:
-    """aiohttp middleware: with a token set, every page but ``/metrics`` asks for it
-    (``Authorization: Bearer``, or ``?token=``): the lookups answer people's emails and ids,
-    and faust's own pages show tables. faust forwards a routed lookup with its headers."""
-    from aiohttp import web
-
-    @web.middleware
-    async def middleware(request: Any, handler: Any) -> Any:
-        if token and request.path != "/metrics":
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            given = given or request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return web.Response(status=401, text="this worker asks for its token "
-                                    "(TRACKPIPE_WORKER_TOKEN, as Authorization: Bearer)\n")
-        return await handler(request)
-
-    return middleware
-
-
-class RocksStore:
-    """faust's RocksDB store as ``processors.state`` uses it. faust keeps one database per
-    table partition (``_dbs``, the partitions this worker holds) and takes a write's partition
-    from the event being handled; the stages write at the flush before a commit, where there
-    is none, so the partition is given. A write for a partition this worker no longer holds
-    (revoked just before that flush) is left to the changelog, which its next owner reads:
-    opening the database again would take its lock from that owner."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.store.get(key)  # the handled event's partition, else every partition's
-
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        db = self.store._dbs.get(partition)
-        if db is not None:
-            db.put(key, value)
-
-    def delete(self, key: bytes, partition: int) -> None:
-        db = self.store._dbs.get(partition)
-        if db is not None:
-            db.delete(key)
-
-    def items(self) -> Any:
-        return self.store.items()
-
-    def persisted(self, tp: TP, offset: int) -> None:
-        """faust recovers a partition from the offset its database says it holds."""
-        if tp.partition in self.store._dbs:
-            self.store.set_persisted_offset(tp, offset)
-
-
-async def _nothing_in_flight() -> None:
-    """A transport that hands messages over at once (tests, benchmarks) has none in flight."""
-
-
-class Stages:
-    """The four stages over their tables, with no faust and no Kafka: what a worker runs, and
-    the public way in for tests and benchmarks (``Worker`` builds one over faust's tables)."""
-
-    def __init__(self, settings: Settings, transport: Transport,
-                 stores: dict[str, Any] | None = None, changelogs: dict[str, str] | None = None,
-                 deliver: Callable[[], Awaitable[None]] = _nothing_in_flight,
-                 persisted: Callable[[str, int, int], None] = lambda t, p, o: None) -> None:
-        t = settings.topic
-        stores = stores if stores is not None else {name: {} for name in STATE}
-        changelogs = changelogs or {name: t(topics.CHANGELOGS[name]) for name in STATE}
-        self.metrics = WorkerMetrics()
-        partitions = {t(spec.name): spec.partitions or settings.raw_partitions
-                      for spec in topics.TOPICS}
-        self.outbound = Outbound(transport, partitions, t(topics.DEADLETTER))
-        self.tables = {name: TableState(changelogs[name], stores[name], *codec)
-                       for name, codec in STATE.items()}
-        processors_dir = settings.data_dir / "processors"
-        daylog = DayLogWriter(settings.data_dir / "logs")
-        self.visitors = VisitorsStage(
-            self.tables["visitors"], self.tables["quota_counts"],
-            Journal(processors_dir / "journal"), daylog,
-            self.outbound, self.metrics,
-            Topics(t(topics.ACTIONS), t(topics.VISITS), t(topics.LINKS),
-                   t(topics.PROFILE_UPDATES), t(topics.QUOTA_COUNTS), t(topics.DEADLETTER),
-                   t(topics.RAW)))
-        self.identities = IdentitiesStage(self.tables["identities"], self.outbound,
-                                          self.metrics, t(topics.MERGES), t(topics.REBINDS),
-                                          t(topics.PROFILE_UPDATES), daylog)
-        self.profiles = ProfilesStage(self.tables["profiles"], self.outbound, self.metrics,
-                                      t(topics.PROFILE_UPDATES))
-        self.quotas = QuotasStage(self.tables["quota_totals"], self.outbound, t(topics.QUOTA))
-        self.checkpoint = Checkpoint(list(self.tables.values()), self.outbound,
-                                     self.visitors.sync, deliver, persisted)
-
-    async def commit(self) -> None:
-        """Make what was handled durable, in the order that survives a crash
-        (``processors.checkpoint``); faust commits the offsets after it."""
-        await self.checkpoint.run()
-
-    def close(self) -> None:
-        """Close the files the stages hold open (the journal, the day logs)."""
-        self.visitors.journal.close()
-        self.visitors.daylog.close()
-
-
-# A worker has a database per table and partition (48 with 12 partitions): faust's defaults
-# (a 2 GiB block cache, 500 MiB compressed, 3 × 64 MiB write buffers, each per database) let
-# one worker grow to 2.4 GB with a million visitors. They are table options: faust ignores
-# an App-level `rocksdb_options`, which an earlier version set to no effect.
-ROCKSDB = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
-           "block_cache_size": 8 * 1024 * 1024,
-           "target_file_size_base": 32 * 1024 * 1024}
-
-
-def _packed(value: Any) -> bytes:
-    return msgpack.packb(value)
-
-
-# table → (encode, decode) of the values its store and changelog hold
-STATE: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
-    "visitors": (encode_visitor, decode_visitor),
-    "quota_counts": (_packed, msgpack.unpackb),
-    "identities": (encode_owner, decode_owner),
-    "profiles": (profile.encode, profile.decode),
-    "quota_totals": (_packed, msgpack.unpackb),
-}
-
-
 class Worker:
     """The faust app of one worker process; ``app`` is what faust's ``Worker`` runs."""
 
     def __init__(self, settings: Settings, bootstrap: str, web_port: int) -> None:
         self.settings = settings
         self.bootstrap = bootstrap
-        t = settings.topic
-        self.raw_topic = t(topics.RAW)
+        self.raw_topic = settings.topic(topics.RAW)
         (settings.data_dir / "processors").mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
-            settings.topic_prefix + "processors",
-            broker=[f"kafka://{server}" for server in bootstrap.split(",")],
-            # Tables on local disk: a restarted worker reads only the changelog written since
-            # (docs/benchmarks.md: a million visitors took minutes to recover in memory), and
-            # memory holds what is used, not every visitor (ROCKSDB, given to each table).
-            store="rocksdb://",
-            processing_guarantee="at_least_once",
-            topic_partitions=settings.raw_partitions,
-            topic_replication_factor=settings.replication_factor,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1, producer_max_batch_size=512 * 1024,
-            producer_max_request_size=topics.MAX_MESSAGE_BYTES,
-            broker_commit_interval=settings.commit_interval_ms / 1000,
-            # faust binds web_bind (its default 0.0.0.0) and only advertises web_host: bound
-            # where the settings say, which is what they checked needs no token. env={}: faust
-            # would otherwise let WEB_BIND, WEB_PORT and the like in the environment override
-            # these arguments, unchecked; the settings are the one source.
-            web_enabled=True, web_bind=settings.worker_web_host, env={},
-            web_host=settings.worker_web_host, web_port=web_port,
-            canonical_url=f"http://{advertised_host(settings.worker_web_host)}:{web_port}",
-            # the tables' databases: one per table partition, locked by the worker that holds
-            # it, so the workers of one host can share the folder, and a worker started again
-            # finds what it had
-            datadir=str(settings.data_dir / "processors" / "state"),
-            table_standby_replicas=0,
-            # a crashed worker's partitions move after 10 s, not faust's default minute
-            broker_session_timeout=10.0, broker_heartbeat_interval=1.0,
-            # faust's repaired Cython fast paths: a quarter more events a second here
-            # (docs/benchmarks.md); each agent has one channel, where they change nothing else
-            cython_optimizations=True,
-            web_application_options={"middlewares": [token_required(settings.worker_token)]},
-        )
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        options = {"default": None, "partitions": settings.raw_partitions, "key_type": bytes,
-                   "value_type": bytes, "options": dict(ROCKSDB)}
-        # The profiles table's changelog is the public profiles topic: published once.
-        profiles_topic = self.app.topic(t(topics.PROFILES), **raw,
-                                        partitions=settings.raw_partitions, compacting=True,
-                                        acks=False, internal=True)
-        faust_tables = {name: self.app.Table(name, **options, **(
-            {"changelog_topic": profiles_topic} if name == "profiles" else {}))
-            for name in STATE}
-        declared = {t(spec.name) for spec in topics.TOPICS}
-        for table in faust_tables.values():  # checked at boot, like every topic
-            name = table.changelog_topic.get_topic_name()
-            if name not in declared:
-                raise RuntimeError(f"{name} is missing from schemas.topics")
-        stores = {name: RocksStore(table.data) for name, table in faust_tables.items()}
-        by_changelog = {faust_tables[name].changelog_topic.get_topic_name(): store
-                        for name, store in stores.items()}
+        self.app = make_app(settings, bootstrap, web_port)
+        self.faust_tables = make_tables(self.app, settings)
+        self.stages = self._stages()
+        self.handlers = self._handlers()
+        self._next_offsets: dict[tuple[str, int], int] = {}
+        self._agents()
+        self.app.task(self._follow_registry)
+        self._add_pages()
+        self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
+        self.app.timer(FLUSH_INTERVAL_S)(self._flush)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self._commit_with_state()
+
+    def _stages(self) -> Stages:
+        """The stages over faust's RocksDB stores, sending through faust's producer."""
+        stores = {name: RocksStore(table.data) for name, table in self.faust_tables.items()}
+        changelogs = {name: table.changelog_topic.get_topic_name()
+                      for name, table in self.faust_tables.items()}
+        by_changelog = {changelogs[name]: store for name, store in stores.items()}
 
         def persisted(topic: str, partition: int, offset: int) -> None:
             store = by_changelog.get(topic)
@@ -268,15 +90,18 @@ class Worker:
                 store.persisted(TP(topic, partition), offset)
 
         producer = self.app.producer
-        deliver = producer.flush  # faust's own, before _commit_with_state wraps it
-        self.stages = Stages(
-            settings, KafkaTransport(lambda: producer._ensure_producer(),
-                                     lambda *sent: self.stages.checkpoint.delivered(*sent)),
-            stores, {name: table.changelog_topic.get_topic_name()
-                     for name, table in faust_tables.items()}, deliver, persisted)
-        self.faust_tables = faust_tables
-        stages = self.stages
-        self.handlers: dict[str, Callable[[Any], Any]] = {
+        deliver = producer.flush  # faust's own, before _commit_with_state replaces it
+        transport = KafkaTransport(lambda: producer._ensure_producer(),
+                                   lambda *sent: self.stages.checkpoint.delivered(*sent))
+        return Stages(self.settings, transport, stores, changelogs, deliver, persisted)
+
+    def _handlers(self) -> dict[str, Callable[[Any], Any]]:
+        """What handles a message of each topic but raw (``_raw``); the internal topics'
+        handlers first fetch what the stream skipped (``_in_order``)."""
+        t, stages = self.settings.topic, self.stages
+        self.gap_checked = frozenset(t(name) for name in (
+            topics.REBINDS, topics.LINKS, topics.PROFILE_UPDATES, topics.QUOTA_COUNTS))
+        handlers: dict[str, Callable[[Any], Any]] = {
             t(topics.TICKS): self._tick,
             t(topics.REBINDS): lambda m: stages.visitors.handle_rebinds(m.partition, m.value),
             t(topics.LINKS): lambda m: stages.identities.handle_links(m.partition, m.value),
@@ -284,23 +109,18 @@ class Worker:
                 lambda m: stages.profiles.handle_changes(m.partition, m.value),
             t(topics.QUOTA_COUNTS): lambda m: stages.quotas.handle_counts(m.partition, m.value),
         }
-        self.gap_checked = frozenset(t(name) for name in (
-            topics.REBINDS, topics.LINKS, topics.PROFILE_UPDATES, topics.QUOTA_COUNTS))
-        self._next_offsets: dict[tuple[str, int], int] = {}
-        for topic in self.gap_checked:
-            self.handlers[topic] = self._in_order(self.handlers[topic])
-        source = self.app.topic(self.raw_topic, t(topics.TICKS), t(topics.REBINDS), **raw)
-        self.app.agent(source, name="visitors", concurrency=1)(self._visitors_agent)
+        return {topic: self._in_order(handle) if topic in self.gap_checked else handle
+                for topic, handle in handlers.items()}
+
+    def _agents(self) -> None:
+        """One agent per stage, ``concurrency=1``: the visitors agent reads raw, ticks and
+        rebinds in one ordered stream (co-partitioned topics)."""
+        t, app = self.settings.topic, self.app
+        source = app.topic(self.raw_topic, t(topics.TICKS), t(topics.REBINDS), **RAW)
+        app.agent(source, name="visitors", concurrency=1)(self._visitors_agent)
         for topic, name in ((topics.LINKS, "identities"), (topics.PROFILE_UPDATES, "profiles"),
                             (topics.QUOTA_COUNTS, "quotas")):
-            self.app.agent(self.app.topic(t(topic), **raw), name=name,
-                           concurrency=1)(self._agent)
-        self.app.task(self._follow_registry)
-        self._add_pages()
-        self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
-        self.app.timer(FLUSH_INTERVAL_S)(self._flush)
-        self.app.on_partitions_assigned.connect(self._on_assigned)
-        self._commit_with_state()
+            app.agent(app.topic(t(topic), **RAW), name=name, concurrency=1)(self._agent)
 
     # -- agents --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from processors.worker import STATE, Stages
+from processors.pipeline import STATE, Stages
 from runtime.settings import Settings
 from schemas import topics
 

@@ -1,6 +1,6 @@
 """The stages on envelopes of many records, with no broker: what one envelope makes, how a
 crash at any point between its journal entry and its last line is completed, and how a
-record's own fault stays its own (``processors.worker.Stages``, a transport that records)."""
+record's own fault stays its own (``processors.pipeline.Stages``, a transport that records)."""
 
 from collections import Counter
 
@@ -8,8 +8,8 @@ import msgpack
 import pytest
 
 from logstore.reading import read_lines
+from processors.pipeline import Stages
 from processors.stages.visitor import decode_visitor
-from processors.worker import Stages
 from runtime.settings import Settings
 from schemas import envelope
 from schemas.deadletter import DeadLetter
