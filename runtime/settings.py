@@ -2,7 +2,7 @@
 
 Built once at start from the environment (variables prefixed ``TRACKPIPE_``) and passed down;
 nothing reads the environment at import time. Every field has a documented default (the README
-table is generated from ``FIELDS``), units are in the names, and a bad value refuses to start
+table is checked against ``documented_fields()``), units are in the names, and a bad value refuses to start
 with a message that names the variable.
 """
 

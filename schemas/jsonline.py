@@ -1,5 +1,5 @@
-"""The one JSON encoder for what a worker writes per record: day-log lines, outbox lines,
-Kafka values, table changelogs.
+"""The one JSON encoder of the records in ``schemas`` that travel as JSON: visits, profiles
+(the profiles topic and table), merges, dead letters.
 
 JSON encoding is the largest share of a record's own cost after parsing, so it is orjson
 (compact, UTF-8, about five times the standard library). What orjson refuses (integers beyond

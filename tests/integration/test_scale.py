@@ -241,7 +241,8 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
         repeated = {i: n for i, n in counts.items() if n > 1}
         assert not repeated, f"{len(repeated)} events logged more than once"
         # A worker killed after a record's day-log line sends its outputs again, byte for byte
-        # (processors.outbox): one close delivered twice. Closed twice means two different ends.
+        # (its journal entry applied again): one close delivered twice. Closed twice means
+        # two different ends.
         ended = Counter(json.loads(v)["visit"] for v in {v for _, _, v in visits}
                         if json.loads(v)["type"] == "visit ended")
         assert ended and max(ended.values()) == 1, ended.most_common(3)
