@@ -1,9 +1,9 @@
 """The one settings object of every trackpipe process.
 
 Built once at start from the environment (variables prefixed ``TRACKPIPE_``) and passed down;
-nothing reads the environment at import time. Every field has a documented default (the README
-table is checked against ``documented_fields()``), units are in the names, and a bad value refuses to start
-with a message that names the variable.
+nothing reads the environment at import time. Every field has a documented default (the
+README's table is checked against ``documented_fields()``), units are in the names, and a bad
+value refuses to start with a message that names the variable.
 """
 
 from __future__ import annotations
