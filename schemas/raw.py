@@ -8,14 +8,15 @@ non-UTF-8 bytes replaced).
 
 Encoding: a msgpack map with a schema version ``v``. Readers accept unknown keys and refuse a
 newer major version with ``SchemaError``, which a processor sends to the dead-letter topic.
+A ``msgspec`` Struct: built, encoded and decoded in C (an envelope of them is decoded in one
+call, ``decode_records``), the same bytes as the dict msgpack packed before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
+import msgspec
 
 from schemas.query import parse_query
 
@@ -26,8 +27,9 @@ class SchemaError(ValueError):
     """Bytes that are not a raw record this code can read."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    v: int = SCHEMA_VERSION
+    """The schema version (written first, as it always was)."""
     id: str
     """Event id: a UUIDv7, time-ordered; senders may dedupe on it (X-Event-Id)."""
     received_ms: int
@@ -43,7 +45,7 @@ class RawRecord:
     language: str = ""
     query: bytes = b""
     """The query string exactly as received."""
-    form: dict[str, Any] = field(default_factory=dict)
+    form: dict[str, Any] = msgspec.field(default_factory=dict)
     """Parameters decoded from the body (form, multipart, JSON or a push line)."""
     visitor_key: str = ""
     """What the record is keyed by: see schemas.identifiers."""
@@ -61,19 +63,13 @@ class RawRecord:
         return kafka_key(self.project, self.visitor_key, self.id)
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb({
-            "v": SCHEMA_VERSION, "id": self.id, "received_ms": self.received_ms,
-            "endpoint": self.endpoint, "project": self.project, "ip": self.ip,
-            "user_agent": self.user_agent, "referer": self.referer, "language": self.language,
-            "query": self.query, "form": self.form, "visitor_key": self.visitor_key,
-            "over_quota": self.over_quota,
-        })
+        return _encode(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RawRecord:
         try:
-            obj = msgpack.unpackb(data)
-        except Exception as exc:  # msgpack raises several unrelated types
+            obj = msgspec.msgpack.decode(data)
+        except msgspec.DecodeError as exc:
             raise SchemaError(f"not msgpack: {exc}") from exc
         return cls.from_obj(obj)
 
@@ -85,12 +81,26 @@ class RawRecord:
         if obj.get("v") != SCHEMA_VERSION:
             raise SchemaError(f"unsupported raw record version {obj.get('v')!r}")
         try:
-            return cls(**{k: obj[k] for k in _FIELDS if k in obj})
-        except TypeError as exc:
-            raise SchemaError(f"raw record is missing a field: {exc}") from exc
+            return msgspec.convert(obj, cls)
+        except msgspec.ValidationError as exc:
+            raise SchemaError(f"raw record: {exc}") from exc
 
 
-_FIELDS = tuple(RawRecord.__dataclass_fields__)
+_encode = msgspec.msgpack.Encoder().encode
+_typed = msgspec.msgpack.Decoder(list[RawRecord])
+
+
+def decode_records(data: bytes) -> list[RawRecord] | None:
+    """The records of a raw envelope, decoded as one typed array in C; None unless every item
+    is a record of this version (then take the items one by one: ``envelope.unpack`` and
+    ``RawRecord.from_obj``, so that a bad one stays its own)."""
+    try:
+        records = _typed.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if any(record.v != SCHEMA_VERSION for record in records):
+        return None
+    return records
 
 
 def kafka_key(project: str, visitor_key: str, event_id: str) -> bytes:

@@ -5,6 +5,7 @@ record's own fault stays its own (``processors.pipeline.Stages``, a transport th
 from collections import Counter
 
 import msgpack
+import msgspec
 import pytest
 
 from logstore.reading import read_lines
@@ -229,8 +230,7 @@ async def test_a_client_retry_of_an_action_is_logged_once(make_stages, settings)
     stages = make_stages()
     stages.visitors.handle_raw(0, 0, pack(raw(0, idptnc="a1"), raw(1, idptnc="a1")))
     stages.visitors.handle_raw(0, 1, pack(raw(2, idptnc="a1"), raw(3, idptnc="a2")))
-    update = RawRecord(**{**{f: getattr(raw(4), f) for f in RawRecord.__slots__},
-                          "endpoint": "update", "query": b"cookie=ck1&idptnc=a1"})
+    update = msgspec.structs.replace(raw(4), endpoint="update", query=b"cookie=ck1&idptnc=a1")
     stages.visitors.handle_raw(0, 2, pack(update))
     await stages.outbound.flush()
     lines = logged(settings)
@@ -270,8 +270,7 @@ async def test_retention_removes_this_partitions_old_days_of_that_project_only(m
             ("shop.example", old, 0), ("shop.example", RECEIVED_MS, 0),
             ("shop.example", old, 1), ("other.example", old, 0)]):
         record = raw(offset, project=project)
-        record = RawRecord(**{**{f: getattr(record, f) for f in RawRecord.__slots__},
-                              "received_ms": received})
+        record = msgspec.structs.replace(record, received_ms=received)
         stages.visitors.handle_raw(partition, offset, pack(record))
     old_day = "2027-01-05"
     assert (logs / "shop.example" / old_day / "part-000.jsonl").exists()
