@@ -13,8 +13,9 @@ kept as request metadata — never dropped. ``build_record`` assembles the actio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from processors.campaigns import parse_campaign
 from processors.timestamps import EventTime
@@ -32,14 +33,13 @@ BUILTINS = frozenset({
 })
 
 
-@dataclass(slots=True)
-class Parts:
-    action: dict[str, Any] = field(default_factory=dict)
-    visitor: dict[str, Any] = field(default_factory=dict)
-    visit: dict[str, Any] = field(default_factory=dict)
-    org: dict[str, Any] = field(default_factory=dict)
-    builtins: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+class Parts(msgspec.Struct, gc=False):
+    action: dict[str, Any] = msgspec.field(default_factory=dict)
+    visitor: dict[str, Any] = msgspec.field(default_factory=dict)
+    visit: dict[str, Any] = msgspec.field(default_factory=dict)
+    org: dict[str, Any] = msgspec.field(default_factory=dict)
+    builtins: dict[str, Any] = msgspec.field(default_factory=dict)
+    meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def split(params: Mapping[str, Any]) -> Parts:
@@ -82,8 +82,7 @@ def remember_action(recent: dict[str, str], idptnc: object, event_id: str) -> di
     return dict(list(kept.items())[-RECENT_ACTIONS:])
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
+class Decided(msgspec.Struct, frozen=True, gc=False):
     """What the visitors stage decided about a request before its action is built."""
     profile: str
     visitor_key: str

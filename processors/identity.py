@@ -24,7 +24,8 @@ records makes the same decisions.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+
+import msgspec
 
 from schemas.identifiers import Identifiers
 from schemas.identity import Link, Merge
@@ -38,15 +39,13 @@ def profile_id(project: str, identifier_key: str) -> str:
     return "p" + hashlib.sha1(f"{project}\n{identifier_key}".encode()).hexdigest()[:23]
 
 
-@dataclass(frozen=True, slots=True)
-class VisitorState:
+class VisitorState(msgspec.Struct, frozen=True, gc=False):
     profile: str
     id: str | None = None
     email: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class VisitorDecision:
+class VisitorDecision(msgspec.Struct, frozen=True, gc=False):
     profile: str             # stamp the action with this profile now
     state: VisitorState      # the visitor's new state
     links: tuple[Link, ...] = ()
@@ -76,14 +75,12 @@ def resolve_visitor(project: str, visitor_key: str, state: VisitorState | None,
                            switched)
 
 
-@dataclass(frozen=True, slots=True)
-class IdentityState:
+class IdentityState(msgspec.Struct, frozen=True, gc=False):
     profile: str
     has_id: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class LinkDecision:
+class LinkDecision(msgspec.Struct, frozen=True, gc=False):
     state: IdentityState     # the identifier's new owner
     answer: str              # the profile the asking visitor belongs to from now on
     merge: Merge | None = None

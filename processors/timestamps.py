@@ -9,8 +9,9 @@ skew of senders) is kept but flagged ``future``: reads leave it out until it has
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 FUTURE_TOLERANCE_MS = 60_000
 MAX_EVENT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: day logs name days by date
@@ -21,8 +22,7 @@ class Clock(StrEnum):
     RECEIPT = "receipt"    # the gateway's receipt time (no usable timestamp)
 
 
-@dataclass(frozen=True, slots=True)
-class EventTime:
+class EventTime(msgspec.Struct, frozen=True, gc=False):
     ms: int
     clock: Clock
     future: bool = False

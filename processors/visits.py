@@ -14,8 +14,9 @@ that visits can close on their own within seconds of their deadline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_VISIT_MS = 24 * 60 * 60 * 1000
@@ -31,22 +32,20 @@ def timeout_ms(value: object) -> int:
     return int(number * 1000) if number < 1000 else int(number)
 
 
-@dataclass(frozen=True, slots=True)
-class Visit:
+class Visit(msgspec.Struct, frozen=True, gc=False):
     id: str
     start_ms: int
     last_ms: int
     deadline_ms: int
     actions: int = 0
-    properties: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def duration_ms(self) -> int:
         return self.last_ms - self.start_ms
 
 
-@dataclass(frozen=True, slots=True)
-class VisitDecision:
+class VisitDecision(msgspec.Struct, frozen=True, gc=False):
     visit: Visit | None
     """The open visit after this request (None: no visit is open)."""
     ended: Visit | None = None

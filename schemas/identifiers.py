@@ -11,7 +11,8 @@ profile). Pure: values in, values out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 NOBODY = frozenset({"", "null", "undefined", "anonymous", "guest", "0"})
 MAX_IDENTIFIER_CHARS = 140
@@ -27,8 +28,7 @@ def clean(value: object) -> str | None:
     return text[:MAX_IDENTIFIER_CHARS]
 
 
-@dataclass(frozen=True, slots=True)
-class Identifiers:
+class Identifiers(msgspec.Struct, frozen=True, gc=False):
     id: str | None = None
     email: str | None = None
     cookie: str | None = None

@@ -10,9 +10,9 @@ merges are public (one JSON message each). Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 
@@ -21,8 +21,7 @@ def scoped_key(project: str, name: str) -> bytes:
     return f"{project}\n{name}".encode()
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(msgspec.Struct, frozen=True, gc=False):
     """Ask the identifier's partition who owns it, offering ``candidate``."""
     identifier: str          # "id:u" or "email:e"
     candidate: str           # the profile the asking visitor belongs to now
@@ -44,8 +43,7 @@ class Link:
         return cls(*obj)
 
 
-@dataclass(frozen=True, slots=True)
-class Rebind:
+class Rebind(msgspec.Struct, frozen=True, gc=False):
     """The identifier's owner answered ``link``: the visitor belongs to ``answer``."""
     link: Link
     answer: str
@@ -62,8 +60,7 @@ class Rebind:
         return cls(Link.from_obj(obj[0]), obj[1])
 
 
-@dataclass(frozen=True, slots=True)
-class Merge:
+class Merge(msgspec.Struct, frozen=True, gc=False):
     """Two profiles became one: ``source`` is folded into ``into`` because of ``identifier``."""
     source: str
     into: str

@@ -15,9 +15,9 @@ one profile, folded together), a ``MergeInto`` (this profile was merged into ano
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from schemas.identity import scoped_key
@@ -56,8 +56,7 @@ def _add(values: list[str], value: str | None) -> None:
         values.append(value)
 
 
-@dataclass(slots=True)
-class ProfileUpdate:
+class ProfileUpdate(msgspec.Struct, gc=False):
     """What the requests of one raw envelope said about one profile, folded together.
 
     ``origin`` is the raw ``[partition, offset]`` of that envelope, ``via`` the merged
@@ -69,10 +68,10 @@ class ProfileUpdate:
     via: str = ""
     first_ms: int | None = None
     last_ms: int | None = None
-    ids: list[str] = field(default_factory=list)
-    emails: list[str] = field(default_factory=list)
-    cookies: list[str] = field(default_factory=list)
-    properties: dict[str, list[Any]] = field(default_factory=dict)
+    ids: list[str] = msgspec.field(default_factory=list)
+    emails: list[str] = msgspec.field(default_factory=list)
+    cookies: list[str] = msgspec.field(default_factory=list)
+    properties: dict[str, list[Any]] = msgspec.field(default_factory=dict)
     actions: int = 0
     visits: int = 0
 
@@ -103,8 +102,7 @@ class ProfileUpdate:
                 self.actions, self.visits]
 
 
-@dataclass(frozen=True, slots=True)
-class MergeInto:
+class MergeInto(msgspec.Struct, frozen=True, gc=False):
     """``profile`` was merged into ``into``: it sends its state there and forwards from now."""
     project: str
     profile: str
@@ -118,8 +116,7 @@ class MergeInto:
         return ["merge", self.project, self.profile, self.into]
 
 
-@dataclass(frozen=True, slots=True)
-class Fold:
+class Fold(msgspec.Struct, frozen=True, gc=False):
     """The state of ``source`` (merged into ``profile``), for ``profile`` to take in.
 
     ``via`` names the merged profiles that forwarded it (``>b``), when ``profile`` had itself

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgpack
+import msgspec
 import orjson
 
 from logstore import lines
@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 ACTION_TOPIC = frozenset({Endpoint.CE, Endpoint.UPDATE})  # what goes to the actions topic
 
 
-@dataclass(frozen=True, slots=True)
-class Who:
+class Who(msgspec.Struct, frozen=True, gc=False):
     """Who a request is: its identifiers, its event time, and what identity resolution
     decided for its visitor."""
     ids: Identifiers

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 import msgpack
+import msgspec
 
 from processors import profiles
 from processors.metrics import WorkerMetrics
@@ -82,13 +83,9 @@ class ProfilesStage:
             log.error("profile merges form a cycle through %s%s; a change is dropped", here, via)
             return
         if isinstance(change, ProfileUpdate):
-            self._send(ProfileUpdate(**{**_fields(change), "profile": survivor, "via": via}))
+            self._send(msgspec.structs.replace(change, profile=survivor, via=via))
         else:
             self._send(Fold(change.project, survivor, change.source, via))
 
     def _send(self, change: ProfileChange) -> None:
         self.outbound.record(self.profile_updates, change.key, msgpack.packb(change.to_obj()))
-
-
-def _fields(update: ProfileUpdate) -> dict[str, object]:
-    return {name: getattr(update, name) for name in update.__slots__}

@@ -6,17 +6,16 @@ before the table held msgpack still read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import msgspec
 import orjson
 
 from processors import identity, visits
 
 
-@dataclass(frozen=True, slots=True)
-class Visitor:
+class Visitor(msgspec.Struct, frozen=True, gc=False):
     """A visitors-table value: who the device is, its open visit, its recent client action
     ids (``idptnc`` → event id), the event ids it remembers (``processors.dedupe``), the raw
     partition it lives in, and how many times it was written (a replay applies only a newer
@@ -30,8 +29,8 @@ class Visitor:
 
     def shown(self) -> dict[str, Any]:
         """As the lookup page shows it."""
-        return {"state": _fields(self.state),
-                "visit": _fields(self.visit) if self.visit else None,
+        return {"state": msgspec.structs.asdict(self.state),
+                "visit": msgspec.structs.asdict(self.visit) if self.visit else None,
                 "recent": self.recent, "partition": self.partition, "v": self.version}
 
 
@@ -54,11 +53,6 @@ def decode_visitor(data: bytes) -> Visitor:
     return Visitor(identity.VisitorState(profile, id_, email),
                    None if visit is None else visits.Visit(*visit), recent, seen, partition,
                    version)
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    """A flat slots dataclass as a dict (``dataclasses.asdict`` deep-copies)."""
-    return {name: getattr(value, name) for name in value.__slots__}
 
 
 def newer(replayed: Visitor, current: Visitor | None) -> bool:
