@@ -67,12 +67,19 @@ class Journal:
         self.max_bytes = max_bytes
         self.corrupt = 0
         self._files: dict[int, IO[bytes]] = {}
+        self._ends: dict[int, int] = {}  # partition → its current file's size
         self._last: dict[int, Entry | None] = {}
-        self._index: dict[int, dict[int, tuple[Path, int, int]]] = {}  # offset → where
+        # partition → [its current file's index, its previous file's]: offset → (start, size)
+        self._index: dict[int, tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]] = {}
+        self._paths: dict[int, tuple[Path, Path]] = {}  # partition → (current, previous)
         self._unsynced: set[int] = set()
 
     def _path(self, partition: int, previous: bool = False) -> Path:
-        return self.root / f"{part_stem(partition)}.journal{'.1' if previous else ''}"
+        paths = self._paths.get(partition)
+        if paths is None:
+            stem = self.root / f"{part_stem(partition)}.journal"
+            paths = self._paths[partition] = (stem, stem.with_name(stem.name + ".1"))
+        return paths[previous]
 
     def position(self, partition: int) -> int:
         """The offset of the last envelope decided (-1: the journal knows none)."""
@@ -88,13 +95,14 @@ class Journal:
         """The entry of ``offset``; None when it is older than the journal keeps."""
         if partition not in self._index:
             self._load(partition)
-        where = self._index[partition].get(offset)
-        if where is None:
-            return None
-        path, start, size = where
-        with open(path, "rb") as f:
-            f.seek(start)
-            return Entry.from_bytes(f.read(size))
+        for previous, index in enumerate(self._index[partition]):
+            where = index.get(offset)
+            if where is not None:
+                start, size = where
+                with open(self._path(partition, bool(previous)), "rb") as f:
+                    f.seek(start)
+                    return Entry.from_bytes(f.read(size))
+        return None
 
     def append(self, partition: int, entry: Entry) -> None:
         """Add ``entry`` (one write); an OSError leaves at most a torn frame, cut off later."""
@@ -102,13 +110,13 @@ class Journal:
             self._load(partition)
         payload = entry.to_bytes()
         f = self._file(partition)
-        start = f.seek(0, os.SEEK_END)
+        start = self._ends[partition]
         write_all(f, FRAME.pack(len(payload), zlib.crc32(payload)) + payload, start)
-        self._index[partition][entry.offset] = (self._path(partition), start + FRAME.size,
-                                                len(payload))
+        end = self._ends[partition] = start + FRAME.size + len(payload)
+        self._index[partition][0][entry.offset] = (start + FRAME.size, len(payload))
         self._last[partition] = entry
         self._unsynced.add(partition)
-        if start + FRAME.size + len(payload) > self.max_bytes:
+        if end > self.max_bytes:
             os.fsync(f.fileno())  # the rotation closes it
             self._rotate(partition)
 
@@ -125,6 +133,7 @@ class Journal:
         for partition in partitions:
             self._last.pop(partition, None)
             self._index.pop(partition, None)
+            self._ends.pop(partition, None)
             f = self._files.pop(partition, None)
             if f is not None:
                 f.close()
@@ -138,24 +147,23 @@ class Journal:
             self.root.mkdir(parents=True, exist_ok=True)
             f = self._files[partition] = open(  # noqa: SIM115 - kept open, like the day logs
                 self._path(partition), "ab", buffering=0)
+            self._ends[partition] = f.seek(0, os.SEEK_END)
         return f
 
     def _rotate(self, partition: int) -> None:
-        current, previous = self._path(partition), self._path(partition, previous=True)
         self._files.pop(partition).close()
-        os.replace(current, previous)  # the older previous file goes
-        self._index[partition] = {offset: (previous, start, size)
-                                  for offset, (path, start, size) in
-                                  self._index[partition].items() if path == current}
+        os.replace(self._path(partition), self._path(partition, previous=True))
+        self._index[partition] = ({}, self._index[partition][0])  # the older previous goes
 
     def _load(self, partition: int) -> None:
-        index: dict[int, tuple[Path, int, int]] = {}
+        indexes: tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]] = ({}, {})
         last: tuple[Path, int, int] | None = None
-        for path in (self._path(partition, previous=True), self._path(partition)):
+        for previous in (True, False):
+            path = self._path(partition, previous)
             for offset, start, size in self._frames(path):
-                index[offset] = (path, start, size)
+                indexes[previous][offset] = (start, size)
                 last = (path, start, size)
-        self._index[partition] = index
+        self._index[partition] = indexes
         self._last[partition] = None
         if last is not None:
             path, start, size = last
