@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
 .PHONY: run test lint system-deps scale-demo bench-gateway bench-processors bench-state \
-	bench-readside kafka-stop clean
+	bench-readside profile-worker kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ bench-gateway: $(STAMP)
 ## bench-processors: one worker against a bare decoding consumer, same records, one run
 bench-processors: $(STAMP)
 	$(BIN)/python bench/processors.py
+
+## profile-worker: bench-processors with py-spy on each worker, against BASELINE (git revision)
+BASELINE ?= HEAD
+profile-worker: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/processors.py --profile --baseline $(BASELINE)
 
 ## bench-state: one worker's memory with a million distinct visitors, and its restart time
 bench-state: $(STAMP)

@@ -27,22 +27,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from dataclasses import replace
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import msgpack  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from bench import profile as profiling  # noqa: E402
 from bench.common import bench_kafka  # noqa: E402
 from logstore.layout import PARTS  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
@@ -54,6 +60,7 @@ from trackpipe.kafka.launcher import free_port_block  # noqa: E402
 
 PROJECT = "bench.example"
 PER_ENVELOPE = 3  # records an envelope at the gateway's maximum rate (make bench-gateway)
+PROFILE_HZ = 250
 
 
 def records(n: int) -> list[RawRecord]:
@@ -128,59 +135,47 @@ def faust_noop_rate(settings: Settings, messages: int, n: int, work: Path) -> fl
     return float(result.read_text()) * n / messages
 
 
-class Counting:
-    """A transport that counts the messages the stages would send."""
-
-    def __init__(self) -> None:
-        self.messages = 0
-
-    async def send(self, topic: str, partition: int, messages: list) -> None:
-        self.messages += len(messages)
-
-
-async def own_rate(settings: Settings, messages: list[tuple[int, bytes]], n: int
-                   ) -> tuple[float, float]:
-    """Records/s of the worker's own handling, no Kafka; and messages it makes a record
-    (flushing the tables' changes once at the end, as a commit would)."""
-    from processors.pipeline import Stages
-    from processors.worker import FLUSH_INTERVAL_S
-
-    counting = Counting()
-    stages = Stages(settings, counting)
-    offsets = [0] * settings.raw_partitions
-    started = time.perf_counter()
-    flushed = started
-    for partition, value in messages:
-        stages.visitors.handle_raw(partition, offsets[partition], value)
-        offsets[partition] += 1
-        if time.perf_counter() - flushed > FLUSH_INTERVAL_S:
-            await stages.outbound.flush()
-            flushed = time.perf_counter()
-    await stages.commit()
-    rate = n / (time.perf_counter() - started)
-    stages.close()
-    return rate, counting.messages / n
+def own_rate(root: Path, messages: list[tuple[int, bytes]], work: Path) -> tuple[float, float]:
+    """Records/s of the worker's own handling in the tree at ``root``, no Kafka
+    (``bench/own.py``), and the messages it makes a record."""
+    dump = work / "messages.msgpack"
+    dump.write_bytes(msgpack.packb(messages))
+    data = Path(tempfile.mkdtemp(dir=work))
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "own.py"), str(dump), str(data)],
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=900, check=True)
+    us, made = (float(x) for x in done.stdout.split())
+    return 1e6 / us, made
 
 
-def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float, float]:
-    """Records/s until all are in the day logs, and until every profile is published with
-    all its actions; and the Kafka messages the worker produced per record."""
+def worker_rate(settings: Settings, n: int, work: Path, root: Path = ROOT,
+                profile: Path | None = None) -> tuple[float, float, float]:
+    """Records/s of a worker of the tree at ``root`` until all are in the day logs, and until
+    every profile is published with all its actions; and the Kafka messages it produced per
+    record. With ``profile``, py-spy samples the worker from its "Ready" until every profile
+    is published into that file (``--format raw``)."""
     env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
            "TRACKPIPE_DATA_DIR": str(settings.data_dir),
-           "TRACKPIPE_RAW_PARTITIONS": str(settings.raw_partitions), "PYTHONPATH": str(ROOT)}
+           "TRACKPIPE_RAW_PARTITIONS": str(settings.raw_partitions), "PYTHONPATH": str(root)}
     log = work / f"worker-{settings.topic_prefix}log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "trackpipe.cli", "worker", "--web-port",
              str(free_port_block()), "--loglevel", "info"],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    spy = None
     try:
         before = asyncio.run(_produced(settings))
         while b"[^Worker]: Ready" not in log.read_bytes():
             if process.poll() is not None:
                 raise RuntimeError(log.read_text()[-2000:])
             time.sleep(0.05)
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                                    "--pid", str(process.pid), "--rate", str(PROFILE_HZ),
+                                    "--format", "raw", "--output", str(profile), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.perf_counter()
         logs = settings.data_dir / "logs" / PROJECT
         while sum(_lines(p) for p in logs.glob(f"*/{PARTS}")) < n:
@@ -188,10 +183,15 @@ def worker_rate(settings: Settings, n: int, work: Path) -> tuple[float, float, f
         logged = n / (time.perf_counter() - started)
         asyncio.run(_wait_published(settings, n))
         published = n / (time.perf_counter() - started)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         time.sleep(settings.commit_interval_ms / 1000 + 1)  # the last state is written
         produced = asyncio.run(_produced(settings)) - before
         return logged, published, produced / n
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
         process.terminate()
         process.wait(timeout=30)
 
@@ -232,6 +232,22 @@ def _lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
+@contextlib.contextmanager
+def tree(rev: str | None) -> Iterator[Path]:
+    """This tree, or a checkout of ``rev`` beside it (a git worktree, removed afterwards)."""
+    if rev is None:
+        yield ROOT
+        return
+    folder = Path(tempfile.mkdtemp(prefix="trackpipe-baseline-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet",
+                    str(folder), rev], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+                       check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=20_000)
@@ -239,49 +255,80 @@ def main() -> None:
     parser.add_argument("--per-envelope", type=int, default=PER_ENVELOPE,
                         help="records an envelope (make bench-gateway: at the gateway's max "
                              "rate)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the worker of git revision REV, same records, "
+                             "same run (e.g. the landed code before a change)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each worker with py-spy and print where its CPU goes")
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {name: [] for name in (
-        "bare", "noop", "own", "worker", "profiles", "produced", "made")}
-    with bench_kafka() as (bootstrap, work, broker):
+    with tree(args.baseline) as baseline, bench_kafka() as (bootstrap, work, broker):
+        trees = {"this tree": ROOT, **({args.baseline: baseline} if args.baseline else {})}
+        rates: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+        samples: dict[str, Counter[str]] = {name: Counter() for name in trees}
         for run in range(args.runs):
-            settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
-                                topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-                                data_dir=work / f"run{run}")
-            asyncio.run(create_topics(settings, bootstrap))
             made = records(args.records)
-            asyncio.run(produce(settings, made, args.per_envelope))
-            messages = asyncio.run(raw_messages(settings))
-            rates["bare"].append(asyncio.run(bare_consumer(settings, args.records)))
-            rates["noop"].append(faust_noop_rate(settings, len(messages), args.records, work))
-            own, per_record = asyncio.run(own_rate(
-                replace(settings, data_dir=work / f"own{run}"), messages, args.records))
-            rates["own"].append(own)
-            rates["made"].append(per_record)
-            logged, published, produced = worker_rate(settings, args.records, work)
-            rates["worker"].append(logged)
-            rates["profiles"].append(published)
-            rates["produced"].append(produced)
-            print(f"run {run + 1}: " + ", ".join(f"{name} {values[-1]:.2f}"
-                                                for name, values in rates.items()),
-                  file=sys.stderr)
-    m = {name: statistics.median(values) for name, values in rates.items()}
-    spread = {name: f"{min(values):.0f}–{max(values):.0f}" for name, values in rates.items()}
-    b = m["bare"]
+            shared = {}
+            for name, root in trees.items():
+                settings = Settings(kafka_bootstrap=bootstrap, raw_partitions=12,
+                                    topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+                                    data_dir=work / f"run{run}-{len(shared)}")
+                asyncio.run(create_topics(settings, bootstrap))
+                asyncio.run(produce(settings, made, args.per_envelope))
+                messages = asyncio.run(raw_messages(settings))
+                if not shared:  # the baselines of the run: measured once
+                    shared["bare"] = asyncio.run(bare_consumer(settings, args.records))
+                    shared["noop"] = faust_noop_rate(settings, len(messages), args.records,
+                                                     work)
+                got = rates[name]
+                for key in ("bare", "noop"):
+                    got.setdefault(key, []).append(shared[key])
+                own, per_record = own_rate(root, messages, work)
+                raw = work / f"profile-{run}-{len(got.get('own', []))}-{settings.topic_prefix}raw"
+                logged, published, produced = worker_rate(
+                    settings, args.records, work, root, raw if args.profile else None)
+                if args.profile and raw.exists():
+                    samples[name] += profiling.shares(raw)
+                for key, value in (("own", own), ("made", per_record), ("worker", logged),
+                                   ("profiles", published), ("produced", produced)):
+                    got.setdefault(key, []).append(value)
+                print(f"run {run + 1}, {name}: " + ", ".join(
+                    f"{key} {values[-1]:.2f}" for key, values in got.items()), file=sys.stderr)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, Kafka {broker}; {args.records} records in envelopes of "
-          f"{args.per_envelope}, 12 partitions, median of {args.runs} runs (spread)\n")
+          f"{args.per_envelope}, 12 partitions, median of {args.runs} runs (spread)")
+    for name, got in rates.items():
+        report(name, got)
+    if args.baseline:
+        now, then = ({k: statistics.median(v) for k, v in rates[n].items()} for n in trees)
+        print(f"\n| this tree ÷ {args.baseline}, same runs | ratio |\n|---|---:|")
+        print(f"| own handling, µs a record | {then['own'] / now['own']:.2f} |")
+        print(f"| worker, raw → day logs, records/s | {now['worker'] / then['worker']:.2f} |")
+        print(f"| worker, until every profile is published | "
+              f"{now['profiles'] / then['profiles']:.2f} |")
+    if args.profile:
+        print(f"\nWhere each worker's CPU went (py-spy, {PROFILE_HZ} Hz, from its Ready until "
+              "every profile was published, all runs):\n")
+        print(profiling.table({name: (samples[name], args.records * args.runs, PROFILE_HZ)
+                               for name in trees}))
+
+
+def report(name: str, got: dict[str, list[float]]) -> None:
+    m = {key: statistics.median(values) for key, values in got.items()}
+    spread = {key: f"{min(values):.0f}–{max(values):.0f}" for key, values in got.items()}
+    b = m["bare"]
+    print(f"\n{name}:\n")
     print("| consumer | records/s | spread | ratio |")
     print("|---|---:|---:|---:|")
-    for name, text in (
+    for key, text in (
             ("bare", "bare aiokafka consumer, decode only"),
             ("noop", "floor: a faust agent that only iterates the envelopes"),
             ("own", f"floor: the worker's own handling, no Kafka ({m['made']:.2f} messages "
                     "a record made, not sent)"),
             ("worker", "one trackpipe worker, raw → day logs"),
             ("profiles", "the same worker, until every profile is published")):
-        print(f"| {text} | {m[name]:.0f} | {spread[name]} | {m[name] / b:.3f} |")
+        print(f"| {text} | {m[key]:.0f} | {spread[key]} | {m[key] / b:.3f} |")
     print(f"\nKafka messages the worker produced per raw record, all topics: "
-          f"{m['produced']:.2f} (runs {', '.join(f'{v:.2f}' for v in rates['produced'])})")
+          f"{m['produced']:.2f} (runs {', '.join(f'{v:.2f}' for v in got['produced'])})")
 
 
 async def raw_messages(settings: Settings) -> list[tuple[int, bytes]]:
