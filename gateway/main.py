@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,7 +30,7 @@ from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
 from gateway.publisher import Publisher
 from gateway.spool import Spool, claim_slot
-from runtime import registry
+from runtime import compacted, registry
 from runtime.settings import Settings
 from schemas import topics
 from schemas.project import ProjectRecord
@@ -94,8 +95,9 @@ class Gateway:
             self.projects.mark_loaded()
         followers = [
             asyncio.create_task(self._follow_registry(snapshot_file), name="registry-follower"),
-            asyncio.create_task(self._follow(topics.QUOTA, self._apply_quota, lambda: None,
-                                             QuotaState.from_bytes), name="quota-follower"),
+            asyncio.create_task(self._follow(topics.QUOTA, partial(compacted.apply, self.quotas),
+                                             lambda: None, QuotaState.from_bytes),
+                                name="quota-follower"),
             asyncio.create_task(self._follow(topics.JS_ACTIONS, self.js_actions.apply,
                                              lambda: None, bytes), name="js-follower"),
         ]
@@ -140,12 +142,6 @@ class Gateway:
         for key in keys:
             task = asyncio.ensure_future(producer.send(topic, None, key=key.encode()))
             task.add_done_callback(_log_failure)
-
-    def _apply_quota(self, project: str, state: QuotaState | None) -> None:
-        if state is None:
-            self.quotas.pop(project, None)
-        else:
-            self.quotas[project] = state
 
     async def _follow(self, name: str, on_change: Any, on_caught_up: Any, decode: Any) -> None:
         await registry.follow_forever(self.bootstrap, self.settings.topic(name), on_change,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import Excluded, Unauthenticated, UnknownProject
+from runtime import compacted
 from schemas.identifiers import Identifiers
 from schemas.project import ProjectRecord
 
@@ -54,10 +55,8 @@ class ProjectTable:
 
     def apply(self, name: str, record: ProjectRecord | None) -> None:
         """Take one registry change: a new definition, or None for a removed project."""
-        if record is None:
-            self._projects.pop(name, None)
-        else:
-            self._projects[name] = CompiledProject.of(record)
+        compacted.apply(self._projects, name,
+                        None if record is None else CompiledProject.of(record))
         lookup: dict[str, CompiledProject] = {}
         for project in self._projects.values():  # aliases first: a real name always wins
             for alias in project.record.aliases:

@@ -1,2 +1,3 @@
 """What every trackpipe process stands on: settings, topics, the compacted-topic views
-(the registry), one partition read directly, Prometheus text. Imports only ``schemas``."""
+(the registry; ``compacted``: what a record does to a view), one partition read directly,
+Prometheus text. Imports only ``schemas``."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from runtime import compacted
 from schemas.project import ProjectError, ProjectRecord
 
 log = logging.getLogger(__name__)
@@ -101,15 +103,9 @@ async def read_all(bootstrap: str, topic: str,
                    decode: Callable[[bytes], Any] = ProjectRecord.from_bytes) -> dict[str, Any]:
     """Every live record of a compacted topic (the registry by default), by key."""
     projects: dict[str, Any] = {}
-
-    def apply(name: str, record: Any) -> None:
-        if record is None:
-            projects.pop(name, None)
-        else:
-            projects[name] = record
-
     caught_up = asyncio.Event()
-    task = asyncio.create_task(follow(bootstrap, topic, apply, caught_up.set, decode))
+    task = asyncio.create_task(follow(bootstrap, topic, partial(compacted.apply, projects),
+                                      caught_up.set, decode))
     waiter = asyncio.create_task(caught_up.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30,
                                  return_when=asyncio.FIRST_COMPLETED)

@@ -34,7 +34,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, MessageSizeTooLargeError
 
-from runtime import registry
+from runtime import compacted, registry
 from runtime.partition import read_partition
 from runtime.settings import Settings
 from schemas import topics
@@ -127,16 +127,10 @@ class TriggerService:
 
     def _apply_rule(self, key: str, rule: TriggerRule | None) -> None:
         project, name = key.split("\n", 1)
-        if rule is None:
-            self.rules[project].pop(name, None)
-        else:
-            self.rules[project][name] = rule
+        compacted.apply(self.rules[project], name, rule)
 
     def _apply_project(self, name: str, record: ProjectRecord | None) -> None:
-        if record is None:
-            self.projects.pop(name, None)
-        else:
-            self.projects[name] = record
+        compacted.apply(self.projects, name, record)
         if record is not None and record.webhook_secret and name in self._unsigned:
             log.warning("project %s has a webhook signing secret now: its held webhooks go "
                         "out, signed", name)
@@ -397,10 +391,7 @@ class TriggerService:
         pending: dict[str, bytes] = {}
         async for record in read_partition(self.bootstrap, self.topic[topics.FIRINGS],
                                            partition):
-            if record.value is None:
-                pending.pop(record.key.decode(), None)
-            else:
-                pending[record.key.decode()] = record.value
+            compacted.apply(pending, record.key.decode(), record.value)
         if pending:
             log.info("partition %s: resuming %d pending firing(s)", partition, len(pending))
         return [Firing.from_bytes(key, partition, value) for key, value in pending.items()]

@@ -34,6 +34,7 @@ from processors.outbound import Outbound
 from processors.stages.batch import Batch, visit_record
 from processors.stages.visitor import Visitor, decode_visitor, newer
 from processors.state import TableState
+from runtime import compacted
 from schemas import envelope
 from schemas.identity import Rebind
 from schemas.project import check_name
@@ -182,10 +183,7 @@ class VisitorsStage:
 
     def retention_changed(self, project: str, days: int | None) -> None:
         """The registry says how long ``project`` keeps its day logs (None: removed)."""
-        if days is None:
-            self.retention.pop(project, None)
-        else:
-            self.retention[project] = days
+        compacted.apply(self.retention, project, days)
         self._retained_at.clear()  # applied at the next tick, not in an hour
 
     def handle_tick(self, partition: int, now_ms: int, catching_up: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from processors.pipeline import STATE, Stages
+from runtime import compacted
 from runtime.settings import Settings
 from schemas import topics
 
@@ -42,10 +43,7 @@ class Log:
         for (name, _), messages in sorted(self.topics.items()):
             if name == topic:
                 for key, value in messages:
-                    if value is None:
-                        out.pop(key, None)
-                    else:
-                        out[key] = value
+                    compacted.apply(out, key, value)
         return out
 
 
@@ -116,10 +114,7 @@ class SimulatedWorker:
         for partition in range(PARTITIONS):
             start = self.log.persisted.get((changelog, partition), -1) + 1
             for key, value in self.log.topics.get((changelog, partition), [])[start:]:
-                if value is None:
-                    store.pop(key, None)
-                else:
-                    store[key] = value
+                compacted.apply(store, key, value)
             end = len(self.log.topics.get((changelog, partition), [])) - 1
             if end >= 0:
                 self.log.persisted[(changelog, partition)] = end
