@@ -224,9 +224,8 @@ class Publisher:
                 log.error("a spooled %d-byte record is more than Kafka takes: dead-lettered",
                           len(value))
                 self.metrics.spool_refused += 1
-                await producer.send_and_wait(self.deadletter, DeadLetter(
-                    "spool", f"{type(exc).__name__}: {exc}", self.topic,
-                    value=value).to_json())
+                await producer.send_and_wait(self.deadletter, DeadLetter.refused_spooled(
+                    exc, self.topic, value).to_json())
             except KafkaError:
                 self.metrics.kafka_errors += 1
                 continue

@@ -67,15 +67,7 @@ class Outbound:
         """One message; to ``partition``, else to the one its key hashes to."""
         if partition is None:
             partition = partition_for(key or b"", self.partitions[topic])
-        if value is not None and len(value) > MAX_MESSAGE_BYTES:
-            self.oversized += 1
-            log.error("a %d-byte message for %s is over the limit; dead-lettered instead",
-                      len(value), topic)
-            value = DeadLetter("output", f"a {len(value)}-byte message is over the "
-                               f"{MAX_MESSAGE_BYTES}-byte limit", topic, partition, key=key,
-                               value=value).to_json()
-            topic, partition = self.deadletter, partition_for(key or b"",
-                                                              self.partitions[self.deadletter])
+        topic, partition, value = self._sendable("message", topic, partition, key, value)
         self._messages.setdefault((topic, partition), []).append((key, value))
 
     def record(self, topic: str, key: bytes, item: bytes) -> None:
@@ -126,15 +118,26 @@ class Outbound:
 
     def _add(self, batches: dict[tuple[str, int], list[Message]], topic: str, partition: int,
              value: bytes) -> None:
-        if len(value) > MAX_MESSAGE_BYTES:  # one item alone over the limit
-            self.oversized += 1
-            log.error("a %d-byte record for %s is over the limit; dead-lettered instead",
-                      len(value), topic)
-            value = DeadLetter("output", f"a {len(value)}-byte record is over the "
-                               f"{MAX_MESSAGE_BYTES}-byte limit", topic, partition,
-                               value=value).to_json()
-            topic, partition = self.deadletter, partition % self.partitions[self.deadletter]
-        batches.setdefault((topic, partition), []).append((None, value))
+        # an envelope is over the limit only as one item alone (``_envelopes``)
+        topic, partition, sendable = self._sendable("record", topic, partition, None, value)
+        batches.setdefault((topic, partition), []).append((None, sendable))
+
+    def _sendable(self, what: str, topic: str, partition: int, key: bytes | None,
+                  value: bytes | None) -> tuple[str, int, bytes | None]:
+        """Where a message goes and what it holds: as given, or, over ``MAX_MESSAGE_BYTES``
+        (no broker would ever take it), a dead letter saying what it was, in its place, to
+        the dead-letter partition its key hashes to (keyless: the one numbered like its
+        own)."""
+        if value is None or len(value) <= MAX_MESSAGE_BYTES:
+            return topic, partition, value
+        self.oversized += 1
+        log.error("a %d-byte %s for %s is over the limit; dead-lettered instead", len(value),
+                  what, topic)
+        letter = DeadLetter.oversized_output(what, topic, partition, key, value,
+                                             MAX_MESSAGE_BYTES).to_json()
+        count = self.partitions[self.deadletter]
+        return self.deadletter, (partition % count if key is None
+                                 else partition_for(key, count)), letter
 
 
 def _envelopes(items: list[bytes]) -> list[bytes]:

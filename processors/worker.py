@@ -178,10 +178,9 @@ class Worker:
     def _dead_letter(self, message: Any, exc: BaseException) -> None:
         self.stages.metrics.dead_letters += 1
         self.stages.outbound.message(self.settings.topic(topics.DEADLETTER), message.key,
-                                     DeadLetter("record", f"{type(exc).__name__}: {exc}",
-                                                message.topic, message.partition,
-                                                message.offset, key=message.key,
-                                                value=message.value).to_json())
+                                     DeadLetter.for_record(
+                                         exc, message.topic, message.partition,
+                                         message.offset, message.key, message.value).to_json())
 
     def _tick(self, message: Any) -> None:
         now_ms = int(message.value)

@@ -164,9 +164,9 @@ class TriggerService:
                 action = json.loads(record.value)
                 firings.extend(await self._fire(tp.partition, action))
             except Exception as exc:  # a record we cannot read must not stop the partition
-                await self._send(topics.DEADLETTER, record.key, DeadLetter(
-                    "action", repr(exc), tp.topic, tp.partition, record.offset,
-                    key=record.key, value=record.value).to_json())
+                await self._send(topics.DEADLETTER, record.key, DeadLetter.unreadable_action(
+                    exc, tp.topic, tp.partition, record.offset, record.key,
+                    record.value).to_json())
         known = self._resumed[tp.partition]
         fresh = [f for f in firings if f.id not in known and f.id not in self._fired]
         for firing in fresh:
@@ -266,12 +266,9 @@ class TriggerService:
             return
         if outcome is not None:
             self.counts["dead"] += 1
-            await self._send(topics.DEADLETTER, firing.id.encode(), DeadLetter(
-                "trigger", outcome, self.topic[topics.FIRINGS], firing.partition,
-                key=firing.id.encode(), detail={
-                    "delivery": firing.id, "trigger": rule.name, "project": rule.project,
-                    "webhook": rule.webhook, "action": firing.action,
-                    "profile": firing.profile}).to_json())
+            await self._send(topics.DEADLETTER, firing.id.encode(),
+                             DeadLetter.undelivered_firing(
+                                 firing, outcome, self.topic[topics.FIRINGS]).to_json())
         await self._send(topics.FIRINGS, firing.id.encode(), None, firing.partition)
 
     async def _post(self, firing: Firing) -> str | None:

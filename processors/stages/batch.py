@@ -178,9 +178,9 @@ class Batch:
         log.warning("dead letter from %s[%s]@%s#%s: %r", self.stage.topics.raw, self.partition,
                     self.entry.offset, index, exc)
         self.dead_letters += 1
-        self.message(self.stage.topics.deadletter, key, DeadLetter(
-            "record", f"{type(exc).__name__}: {exc}", self.stage.topics.raw, self.partition,
-            self.entry.offset, index, key, value).to_json())
+        self.message(self.stage.topics.deadletter, key, DeadLetter.for_record(
+            exc, self.stage.topics.raw, self.partition, self.entry.offset, key, value,
+            index).to_json())
 
     def close(self) -> Entry:
         """The journal entry: the lines and messages gathered, the final value of every key
