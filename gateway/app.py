@@ -23,11 +23,8 @@ from gateway.errors import (
     MalformedBody,
     RegistryNotLoaded,
     RequestTimeout,
-    SpoolFull,
     TooLarge,
-    Unauthenticated,
     UrlTooLong,
-    status_of,
 )
 from gateway.expansion import PushBound, estimate, shared_bytes
 from gateway.ids import EventIds
@@ -58,15 +55,6 @@ CORS = [(b"access-control-allow-origin", b"*"), (b"cache-control", b"no-store")]
 PREFLIGHT = CORS + [(b"access-control-allow-methods", b"GET, POST, OPTIONS"),
                     (b"access-control-allow-headers", b"Content-Type, Authorization"),
                     (b"content-length", b"0")]
-EXTRA_HEADERS: dict[type[GatewayError], list[tuple[bytes, bytes]]] = {
-    Unauthenticated: [(b"www-authenticate", b'Basic realm="trackpipe"')],
-    SpoolFull: [(b"retry-after", b"5")],
-    RegistryNotLoaded: [(b"retry-after", b"2")],
-    # what was not read of these is not worth keeping the connection for
-    BodyTooLarge: [(b"connection", b"close")],
-    RequestTimeout: [(b"connection", b"close")],
-    UrlTooLong: [(b"connection", b"close")],
-}
 # A body over the limit is still read (and dropped) up to this much before the 413 goes out,
 # so that a plain client, which sends its whole body before it reads, sees the answer instead
 # of a connection reset; past it the connection is closed as it is.
@@ -178,11 +166,11 @@ class TrackingApp:
 
     async def refuse(self, send: Any, exc: GatewayError, endpoint: str, event_id: str,
                      fmt: str = "js", head: bool = False) -> None:
-        """Answer a refused request (the status of ``exc``, its message in ``fmt``)."""
-        reply = render(fmt, status_of(exc), exc.message)
+        """Answer a refused request: the status and headers of ``exc``, its message in
+        ``fmt``."""
+        reply = render(fmt, exc.status, exc.message)
         self.metrics.count(endpoint, reply.status)
-        await send_reply(send, reply, event_id, CORS + EXTRA_HEADERS.get(type(exc), []),
-                         head=head)
+        await send_reply(send, reply, event_id, [*CORS, *exc.headers], head=head)
 
     async def _track(self, event_id: str, now_ms: int, endpoint: str, path_project: str,
                      query: bytes, params: dict[str, Any], form: dict[str, Any], ip: str,

@@ -16,16 +16,26 @@
         ├── SpoolFull           503  Kafka is slow and the local spool is full or unusable
         └── RegistryNotLoaded   503  the project registry has not been read yet (start-up)
 
+Each class carries its own answer, as Starlette's ``HTTPException`` does: its ``status`` (the
+number drawn above) and the ``headers`` it adds to the CORS ones: ``Connection: close`` when
+the request was not read to its end (408, the body's 413, 414), ``WWW-Authenticate`` with the
+401, ``Retry-After`` with a 503. There is no second table to keep in step with the tree.
 Third-party errors (aiokafka, OS errors on the spool) are translated into these at the one
-boundary that meets them; ``HTTP_STATUS`` is the only status table. Headers over their bytes
-or count never reach the handler: the HTTP protocol answers them 431 (``gateway.http``).
+boundary that meets them. Headers over their bytes or count never reach the handler: the HTTP
+protocol answers them 431 (``gateway.http``).
 """
 
 from __future__ import annotations
 
+Header = tuple[bytes, bytes]  # as ASGI sends it: lower-case name, value
+# what was not read of the request is not worth keeping the connection for
+CLOSE: tuple[Header, ...] = ((b"connection", b"close"),)
+
 
 class GatewayError(Exception):
     message = "error"
+    status: int  # set by every class that is raised (the tree's leaves)
+    headers: tuple[Header, ...] = ()
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -37,22 +47,30 @@ class BadInput(GatewayError):
 
 
 class MalformedBody(BadInput):
+    status = 400
     message = "the body cannot be parsed"
 
 
 class BodyTooLarge(BadInput):
+    status = 413
+    headers = CLOSE
     message = "the body is too large"
 
 
 class TooLarge(BadInput):
+    status = 413
     message = "the request makes more than the gateway takes in one request"
 
 
 class RequestTimeout(BadInput):
+    status = 408
+    headers = CLOSE
     message = "the body took too long to arrive"
 
 
 class UrlTooLong(BadInput):
+    status = 414
+    headers = CLOSE
     message = "the URL is too long"
 
 
@@ -61,14 +79,18 @@ class NotAllowed(GatewayError):
 
 
 class Unauthenticated(NotAllowed):
+    status = 401
+    headers = ((b"www-authenticate", b'Basic realm="trackpipe"'),)
     message = "secure tracking is on: authenticate with HTTP Basic auth"
 
 
 class UnknownProject(NotAllowed):
+    status = 403
     message = "unknown or missing project"
 
 
 class Excluded(NotAllowed):
+    status = 403
     message = "the visitor is excluded by the project"
 
 
@@ -77,26 +99,12 @@ class Unavailable(GatewayError):
 
 
 class SpoolFull(Unavailable):
+    status = 503
+    headers = ((b"retry-after", b"5"),)
     message = "temporarily unavailable, retry later"
 
 
 class RegistryNotLoaded(Unavailable):
+    status = 503
+    headers = ((b"retry-after", b"2"),)
     message = "starting up, retry later"
-
-
-HTTP_STATUS: dict[type[GatewayError], int] = {
-    MalformedBody: 400,
-    RequestTimeout: 408,
-    BodyTooLarge: 413,
-    TooLarge: 413,
-    UrlTooLong: 414,
-    Unauthenticated: 401,
-    UnknownProject: 403,
-    Excluded: 403,
-    SpoolFull: 503,
-    RegistryNotLoaded: 503,
-}
-
-
-def status_of(error: GatewayError) -> int:
-    return HTTP_STATUS[type(error)]
