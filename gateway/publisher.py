@@ -38,7 +38,6 @@ DRAIN_BATCH = 500
 DRAIN_IDLE_S = 0.5
 RECONNECT_S = 1.0
 ADOPT_EVERY_S = 10.0
-MAX_ENVELOPE_BYTES = 512 * 1024  # well under the broker's 1 MiB message limit
 
 
 class Publisher:
@@ -107,7 +106,7 @@ class Publisher:
         while self.producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True,
-                request_timeout_ms=30_000, linger_ms=0, max_batch_size=MAX_ENVELOPE_BYTES,
+                request_timeout_ms=30_000, linger_ms=0, max_batch_size=envelope.MAX_BYTES,
                 max_request_size=MAX_MESSAGE_BYTES)
             try:
                 await producer.start()
@@ -123,7 +122,7 @@ class Publisher:
                            producer: AIOKafkaProducer = producer) -> asyncio.Future:
                 return await producer.send(self.topic, value, partition=partition)
 
-            self.packer = Packer(send, partitions, MAX_ENVELOPE_BYTES, self.metrics.enveloped)
+            self.packer = Packer(send, partitions, envelope.MAX_BYTES, self.metrics.enveloped)
             self.producer = producer
             log.info("connected to kafka at %s (%s has %d partitions)", self.bootstrap,
                      self.topic, partitions)
@@ -177,7 +176,7 @@ class Publisher:
                 continue
             partition = partition_for(key, self.packer.partitions)
             groups = by_partition.setdefault(partition, [[]])
-            if groups[-1] and sizes[partition] + len(value) > MAX_ENVELOPE_BYTES:
+            if groups[-1] and sizes[partition] + len(value) > envelope.MAX_BYTES:
                 groups.append([])
             if not groups[-1]:
                 sizes[partition] = envelope.HEADER_BYTES

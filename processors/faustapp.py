@@ -15,7 +15,7 @@ from faust.types import TP
 
 from processors.pipeline import STATE
 from runtime.settings import Settings
-from schemas import topics
+from schemas import envelope, topics
 
 # A worker has a database per table and partition (48 with 12 partitions): faust's defaults
 # (a 2 GiB block cache, 500 MiB compressed, 3 × 64 MiB write buffers, each per database) let
@@ -42,7 +42,7 @@ def make_app(settings: Settings, bootstrap: str, web_port: int) -> faust.App:
         topic_partitions=settings.raw_partitions,
         topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1, producer_max_batch_size=512 * 1024,
+        producer_acks=-1, producer_max_batch_size=envelope.MAX_BYTES,
         producer_max_request_size=topics.MAX_MESSAGE_BYTES,
         broker_commit_interval=settings.commit_interval_ms / 1000,
         # faust binds web_bind (its default 0.0.0.0) and only advertises web_host: bound

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiokafka.errors import KafkaError
@@ -25,10 +25,19 @@ RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
 
+def backoff() -> Iterator[float]:
+    """The waits between retries of transient I/O, in seconds: ``RETRY_FIRST_S``, doubling,
+    at most ``RETRY_MAX_S``; endless (the caller stops when its retry succeeds)."""
+    wait_s = RETRY_FIRST_S
+    while True:
+        yield wait_s
+        wait_s = min(wait_s * 2, RETRY_MAX_S)
+
+
 async def guarded(handle: Callable[[Any], Any], message: Any,
                   dead_letter: Callable[[Any, BaseException], None],
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    backoff_s = RETRY_FIRST_S
+    waits = backoff()
     while True:
         try:
             done = handle(message)
@@ -36,10 +45,10 @@ async def guarded(handle: Callable[[Any], Any], message: Any,
                 await done
             return
         except (KafkaError, OSError) as exc:
+            wait_s = next(waits)
             log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic, message.partition,
-                        message.offset, backoff_s, exc)
-            await sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+                        message.offset, wait_s, exc)
+            await sleep(wait_s)
         except Exception as exc:  # a message's own fault must not stop the partition
             log.warning("dead letter from %s[%s]@%s: %r", message.topic, message.partition,
                         message.offset, exc)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
+from processors.guard import backoff
 from processors.state import Change
 from schemas import envelope, topics
 from schemas.deadletter import DeadLetter
@@ -37,10 +38,7 @@ log = logging.getLogger(__name__)
 
 # under every topic's message limit, with room for the record batch around one message
 MAX_MESSAGE_BYTES = topics.MAX_MESSAGE_BYTES - 64 * 1024
-MAX_ENVELOPE_BYTES = 512 * 1024
 EXIT_UNDELIVERED = 70  # EX_SOFTWARE
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 5.0
 
 Message = tuple[bytes | None, bytes | None]  # key, value (None: a tombstone)
 
@@ -104,17 +102,18 @@ class Outbound:
 
     async def _send(self, topic: str, partition: int, messages: list[Message]) -> None:
         """Hand one partition's messages to the transport, retrying while Kafka is away (the
-        offsets they come from are not committed until this returns)."""
-        backoff_s = RETRY_FIRST_S
+        offsets they come from are not committed until this returns), with the backoff of
+        ``processors.guard``."""
+        waits = backoff()
         while True:
             try:
                 await self.transport.send(topic, partition, messages)
                 return
             except KafkaError as exc:
+                wait_s = next(waits)
                 log.warning("could not queue %d message(s) for %s[%d], retrying in %.1f s: %r",
-                            len(messages), topic, partition, backoff_s, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_MAX_S)
+                            len(messages), topic, partition, wait_s, exc)
+                await asyncio.sleep(wait_s)
 
     def _add(self, batches: dict[tuple[str, int], list[Message]], topic: str, partition: int,
              value: bytes) -> None:
@@ -141,11 +140,11 @@ class Outbound:
 
 
 def _envelopes(items: list[bytes]) -> list[bytes]:
-    """``items`` packed into envelopes of at most ``MAX_ENVELOPE_BYTES`` (an item larger than
+    """``items`` packed into envelopes of at most ``envelope.MAX_BYTES`` (an item larger than
     that travels alone)."""
     packed, start, size = [], 0, envelope.HEADER_BYTES
     for i, item in enumerate(items):
-        if i > start and size + len(item) > MAX_ENVELOPE_BYTES:
+        if i > start and size + len(item) > envelope.MAX_BYTES:
             packed.append(envelope.pack(items[start:i]))
             start, size = i, envelope.HEADER_BYTES
         size += len(item)

@@ -23,6 +23,10 @@ from typing import Any
 import msgpack
 
 HEADER_BYTES = 5  # the largest array header: 0xdd + 32-bit count
+# The most a writer packs into one envelope before it starts the next (an item larger than this
+# travels alone): well under every topic's message limit (``topics.MAX_MESSAGE_BYTES``). The
+# producers that send envelopes take batches of this size too.
+MAX_BYTES = 512 * 1024
 
 
 class EnvelopeError(ValueError):
