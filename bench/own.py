@@ -18,6 +18,10 @@ from pathlib import Path
 
 import msgpack
 
+# Import the stages of the tree it runs in (its working directory), never bench/processors.py
+# beside this script.
+sys.path[0] = str(Path.cwd())
+
 
 class Counting:
     def __init__(self) -> None:
