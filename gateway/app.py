@@ -38,7 +38,8 @@ from gateway.params import (
     scan_query,
 )
 from gateway.projects import ProjectTable, admit
-from gateway.responses import Reply, render, response_format, script, success
+from gateway.responses import OVER_QUOTA, Reply, render, response_format, script, success
+from runtime.settings import Settings
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord
@@ -59,11 +60,12 @@ PREFLIGHT = CORS + [(b"access-control-allow-methods", b"GET, POST, OPTIONS"),
 # so that a plain client, which sends its whole body before it reads, sees the answer instead
 # of a connection reset; past it the connection is closed as it is.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
-DEFAULT_PUSH_BOUND = PushBound(multiple=16, floor_bytes=256 * 1024)  # the settings' defaults
+# A handler built without settings (tests, benchmarks) takes their documented defaults.
+DEFAULTS = Settings()
+DEFAULT_PUSH_BOUND = PushBound(DEFAULTS.max_push_expansion, DEFAULTS.push_expansion_floor_bytes)
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
 Forget = Callable[[list[str]], None]
-OVER_QUOTA = 402  # logged like any other request, but its project is over its monthly quota
 
 
 class ClientGone(Exception):
@@ -85,9 +87,11 @@ def route(path: str) -> tuple[str, str] | None:
 
 class TrackingApp:
     def __init__(self, projects: ProjectTable, publish: Publish, metrics: Metrics, *,
-                 max_url_bytes: int, max_body_bytes: int, max_push_lines: int = 1000,
+                 max_url_bytes: int, max_body_bytes: int,
+                 max_push_lines: int = DEFAULTS.max_push_lines,
                  push_bound: PushBound = DEFAULT_PUSH_BOUND,
-                 body_timeout_ms: int = 30_000, trusted_proxies: tuple[Network, ...] = (),
+                 body_timeout_ms: int = DEFAULTS.body_timeout_ms,
+                 trusted_proxies: tuple[Network, ...] = (),
                  quotas: Mapping[str, QuotaState] | None = None,
                  js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
         self.projects = projects

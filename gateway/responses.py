@@ -33,11 +33,12 @@ def response_format(requested: object) -> str:
     return value if value in CONTENT_TYPES else "js"
 
 
+OVER_QUOTA = 402  # logged like any other request, but its project is over its monthly quota
 OVER_QUOTA_MESSAGE = "the project is over its monthly quota: logged, but triggers do not run"
 
 
 def render(fmt: str, status: int, message: str | None = None, **extra: int) -> Reply:
-    if status == 402 and message is None:
+    if status == OVER_QUOTA and message is None:
         message = OVER_QUOTA_MESSAGE
     success = status < 300
     if fmt == "json":
@@ -57,7 +58,8 @@ def render(fmt: str, status: int, message: str | None = None, **extra: int) -> R
     return Reply(status, CONTENT_TYPES[fmt], body)
 
 
-_PLAIN = {(fmt, status): render(fmt, status) for fmt in FORMATS for status in (200, 202, 402)}
+_PLAIN = {(fmt, status): render(fmt, status)
+          for fmt in FORMATS for status in (200, 202, OVER_QUOTA)}
 
 
 def success(fmt: str, status: int) -> Reply:
