@@ -261,6 +261,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="sample each worker with py-spy and print where its CPU goes")
     args = parser.parse_args()
+    kept = Path(tempfile.mkdtemp(prefix="trackpipe-profiles-")) if args.profile else None
     with tree(args.baseline) as baseline, bench_kafka() as (bootstrap, work, broker):
         trees = {"this tree": ROOT, **({args.baseline: baseline} if args.baseline else {})}
         rates: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
@@ -283,10 +284,10 @@ def main() -> None:
                 for key in ("bare", "noop"):
                     got.setdefault(key, []).append(shared[key])
                 own, per_record = own_rate(root, messages, work)
-                raw = work / f"profile-{run}-{len(got.get('own', []))}-{settings.topic_prefix}raw"
-                logged, published, produced = worker_rate(
-                    settings, args.records, work, root, raw if args.profile else None)
-                if args.profile and raw.exists():
+                raw = kept / f"{name.replace(' ', '-')}-run{run + 1}.raw" if kept else None
+                logged, published, produced = worker_rate(settings, args.records, work, root,
+                                                          raw)
+                if raw is not None and raw.exists():
                     samples[name] += profiling.shares(raw)
                 for key, value in (("own", own), ("made", per_record), ("worker", logged),
                                    ("profiles", published), ("produced", produced)):
@@ -307,7 +308,7 @@ def main() -> None:
               f"{now['profiles'] / then['profiles']:.2f} |")
     if args.profile:
         print(f"\nWhere each worker's CPU went (py-spy, {PROFILE_HZ} Hz, from its Ready until "
-              "every profile was published, all runs):\n")
+              f"every profile was published, all runs; samples in {kept}):\n")
         print(profiling.table({name: (samples[name], args.records * args.runs, PROFILE_HZ)
                                for name in trees}))
 
