@@ -5,7 +5,10 @@ Each record's partition is the one Kafka's default partitioner gives its key
 processors' table routing finds them. A partition has at most one send in flight; while it
 is, the partition's next envelope fills. So at low load a record goes out on the next loop
 turn, alone (no added wait), and under load envelopes grow by themselves to what arrives
-during one round trip to the broker. An envelope is closed at ``max_bytes`` (a record larger
+during one round trip to the broker. With a linger (``TRACKPIPE_ENVELOPE_LINGER_MS``) a
+partition that has no send in flight waits that long before it sends, so that envelopes hold
+more records for the processors (their cost is per Kafka message as much as per record) at the
+price of that wait on every answer. An envelope is closed at ``max_bytes`` (a record larger
 than that travels alone) and a round sends every envelope that is ready.
 
 Every record of an envelope waits on the envelope's one future: its result once Kafka
@@ -57,10 +60,12 @@ class Envelope:
 
 class Packer:
     def __init__(self, send: Send, partitions: int, max_bytes: int,
-                 on_sent: Callable[[int], None] = lambda records: None) -> None:
+                 on_sent: Callable[[int], None] = lambda records: None,
+                 linger_s: float = 0.0) -> None:
         self._send = send
         self.partitions = partitions
         self.max_bytes = max_bytes
+        self.linger_s = linger_s
         self._on_sent = on_sent
         self._queued: dict[int, list[Envelope]] = {}  # partition → envelopes not yet sent
         self._in_flight: set[int] = set()
@@ -81,7 +86,10 @@ class Packer:
         current.size += len(value)
         if partition not in self._in_flight and not self._kick_scheduled:
             self._kick_scheduled = True
-            asyncio.get_running_loop().call_soon(self._kick)
+            if self.linger_s:
+                asyncio.get_running_loop().call_later(self.linger_s, self._kick)
+            else:
+                asyncio.get_running_loop().call_soon(self._kick)
         return current.delivered
 
     @property

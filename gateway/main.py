@@ -75,7 +75,8 @@ class Gateway:
         self.publisher = Publisher(self.bootstrap, self.settings.topic(topics.RAW),
                                    Spool(folder, self.settings.spool_max_bytes),
                                    self.settings.ack_deadline_ms, self.metrics,
-                                   self.settings.topic(topics.DEADLETTER))
+                                   self.settings.topic(topics.DEADLETTER),
+                                   self.settings.envelope_linger_ms)
         await self.publisher.start()
         self.tracking = TrackingApp(
             self.projects, self.publisher.publish, self.metrics,

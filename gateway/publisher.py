@@ -42,8 +42,9 @@ ADOPT_EVERY_S = 10.0
 
 class Publisher:
     def __init__(self, bootstrap: str, topic: str, spool: Spool, deadline_ms: int,
-                 metrics: Metrics, deadletter: str = "") -> None:
+                 metrics: Metrics, deadletter: str = "", linger_ms: int = 0) -> None:
         self.bootstrap = bootstrap
+        self.linger_s = linger_ms / 1000
         self.topic = topic
         self.deadletter = deadletter
         self.spool = spool
@@ -122,7 +123,8 @@ class Publisher:
                            producer: AIOKafkaProducer = producer) -> asyncio.Future:
                 return await producer.send(self.topic, value, partition=partition)
 
-            self.packer = Packer(send, partitions, envelope.MAX_BYTES, self.metrics.enveloped)
+            self.packer = Packer(send, partitions, envelope.MAX_BYTES, self.metrics.enveloped,
+                                 self.linger_s)
             self.producer = producer
             log.info("connected to kafka at %s (%s has %d partitions)", self.bootstrap,
                      self.topic, partitions)

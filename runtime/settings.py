@@ -44,6 +44,9 @@ class Settings:
         "Port the gateway listens on.")
     ack_deadline_ms: int = _setting(300,
         "How long the gateway waits for Kafka's acknowledgement before answering 202.")
+    envelope_linger_ms: int = _setting(0,
+        "How long a gateway lets a raw partition's envelope fill before it sends it (when none "
+        "of the partition's is in flight): bigger envelopes cost the processors less a record.")
     max_url_bytes: int = _setting(64 * 1024,
         "Longest accepted request target (path + query); longer gets 414.")
     max_body_bytes: int = _setting(1024 * 1024,
@@ -179,6 +182,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if not 0 <= self.envelope_linger_ms < self.ack_deadline_ms:
+            raise SettingsError(f"{ENV_PREFIX}ENVELOPE_LINGER_MS must be at least 0 and less "
+                                f"than the ack deadline ({self.ack_deadline_ms} ms)")
         if self.max_push_expansion < MIN_PUSH_EXPANSION:
             raise SettingsError(f"{ENV_PREFIX}MAX_PUSH_EXPANSION must be at least "
                                 f"{MIN_PUSH_EXPANSION}: a push line's own text may grow that "

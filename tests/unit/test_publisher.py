@@ -38,3 +38,31 @@ async def test_a_full_spool_is_spool_full(make_publisher):
     with pytest.raises(SpoolFull):
         await publisher.publish(b"k", b"x" * 30)
     assert publisher.spool.depth == 1
+
+
+async def test_a_linger_lets_an_idle_partitions_envelope_fill_before_it_goes():
+    """With a linger, records arriving within it share one envelope; without, the first
+    goes alone on the next loop turn (no added wait at low load)."""
+    import asyncio
+
+    from gateway.envelopes import Packer
+
+    async def run(linger_s):
+        sent = []
+
+        async def send(partition, value):
+            sent.append(value)
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+        packer = Packer(send, 1, 1 << 20, linger_s=linger_s)
+        first = packer.add(b"k", b"\x01")
+        await asyncio.sleep(0)  # a loop turn
+        await asyncio.sleep(0)
+        second = packer.add(b"k", b"\x02")
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        return sent
+
+    assert len(await run(0)) == 2
+    assert await run(0.05) == [b"\x92\x01\x02"]  # one envelope of both
