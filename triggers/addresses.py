@@ -7,6 +7,7 @@ addresses ``triggers.rules.webhook_address_allowed`` allows, at every connection
 resolved to a public address when the rule was added and to a private one now is refused
 now); ``addresses`` answers the same for the service's own check before a delivery, which
 also covers URLs that name an IP address (the HTTP client does not resolve those).
+``WebClient`` is the service's one HTTP client, its connections resolved that way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import ThreadedResolver
 
@@ -47,3 +50,46 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class WebClient:
+    """The triggers service's HTTP client (webhooks, and the profile lookups at the workers),
+    whose every connection goes through ``GuardedResolver``; started in the service's loop."""
+
+    def __init__(self, allowed: Iterable[Network], timeout_s: float) -> None:
+        self.allowed = tuple(allowed)
+        self.timeout_s = timeout_s
+        self._resolver: GuardedResolver | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._resolver = GuardedResolver(self.allowed)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self._resolver),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the web client is not started")
+        return self._session
+
+    async def refused(self, url: str) -> str | None:
+        """Why a webhook may not be called (every address its host resolves to is loopback,
+        private, link-local... and not allowed), or None. The connection itself goes through
+        ``GuardedResolver``, so a name that resolves elsewhere by then is refused too."""
+        if self._resolver is None:
+            raise RuntimeError("the web client is not started")
+        host = urlsplit(url).hostname or ""
+        try:
+            addresses = await self._resolver.addresses(host)
+        except OSError as exc:
+            return None if not host else f"{host} does not resolve: {exc}"  # retried later
+        if not addresses:
+            return (f"{host} resolves only to addresses webhooks may not reach (loopback, "
+                    "private, link-local); TRACKPIPE_WEBHOOK_ALLOW_NETWORKS allows a network")
+        return None

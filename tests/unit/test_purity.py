@@ -15,7 +15,7 @@ PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schem
         "processors/dedupe.py", "processors/quotas.py",
         "processors/deadlines.py", "schemas/trigger.py", "triggers/rules.py",
         "gateway/jsactions.py", "gateway/expansion.py", "logstore/lines.py", "schemas/action.py",
-        "runtime/compacted.py"]
+        "runtime/compacted.py", "triggers/held.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
          "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime", "aiohttp"}
 
