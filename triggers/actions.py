@@ -43,12 +43,12 @@ class ActionReader:
         candidates = self.definitions.candidates(action)
         if not candidates:
             return []
-        profile = await self._profile(action["project"], action.get("profile"))
+        profile = await self.profile(action["project"], action.get("profile"))
         return [Firing(rules.firing_id(action["id"], rule.name), partition, rule, action,
                        profile).bounded()
                 for rule in rules.matching(candidates, action, profile)]
 
-    async def _profile(self, project: str, profile_id: str | None) -> dict[str, Any] | None:
+    async def profile(self, project: str, profile_id: str | None) -> dict[str, Any] | None:
         """The visitor's profile from the workers, following merges; None when no worker
         answers (the rule then sees only the properties this action sent)."""
         if not profile_id or time.monotonic() < self._lookup_paused_until:
@@ -56,7 +56,7 @@ class ActionReader:
         url = self.settings.worker_base_url + "/lookup/profile"
         try:
             for _ in range(MAX_MERGES_FOLLOWED):
-                async with self.web.session.get(
+                async with self.web.lookups.get(
                         url, params={"key": f"{project}\n{profile_id}"},
                         headers={"Authorization": f"Bearer {self.settings.worker_token}"},
                         timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_S)) as answer:

@@ -53,30 +53,43 @@ class GuardedResolver(AbstractResolver):
 
 
 class WebClient:
-    """The triggers service's HTTP client (webhooks, and the profile lookups at the workers),
-    whose every connection goes through ``GuardedResolver``; started in the service's loop."""
+    """The triggers service's HTTP clients, started in the service's loop: ``session`` for
+    webhooks, whose addresses senders' rules name, every connection through
+    ``GuardedResolver``; ``lookups`` for the profile lookups at the workers, whose address is
+    the operator's own setting (``TRACKPIPE_WORKER_URL``: a private address in compose),
+    never a sender's."""
 
     def __init__(self, allowed: Iterable[Network], timeout_s: float) -> None:
         self.allowed = tuple(allowed)
         self.timeout_s = timeout_s
         self._resolver: GuardedResolver | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._lookups: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._resolver = GuardedResolver(self.allowed)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=self._resolver),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        self._lookups = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._lookups):
+            if session is not None:
+                await session.close()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("the web client is not started")
         return self._session
+
+    @property
+    def lookups(self) -> aiohttp.ClientSession:
+        if self._lookups is None:
+            raise RuntimeError("the web client is not started")
+        return self._lookups
 
     async def refused(self, url: str) -> str | None:
         """Why a webhook may not be called (every address its host resolves to is loopback,

@@ -347,3 +347,35 @@ def test_queued_js_is_bounded_per_visitor_and_per_project(monkeypatch):
     queue.apply("shop\ncookie:v0\ne0/r", None)  # taken elsewhere: room again
     queue.apply("shop\ncookie:w\ne/r", b"y()")
     assert len(queue) == 30
+
+
+async def test_profile_lookups_reach_the_workers_at_a_private_address_and_webhooks_do_not():
+    """The worker URL is the operator's setting (a compose service name resolves to a private
+    address): lookups go there; a webhook to the same host is refused by the guard."""
+    from aiohttp import web
+
+    from triggers.addresses import WebClient
+
+    async def lookup(request):
+        return web.json_response({"profile": "p1", "properties": {}, "merged_into": None})
+
+    app = web.Application()
+    app.router.add_get("/lookup/profile", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    from runtime.settings import Settings
+    from triggers.actions import ActionReader
+
+    client = WebClient((), timeout_s=5)
+    await client.start()
+    try:
+        url = f"http://localhost:{port}"
+        reader = ActionReader(Settings(worker_url=url), None, client)
+        assert (await reader.profile("shop.example", "p1"))["profile"] == "p1"
+        assert await client.refused(url) is not None  # a webhook there: refused
+    finally:
+        await client.close()
+        await runner.cleanup()
