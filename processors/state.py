@@ -19,10 +19,12 @@ is given, because faust's own RocksDB writes take it from the event being handle
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
 _DELETED = object()
+CACHE_SIZE = 20_000  # decoded values a table keeps in front of its store
 
 # changelog topic, key, value (None: a deletion), partition
 Change = tuple[str, bytes, bytes | None, int]
@@ -64,10 +66,16 @@ class TableState:
     """A table's values in three layers, read newest first: ``_dirty`` (written since the
     last commit began), ``_committing`` (handed out by ``changes`` and on their way to the
     changelog) and the store (what a restarted worker finds). A value reaches the store only
-    with ``persist``, once its changelog message is delivered (``processors.checkpoint``)."""
+    with ``persist``, once its changelog message is delivered (``processors.checkpoint``).
+
+    In front of the store, the ``cache_size`` values last read or persisted, decoded: a
+    visitor's requests come in bursts, and reading RocksDB and decoding its bytes again was
+    a fifth of deciding a request. ``forget`` empties it when partitions move, because their
+    next owner may write the store meanwhile."""
 
     def __init__(self, changelog: str, store: Store | MutableMapping[bytes, Any],
-                 encode: Callable[[Any], bytes], decode: Callable[[bytes], Any]) -> None:
+                 encode: Callable[[Any], bytes], decode: Callable[[bytes], Any],
+                 cache_size: int = CACHE_SIZE) -> None:
         self.changelog = changelog
         self.store: Store = store if hasattr(store, "put") else MappingStore(store)
         self._encode = encode
@@ -76,13 +84,31 @@ class TableState:
         self._dirty: dict[bytes, tuple[Any, int, bytes | None]] = {}
         # key → (value or _DELETED, partition, its encoding or None for a deletion)
         self._committing: dict[bytes, tuple[Any, int, bytes | None]] = {}
+        self._cache: OrderedDict[bytes, Any] = OrderedDict()  # key → value (None: absent)
+        self._cache_size = cache_size
 
     def get(self, key: bytes) -> Any | None:
         found = self._dirty.get(key) or self._committing.get(key)
         if found is not None:
             return None if found[0] is _DELETED else found[0]
+        cache = self._cache
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
         data = self.store.get(key)
-        return None if data is None else self._decode(data)
+        value = None if data is None else self._decode(data)
+        self._remember(key, value)
+        return value
+
+    def _remember(self, key: bytes, value: Any) -> None:
+        cache = self._cache
+        cache[key] = value
+        if len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drop the cached values (after a rebalance: the store may have changed beneath)."""
+        self._cache.clear()
 
     def put(self, key: bytes, value: Any, partition: int, encoded: bytes | None = None
             ) -> None:
@@ -122,9 +148,11 @@ class TableState:
     def persist(self) -> None:
         """Write what ``changes`` handed out to the store: only once the changelog holds it,
         so that the store is never ahead of what a rebuild elsewhere would find."""
-        for key, (_, partition, data) in self._committing.items():
+        for key, (value, partition, data) in self._committing.items():
             if data is None:
                 self.store.delete(key, partition)
+                self._remember(key, None)
             else:
                 self.store.put(key, data, partition)
+                self._remember(key, value)
         self._committing.clear()

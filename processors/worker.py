@@ -75,6 +75,7 @@ class Worker:
         self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
         self.app.timer(FLUSH_INTERVAL_S)(self._flush)
         self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_rebalance_complete.connect(self._on_rebalanced)
         self._commit_with_state()
 
     def _stages(self) -> Stages:
@@ -207,6 +208,12 @@ class Worker:
         """Run the checkpoint before every offset commit: faust awaits its producer's
         ``flush`` right before it commits, and the checkpoint awaits the real one itself."""
         self.app.producer.flush = self.stages.commit  # type: ignore[method-assign]
+
+    async def _on_rebalanced(self, sender: Any, **kwargs: Any) -> None:
+        """Recovery wrote the tables' stores from their changelogs: what the tables cached
+        before may be older."""
+        for table in self.stages.tables.values():
+            table.forget()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Another worker may have written these partitions' logs and journal meanwhile.
