@@ -114,38 +114,52 @@ def measure(bootstrap: str, work: Path, args: argparse.Namespace) -> tuple:
         env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": bootstrap,
                "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
                "TRACKPIPE_DATA_DIR": str(settings.data_dir), "PYTHONPATH": str(ROOT)}
-        bare_port, null_port, gateway_port = (free_port_block() for _ in range(3))
+        bare_port, null_port = free_port_block(), free_port_block()
         processes.append(serve("bench.bare_app:app", bare_port, env, factory=False))
         # both gateways with the protocol the gateway ships with (its limits: gateway.http)
         processes.append(serve("bench.null_gateway:create_app", null_port, env, factory=True,
                                http="gateway.http:GatewayProtocol"))
-        processes.append(serve("gateway.main:create_app", gateway_port, env, factory=True,
-                               http="gateway.http:GatewayProtocol"))
-        for port in (bare_port, null_port, gateway_port):
+        gateways = {}
+        for linger in args.lingers:
+            port = free_port_block()
+            processes.append(serve("gateway.main:create_app", port, {
+                **env, "TRACKPIPE_ENVELOPE_LINGER_MS": str(linger),
+                "TRACKPIPE_DATA_DIR": str(settings.data_dir / f"linger{linger}")},
+                factory=True, http="gateway.http:GatewayProtocol"))
+            gateways[linger] = port
+        for port in (bare_port, null_port, *gateways.values()):
             wrk(port, 2)  # warm-up
         bare = median_run(bare_port, args.runs, args.seconds)
         null = median_run(null_port, args.runs, args.seconds)
-        gateway = median_run(gateway_port, args.runs, args.seconds, metrics=True)
-        # Each connection waits delay_ms after an answer: rate ~ connections / (latency + delay).
-        delay_ms = max(1, round(CONNECTIONS * 1000 / (gateway["rps"] / 2) - gateway["p50_ms"]))
-        half = median_run(gateway_port, args.runs, args.seconds, delay_ms=delay_ms, metrics=True)
+        rows = {}
+        for linger, port in gateways.items():
+            top = median_run(port, args.runs, args.seconds, metrics=True)
+            # Each connection waits delay_ms after an answer: rate ~ connections / (latency +
+            # delay); the half rate is the first (no linger) gateway's, so rows compare.
+            if not rows:
+                delay_ms = max(1, round(CONNECTIONS * 1000 / (top["rps"] / 2) - top["p50_ms"]))
+            half = median_run(port, args.runs, args.seconds, delay_ms=delay_ms, metrics=True)
+            rows[linger] = (top, half)
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=20)
-    return bare, null, gateway, half, delay_ms
+    return bare, null, rows, delay_ms
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--lingers", default="0", type=lambda text: [
+        int(ms) for ms in text.split(",")],
+                        help="TRACKPIPE_ENVELOPE_LINGER_MS values to compare, e.g. 0,2,5")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
     with bench_kafka() as (bootstrap, work, broker):
-        bare, null, gateway, half, delay_ms = measure(bootstrap, work, args)
+        bare, null, rows, delay_ms = measure(bootstrap, work, args)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, Kafka at {broker}; "
           f"median of {args.runs} x {args.seconds}s, wrk -t2 -c{CONNECTIONS}\n")
@@ -157,11 +171,13 @@ def main() -> None:
     print(f"| gateway HTTP path, Kafka replaced by a no-op | {null['rps']:.0f} | "
           f"{null['p50_ms']:.2f} | {null['p99_ms']:.2f} | - | - | "
           f"{null['rps'] / bare['rps']:.2f} |")
-    for name, row in (("gateway + Kafka (acks=all), max rate", gateway),
-                      (f"gateway + Kafka, ~half rate (delay {delay_ms} ms)", half)):
-        print(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-              f"{row['share_202']:.2%} | {row['per_envelope']:.1f} | "
-              f"{row['rps'] / bare['rps']:.2f} |")
+    for linger, (top, half) in rows.items():
+        for name, row in ((f"gateway + Kafka (acks=all), linger {linger} ms, max rate", top),
+                          (f"gateway + Kafka, linger {linger} ms, ~half rate "
+                           f"(delay {delay_ms} ms)", half)):
+            print(f"| {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                  f"{row['share_202']:.2%} | {row['per_envelope']:.1f} | "
+                  f"{row['rps'] / bare['rps']:.2f} |")
 
 
 if __name__ == "__main__":
