@@ -1,8 +1,10 @@
 """The worker's own handling of raw envelopes, no Kafka: CPU µs a record. Run as a script by
 ``bench/processors.py`` against this tree or an older one (``--baseline REV``), so that both
-are measured on the same envelopes in the same run:
+are measured on the same envelopes in the same run; and by ``bench/same_output.py``, which
+compares what two trees write and send:
 
-    python bench/own.py MESSAGES_FILE DATA_DIR        # prints µs a record and messages made
+    python bench/own.py MESSAGES_FILE DATA_DIR           # prints µs a record, messages made
+    python bench/own.py MESSAGES_FILE DATA_DIR --digest  # prints digests of the outputs
 
 MESSAGES_FILE holds msgpack ``[[partition, envelope], ...]``. The stages run over dicts with a
 transport that counts what they would send (flushed as the worker's 50 ms timer would, every
@@ -12,9 +14,12 @@ transport that counts what they would send (flushed as the worker's 50 ms timer 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -24,15 +29,25 @@ sys.path[0] = str(Path.cwd())
 
 
 class Counting:
-    def __init__(self) -> None:
+    """Counts the messages; with ``digest``, also a digest of each topic's, in the order
+    sent (but the tables' changelogs and the profiles topic: when a state is written depends
+    on commits, not on what it holds)."""
+
+    def __init__(self, digest: bool = False) -> None:
         self.messages = 0
+        self.digests: dict[str, Any] | None = {} if digest else None
 
     async def send(self, topic: str, partition: int, messages: list) -> None:
         self.messages += len(messages)
+        if self.digests is None or "changelog" in topic or topic.endswith(".profiles"):
+            return
+        digest = self.digests.setdefault(topic.split(".", 1)[1], hashlib.sha256())
+        for key, value in messages:
+            digest.update((key or b"") + b"\0" + (value or b"") + b"\n")
 
 
-async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Path
-                  ) -> tuple[float, float]:
+async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Path,
+                  counting: Counting) -> tuple[float, float]:
     try:  # this tree, or one from before processors.pipeline and the checkpoint
         from processors.pipeline import Stages
         from runtime.settings import Settings
@@ -40,7 +55,6 @@ async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Pat
         from trackpipe.settings import Settings  # type: ignore[no-redef]
 
         from processors.worker import Stages  # type: ignore[no-redef]
-    counting = Counting()
     stages = Stages(Settings(kafka_bootstrap="127.0.0.1:1", raw_partitions=12,
                              data_dir=data_dir), counting)
     offsets: dict[int, int] = {}
@@ -63,8 +77,16 @@ async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Pat
 def main() -> None:
     messages = [tuple(m) for m in msgpack.unpackb(Path(sys.argv[1]).read_bytes())]
     records = sum(len(msgpack.unpackb(value)) for _, value in messages)
-    us, made = asyncio.run(measure(messages, records, Path(sys.argv[2])))
-    print(f"{us:.3f} {made:.4f}")
+    data = Path(sys.argv[2])
+    counting = Counting(digest="--digest" in sys.argv[3:])
+    us, made = asyncio.run(measure(messages, records, data, counting))
+    if counting.digests is None:
+        print(f"{us:.3f} {made:.4f}")
+        return
+    found = {topic: d.hexdigest() for topic, d in sorted(counting.digests.items())}
+    for path in sorted((data / "logs").rglob("*.jsonl")):
+        found[str(path.relative_to(data))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    print(json.dumps(found))
 
 
 if __name__ == "__main__":
