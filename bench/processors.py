@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from bench import profile as profiling  # noqa: E402
 from bench.common import bench_kafka  # noqa: E402
 from logstore.layout import PARTS  # noqa: E402
+from runtime.partition import read_topic  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.topics import create_topics  # noqa: E402
 from schemas import envelope  # noqa: E402
@@ -333,22 +334,9 @@ def report(name: str, got: dict[str, list[float]]) -> None:
 
 
 async def raw_messages(settings: Settings) -> list[tuple[int, bytes]]:
-    """The raw topic's messages as (partition, value), in partition order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic("raw"), p) for p in range(settings.raw_partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found: list[tuple[int, bytes]] = []
-        while len(found) < sum(ends.values()):
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                found += [(m.partition, m.value) for m in batch]
-        return found
-    finally:
-        await consumer.stop()
+    """The raw topic's messages as (partition, value), each partition's in offset order."""
+    return [(m.partition, m.value) async for m in read_topic(
+        settings.kafka_bootstrap, settings.topic("raw"), range(settings.raw_partitions))]
 
 
 if __name__ == "__main__":

@@ -8,25 +8,27 @@ suite; it is never skipped.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from gateway.main import Gateway
 from runtime import registry
+from runtime.partition import read_topic
 from runtime.settings import Settings
 from runtime.topics import create_topics
 from schemas import envelope, topics
 from schemas.partitioning import partition_for
 from schemas.project import ProjectRecord
 from schemas.raw import RawRecord
+from tests.waiting import wait_until_async
 from trackpipe.kafka.launcher import LauncherError, LocalKafka, free_port_block
 
 CLIENT_IP = "203.0.113.9"
@@ -123,22 +125,15 @@ async def register(settings: Settings, *records: ProjectRecord) -> None:
                              record.name, record)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met within the timeout")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """A running gateway (real publisher, real registry follower) with the shop project."""
     gw = Gateway(settings, settings.kafka_bootstrap)
     async with gw.running():
         await register(settings, ProjectRecord.build("shop.example", aliases=("www.shop.example",)))
-        await wait_for(lambda: gw.projects.find("shop.example") is not None
-                       and gw.readiness()["kafka"])
+        await wait_until_async(lambda: gw.projects.find("shop.example") is not None
+                               and gw.readiness()["kafka"], 10,
+                               "the gateway never knew shop.example or never reached Kafka")
         yield gw
 
 
@@ -149,35 +144,36 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def read_raw(settings: Settings, expected: int, timeout_s: float = 15,
-                   settle_s: float = 1.0) -> list[tuple[bytes, RawRecord]]:
-    """Every raw record in the topic, with its key: waits for ``expected`` of them, then
-    ``settle_s`` more so that a test also sees records that should not be there. Records
-    travel in envelopes; each must be in the partition its key hashes to."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+def partitions_of(settings: Settings, name: str) -> range:
+    """The partitions of topic ``name`` (schemas.topics) under ``settings``."""
+    spec = next(spec for spec in topics.TOPICS if spec.name == name)
+    return range(spec.partitions or settings.raw_partitions)
 
-    topic = settings.topic(topics.RAW)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        found: list[tuple[bytes, RawRecord]] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        settle_until = None
-        while loop.time() < (settle_until or deadline):
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for message in records:
-                    for item in envelope.unpack(message.value):
-                        record = RawRecord.from_obj(item)
-                        key = record.kafka_key()
-                        assert partition_for(key, settings.raw_partitions) == message.partition
-                        found.append((key, record))
-            if settle_until is None and len(found) >= expected:
-                settle_until = loop.time() + settle_s
+
+async def records(settings: Settings, name: str, **consumer_options: Any) -> list[Any]:
+    """Every record topic ``name`` holds now, from its start to its end (runtime.partition)."""
+    return [record async for record in read_topic(
+        settings.kafka_bootstrap, settings.topic(name), partitions_of(settings, name),
+        **consumer_options)]
+
+
+async def read_raw(settings: Settings, expected: int, timeout_s: float = 15
+                   ) -> list[tuple[bytes, RawRecord]]:
+    """Every raw record the topic holds, with its key, once it holds at least ``expected``.
+    The topic is read to its end, so a test also sees records that should not be there: what
+    a request made is in it once the gateway answered 200 (it answers after Kafka's
+    acknowledgement), and once a spool is drained. Records travel in envelopes; each must be in
+    the partition its key hashes to."""
+    async def read() -> list[tuple[bytes, RawRecord]]:
+        found = []
+        for message in await records(settings, topics.RAW):
+            for item in envelope.unpack(message.value):
+                record = RawRecord.from_obj(item)
+                key = record.kafka_key()
+                assert partition_for(key, settings.raw_partitions) == message.partition
+                found.append((key, record))
         return found
-    finally:
-        await consumer.stop()
+
+    return await wait_until_async(read, timeout_s,
+                                  lambda found: f"{len(found)} of {expected} raw records",
+                                  until=lambda found: len(found) >= expected, every_s=0.1)

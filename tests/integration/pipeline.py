@@ -1,5 +1,7 @@
 """A gateway, processor workers and the triggers service as processes of their own, on a real
-broker, for the integration tests that follow HTTP in to logs, topics and webhooks out."""
+broker, for the integration tests that follow HTTP in to logs, topics and webhooks out; and what
+the tests that start such processes share: free ports, the CLI, Ctrl-C, a status answered, a
+topic read from its start to its end."""
 
 from __future__ import annotations
 
@@ -8,24 +10,86 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from gateway import snapshot
 from logstore.reading import read_lines
+from runtime.partition import committed_offsets
 from runtime.settings import Settings
 from runtime.topics import create_topics
 from schemas.project import ProjectRecord
-from tests.conftest import register
-from tests.integration.test_cli_and_server import free_port
+from tests.conftest import partitions_of, records, register
+from tests.waiting import wait_until
 
 PROJECT = "shop.example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``trackpipe *args`` as a user runs it, in ``env``."""
+    return subprocess.run([sys.executable, "-m", "trackpipe.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def interrupt(process: subprocess.Popen, timeout_s: float) -> None:
+    """Ctrl-C (SIGINT), and SIGKILL if it has not stopped within ``timeout_s``."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def status_of(url: str, **request: Any) -> int | None:
+    """The status ``url`` answers a GET with; None when nothing answers (not listening yet)."""
+    try:
+        return httpx.get(url, **request).status_code
+    except httpx.TransportError:
+        return None
+
+
+def wait_status(url: str, expected: int, timeout_s: float, **request: Any) -> None:
+    """Until ``url`` answers ``expected``."""
+    wait_until(lambda: status_of(url, **request), timeout_s,
+               lambda last: f"{url} answered {last}, not {expected}",
+               until=lambda status: status == expected, every_s=0.05)
+
+
+def gateway_ready(url: str) -> bool:
+    return status_of(url + "/readyz") == 200
+
+
+def gateway_knows(settings: Settings, name: str, **fields: object) -> bool:
+    """True once the gateway's view of the registry (the snapshot it saves at each change,
+    after applying it) holds project ``name`` with these ``fields``: a probe that sends
+    nothing, so counts nothing against a quota."""
+    records = snapshot.load(settings.data_dir / "registry.snapshot") or []
+    return any(r.name == name and all(getattr(r, k) == v for k, v in fields.items())
+               for r in records)
+
+
+def metric(base_url: str, name: str) -> float:
+    """The sum of every series of family ``name`` a process's ``/metrics`` shows."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
 class Pipeline:
@@ -67,12 +131,14 @@ class Pipeline:
                               capture_output=True, text=True, timeout=30)
 
     def wait_ready(self, name: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
         log = self.tmp / f"{name}.log"
-        while b"[^Worker]: Ready" not in log.read_bytes():
+
+        def ready() -> bool:
             assert self.processes[name].poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"{name} not ready: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
+            return b"[^Worker]: Ready" in log.read_bytes()
+
+        wait_until(ready, timeout_s, lambda _: f"{name} not ready: {log.read_text()[-3000:]}",
+                   every_s=0.2)
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         process = self.processes.pop(name)
@@ -88,15 +154,44 @@ class Pipeline:
         for name in list(self.processes):
             self.stop(name)
 
-    def track(self, path: str = "/track/ce", expect: int = 200, **params: object
+    def track(self, path: str = "/track/ce", expect: int | None = 200, **params: object
               ) -> httpx.Response:
+        """A tracking request to the gateway; its answer must be ``expect`` (None: any)."""
         r = httpx.get(self.url + path, params={"project": PROJECT, **params}, timeout=10)
-        assert r.status_code == expect, r.text
+        assert expect is None or r.status_code == expect, r.text
         return r
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "trackpipe.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60)
+        return cli(self.env, *args)
+
+    def lookup(self, table: str, identifier: str, worker: str | None = None,
+               project: str = PROJECT) -> Any:
+        """A worker's lookup page for ``identifier`` (``cookie:…``, ``email:…``, a profile
+        id) in ``table`` (visitor, identity, profile), as `trackpipe profile` asks it;
+        None: not there (yet)."""
+        port = self.web_ports[worker] if worker else next(iter(self.web_ports.values()))
+        token = self.env.get("TRACKPIPE_WORKER_TOKEN")
+        answer = httpx.get(f"http://127.0.0.1:{port}/lookup/{table}",
+                           params={"key": f"{project}\n{identifier}"}, timeout=10,
+                           headers={"Authorization": f"Bearer {token}"} if token else {})
+        answer.raise_for_status()
+        return answer.json()
+
+    def owns(self, identifier: str, profile: str, project: str = PROJECT) -> None:
+        """Until the identities table gives ``identifier`` (``email:…``, ``id:…``) to
+        ``profile``: its link has landed."""
+        wait_until(lambda: self.lookup("identity", identifier, project=project), 30,
+                   lambda entry: f"{identifier} belongs to {entry}, not {profile}",
+                   until=lambda entry: entry is not None and entry["profile"] == profile)
+
+    def rebound(self, cookie: str, profile: str, project: str = PROJECT) -> None:
+        """Until the visitors table gives device ``cookie`` to ``profile``: the rebind a
+        merge sends has reached the device's partition, so its next action is the
+        profile's."""
+        wait_until(lambda: self.lookup("visitor", f"cookie:{cookie}", project=project), 30,
+                   lambda entry: f"cookie {cookie} is {entry}, not of {profile}",
+                   until=lambda entry: entry is not None
+                   and entry["state"]["profile"] == profile)
 
     def logs(self, event_days: set[str] | None = None, days: list[str] | None = None,
              project: str = PROJECT):
@@ -105,57 +200,49 @@ class Pipeline:
                                event_days))
 
     def wait_logs(self, predicate, timeout_s: float = 30, **kwargs):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            lines = self.logs(**kwargs)
-            if predicate(lines):
-                return lines
-            assert time.monotonic() < deadline, f"logs never matched; last: {lines[-5:]}"
-            time.sleep(0.2)
+        return wait_until(lambda: self.logs(**kwargs), timeout_s,
+                          lambda lines: f"logs never matched; last: {lines[-5:]}",
+                          until=predicate, every_s=0.2)
 
     def by_id(self, event_id: str, timeout_s: float = 30, project: str = PROJECT) -> dict:
         lines = self.wait_logs(lambda ls: any(r["id"] == event_id for r in ls), timeout_s,
                                project=project)
         return next(r for r in lines if r["id"] == event_id)
 
+    def handled(self, *names: str, timeout_s: float = 30) -> None:
+        """Until the workers committed every offset that topics ``names`` hold now: what
+        their handling sent is then in Kafka too (a worker commits an offset only once the
+        outputs of its handling are acknowledged: processors.checkpoint)."""
+        tps = [TopicPartition(self.settings.topic(name), p) for name in names
+               for p in partitions_of(self.settings, name)]
+        ends = asyncio.run(_end_offsets(self.settings.kafka_bootstrap, tps))
+        group = self.settings.topic_prefix + "processors"  # the faust app's id
+        wait_until(lambda: asyncio.run(committed_offsets(self.settings.kafka_bootstrap, group,
+                                                         tps)), timeout_s,
+                   lambda committed: f"committed {committed}, not yet {ends}",
+                   until=lambda committed: all(committed.get(tp, 0) >= end
+                                               for tp, end in ends.items()), every_s=0.2)
+
+    def read(self, name: str, decode: Callable[[bytes], Any] = json.loads) -> list[Any]:
+        """The values topic ``name`` holds now, decoded."""
+        return [decode(r.value) for r in asyncio.run(records(self.settings, name))]
+
     def topic(self, name: str, predicate, timeout_s: float = 30, decode=json.loads
-              ) -> list[dict]:
-        return asyncio.run(_read_topic(self.settings, name, predicate, timeout_s, decode))
+              ) -> list[Any]:
+        """The values of topic ``name`` (read from its start to its end) once ``predicate``
+        holds for them."""
+        return wait_until(lambda: self.read(name, decode), timeout_s,
+                          lambda found: f"{name}: never matched; got {found[-5:]}",
+                          until=predicate, every_s=0.2)
 
 
-async def _read_topic(settings: Settings, name: str, predicate, timeout_s: float,
-                      decode) -> list:
-    consumer = AIOKafkaConsumer(settings.topic(name), bootstrap_servers=settings.kafka_bootstrap,
-                                group_id=None, auto_offset_reset="earliest")
+async def _end_offsets(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
-    found: list[dict] = []
     try:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(found):
-            assert time.monotonic() < deadline, f"{name}: never matched; got {found[-5:]}"
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found += [decode(m.value) for m in records]
-        return found
+        return await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
-
-
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
-    """``predicate()``'s first true value, polled; fails with ``what`` after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        time.sleep(poll_s)
-
-
-def gateway_ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def prepare(settings: Settings) -> None:
@@ -183,7 +270,7 @@ def start_topology(settings: Settings, tmp: Path, workers: tuple[str, ...], gate
         for worker in workers:
             p.wait_ready(worker, timeout_s=120)
         for url in p.gateway_urls:
-            wait_until(lambda url=url: gateway_ready(url), 60, f"{url} not ready", 0.2)
+            wait_until(lambda url=url: gateway_ready(url), 60, f"{url} not ready", every_s=0.2)
     except BaseException:
         p.stop_all()
         raise

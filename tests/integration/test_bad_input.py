@@ -143,15 +143,17 @@ async def test_a_record_kafka_could_not_take_is_413_before_it_is_acknowledged(se
     from gateway.main import Gateway
     from runtime.topics import create_topics
     from schemas.project import ProjectRecord
-    from tests.conftest import CLIENT_IP, register, wait_for
+    from tests.conftest import CLIENT_IP, register
+    from tests.waiting import wait_until_async
 
     settings = settings_factory(max_body_bytes=5 * 1024 * 1024)
     await create_topics(settings, settings.kafka_bootstrap)
     gw = Gateway(settings, settings.kafka_bootstrap)
     async with gw.running():
         await register(settings, ProjectRecord.build("shop.example"))
-        await wait_for(lambda: gw.projects.find("shop.example") is not None
-                       and gw.readiness()["kafka"])
+        await wait_until_async(lambda: gw.projects.find("shop.example") is not None
+                               and gw.readiness()["kafka"], 10,
+                               "the gateway never knew shop.example or never reached Kafka")
         transport = httpx.ASGITransport(app=gw, client=(CLIENT_IP, 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
             r = await c.post("/track/ce?project=shop.example&response=json",

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,13 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.pipeline import (
+    cli,
+    free_port,
+    gateway_ready,
+    interrupt,
+    wait_status,
+)
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,11 +37,6 @@ def env(settings):
             "TRACKPIPE_ACK_DEADLINE_MS": str(settings.ack_deadline_ms)}
 
 
-def cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "trackpipe.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture
 def server(env):
     """A gateway process, stopped by pid at the end (SIGINT, like Ctrl-C)."""
@@ -47,45 +44,18 @@ def server(env):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+        def ready() -> bool:
             assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "gateway not ready within 30 s"
-            time.sleep(0.2)
+            return gateway_ready(url)
+
+        wait_until(ready, 30, "gateway not ready", every_s=0.2)
         yield url, process
     finally:
         interrupt(process, timeout_s=15)
         process.stdout.close()
 
 
-def interrupt(process, timeout_s):
-    """Ctrl-C (SIGINT), and SIGKILL if it has not stopped within ``timeout_s``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def poll_status(url, expected, timeout_s=2.0):
-    """The status the gateway answers, waiting up to ``timeout_s`` for ``expected`` (None:
-    nothing answered, the server is not listening yet)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            status = httpx.get(url).status_code
-        except httpx.TransportError:
-            status = None
-        if status == expected or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+LIVE_S = 2  # a registry change reaches a running gateway within this (the module's promise)
 
 
 def test_registry_changes_apply_live_to_a_running_gateway(env, server):
@@ -94,19 +64,19 @@ def test_registry_changes_apply_live_to_a_running_gateway(env, server):
     assert httpx.get(track).status_code == 403
 
     assert cli(env, "projects", "add", "live.example", "--alias", "alias.example").returncode == 0
-    assert poll_status(track, 200) == 200
-    assert poll_status(track.replace("live.example", "ALIAS.example"), 200) == 200
+    wait_status(track, 200, LIVE_S)
+    wait_status(track.replace("live.example", "ALIAS.example"), 200, LIVE_S)
 
     assert cli(env, "projects", "set", "live.example", "--exclude-ip", "192.0.2.0/24"
                ).returncode == 0
-    assert poll_status(track, 403) == 403
+    wait_status(track, 403, LIVE_S)
 
     assert cli(env, "projects", "set", "live.example", "--exclude-ip", "198.51.100.1",
                "--secret", "s3cret").returncode == 0
-    assert poll_status(track, 401) == 401
+    wait_status(track, 401, LIVE_S)
 
     assert cli(env, "projects", "remove", "live.example").returncode == 0
-    assert poll_status(track, 403) == 403
+    wait_status(track, 403, LIVE_S)
 
 
 def test_x_forwarded_for_from_an_untrusted_peer_is_not_believed(env, server):
@@ -116,7 +86,7 @@ def test_x_forwarded_for_from_an_untrusted_peer_is_not_believed(env, server):
     assert cli(env, "projects", "add", "xff.example", "--exclude-ip", "203.0.113.7"
                ).returncode == 0
     track = f"{url}/track/ce?project=xff.example&cookie=c"
-    assert poll_status(track, 200) == 200
+    wait_status(track, 200, LIVE_S)
     forged = httpx.get(track, headers={"X-Forwarded-For": "203.0.113.7"})
     assert forged.status_code == 200
 
@@ -141,7 +111,7 @@ def test_limits_over_real_http(env, server):
     """What the contract says a client sees at each limit, through the real HTTP server."""
     url, _ = server
     assert cli(env, "projects", "add", "limits.example").returncode == 0
-    assert poll_status(f"{url}/track/ce?project=limits.example", 200) == 200
+    wait_status(f"{url}/track/ce?project=limits.example", 200, LIVE_S)
     # no limit on parameters: 10,000 of them under the URL limit are one request
     many = raw_get(url, "/track/ce?project=limits.example&" + "a=1&" * 10_000)
     assert many.startswith(b"HTTP/1.1 200 "), many[:200]
@@ -169,26 +139,36 @@ def test_slow_clients_are_cut_off_and_never_stop_the_others(server):
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"GET /track/ce?project=x HTTP/1.1\r\nHost: x\r\n")
         slow.append(s)
-    try:
-        for _ in range(6):  # a byte a second, never the end of the headers
-            for s in slow:
-                try:
-                    s.sendall(b"X")
-                except OSError:
-                    pass
-            assert httpx.get(url + "/healthz", timeout=5).status_code == 200
-            time.sleep(1)
-        closed = 0
-        for s in slow:
-            s.settimeout(5)
+
+    def trickle() -> int:
+        """A byte on each slow connection still open, never the end of the headers, and a good
+        request answered meanwhile; how many are still open."""
+        still_open = [s for s in slow if not closed(s)]
+        for s in still_open:
             try:
-                closed += s.recv(1024) == b""
-            except OSError:  # reset: closed too
-                closed += 1
-        assert closed == len(slow)
+                s.sendall(b"X")
+            except OSError:
+                pass
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+        return len(still_open)
+
+    try:
+        # the attack's own pace, a byte a second, is the polling interval
+        wait_until(trickle, 30, lambda left: f"{left} slow connections still open",
+                   until=lambda left: left == 0, every_s=1)
     finally:
         for s in slow:
             s.close()
+
+
+def closed(s: socket.socket) -> bool:
+    """True once the server closed the connection without a word (EOF or a reset)."""
+    try:
+        return s.recv(1024, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # open, nothing said
+    except OSError:  # reset: closed too
+        return True
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -247,14 +227,6 @@ def children_of(pid):
     return found
 
 
-def wait_until(condition, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"{what} within {timeout_s} s"
-        time.sleep(0.3)
-    return result
-
-
 def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
     """The front door: `trackpipe up` on an existing Kafka; an event reaches the day logs; a
     worker killed with SIGKILL is started again and the next event gets through; Ctrl-C stops
@@ -284,20 +256,23 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
         assert answer.status_code in (200, 202), answer.text
 
     try:
-        wait_until(lambda: _ready(url), 90, "the gateway was not ready")
+        wait_until(lambda: gateway_ready(url), 90, "the gateway was not ready", every_s=0.2)
         # the demo project signs its webhooks (unsigned ones are held, never sent)
         assert '"webhook_secret": "<set>"' in cli(env, "projects", "show", DEMO_PROJECT).stdout
-        first = wait_until(worker, 30, "no worker was started")
+        first = wait_until(worker, 30, "no worker was started", every_s=0.2)
         track("before-kill")
-        wait_until(lambda: logged("before-kill"), 90, "the first event was not logged")
+        # (each probe below runs a `trackpipe` command: asked every half second, not more)
+        wait_until(lambda: logged("before-kill"), 90, "the first event was not logged",
+                   every_s=0.5)
         os.kill(first, signal.SIGKILL)
         wait_until(lambda: worker() not in (None, first), 30,
-                   "the killed worker was not started again")
+                   "the killed worker was not started again", every_s=0.2)
         track("after-kill")
-        wait_until(lambda: logged("after-kill"), 120, "the event after the kill was not logged")
+        wait_until(lambda: logged("after-kill"), 120, "the event after the kill was not logged",
+                   every_s=0.5)
         wait_until(lambda: '"event": "pv"' in cli(env, "timeline", DEMO_PROJECT, "--cookie",
                                                     "after-kill", "--json").stdout, 30,
-                   "the event after the kill is not in its timeline")
+                   "the event after the kill is not in its timeline", every_s=0.5)
         started.update(children_of(up.pid))
     finally:
         interrupt(up, timeout_s=60)
@@ -305,10 +280,3 @@ def test_up_runs_the_pipeline_and_starts_a_killed_worker_again(env, tmp_path):
     for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # every process `up` started is gone
-
-
-def _ready(url):
-    try:
-        return httpx.get(url + "/readyz").status_code == 200
-    except httpx.TransportError:
-        return False

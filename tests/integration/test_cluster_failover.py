@@ -12,7 +12,8 @@ import pytest
 from gateway.main import Gateway
 from runtime.topics import create_topics
 from schemas.project import ProjectRecord
-from tests.conftest import read_raw, register, started_kafka, wait_for
+from tests.conftest import read_raw, register, started_kafka
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ async def test_one_broker_down_still_acks(cluster, settings_factory):
     gw = Gateway(settings, settings.kafka_bootstrap)
     ids = []
     async with gw.running():
-        await wait_for(lambda: all(gw.readiness().values()), timeout_s=30)
+        await wait_until_async(lambda: all(gw.readiness().values()), 30, "never ready")
         transport = httpx.ASGITransport(app=gw, client=("192.0.2.1", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
             async def track(i):

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.pipeline import PROJECT, started_pipeline
-from tests.integration.test_cli_and_server import free_port
+from tests.integration.pipeline import PROJECT, free_port, started_pipeline, status_of
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,25 +90,28 @@ def test_the_dashboard_shows_live_numbers_while_traffic_flows(pipeline, tmp_path
 
     sender = threading.Thread(target=traffic, daemon=True)
     sender.start()
+    def accepted() -> float:
+        """The accepted total the dashboard's API shows (0 while it has no numbers yet)."""
+        try:
+            summary = httpx.get(url + "api/summary").json()["summary"]
+        except httpx.TransportError:
+            return 0
+        return summary["accepted_total"] if summary else 0
+
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the dashboard is up and has scraped twice
-            try:
-                summary = httpx.get(url + "api/summary").json()["summary"]
-                if summary and summary["accepted_total"] > 0:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard never had numbers"
-            time.sleep(0.5)
+        # the dashboard is up and has scraped twice
+        wait_until(accepted, 30, "the dashboard never had numbers", every_s=0.2)
         readings = []
         for _ in range(2):
+            if readings:  # the numbers moved on since the first page
+                shown = number(readings[0]["accepted-total"])
+                wait_until(accepted, 30, f"the accepted total never went past {shown}",
+                           until=lambda total, shown=shown: total > shown, every_s=0.2)
             page = render(url, tmp_path, "--dump-dom")
             assert page.returncode == 0, page.stderr[-2000:]
             parsed = Values()
             parsed.feed(page.stdout)
             readings.append(parsed.values)
-            time.sleep(2)
         shot = tmp_path / "dashboard.png"
         done = render(url, tmp_path, f"--screenshot={shot}", "--window-size=1400,900")
         assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
@@ -139,14 +142,9 @@ def test_with_a_token_every_request_must_carry_it(pipeline):
     finally:
         del pipeline.env["TRACKPIPE_ADMIN_TOKEN"]
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert httpx.get(base + "/").status_code == 401
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.3)
+    first = wait_until(lambda: status_of(base + "/"), 20, "the dashboard did not start",
+                       every_s=0.2)
+    assert first == 401
     assert httpx.get(base + "/api/summary?token=wrong").status_code == 401
     assert httpx.get(base + "/?token=t0ken").status_code == 200
     assert httpx.get(base + "/api/summary",

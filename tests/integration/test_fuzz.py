@@ -24,7 +24,9 @@ import pytest
 
 from schemas import envelope, topics
 from schemas.raw import RawRecord
-from tests.integration.test_cli_and_server import cli, free_port, interrupt, poll_status
+from tests.conftest import records
+from tests.integration.pipeline import cli, free_port, interrupt, metric, wait_status
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +59,7 @@ def fuzz_server(settings):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
     try:
-        assert poll_status(f"{url}/track/ce?project={PROJECT}", 200, timeout_s=60) == 200
+        wait_status(f"{url}/track/ce?project={PROJECT}", 200, 60)
         yield url, process
     finally:
         interrupt(process, timeout_s=15)
@@ -265,38 +267,17 @@ def _send(port: int, raw: bytes) -> tuple[int, str] | None:
     return int(answer.split(b" ", 2)[1]), event_id
 
 
-async def _records_bytes(settings, event_ids: set[str], timeout_s: float = 60
-                         ) -> dict[str, int]:
-    """Bytes of raw records per request (a push line's id is ``<event id>.<n>``), read until
-    every one of ``event_ids`` has been seen, then a second more."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    topic = settings.topic(topics.RAW)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
+def _records_bytes(settings) -> dict[str, int]:
+    """Bytes of raw records per request in the raw topic now (a push line's id is
+    ``<event id>.<n>``)."""
     made: dict[str, int] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.raw_partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        settle_until = None
-        while loop.time() < (settle_until or deadline):
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                for message in messages:
-                    for item in envelope.unpack(message.value):
-                        record = RawRecord.from_obj(item)
-                        request = record.id.partition(".")[0]
-                        made[request] = made.get(request, 0) + len(record.to_bytes())
-            if settle_until is None and event_ids <= made.keys():
-                settle_until = loop.time() + 1
-        assert event_ids <= made.keys(), f"{len(event_ids - made.keys())} never arrived"
-        return made
-    finally:
-        await consumer.stop()
+    for message in asyncio.run(records(settings, topics.RAW,
+                                       max_partition_fetch_bytes=8 * 1024 * 1024)):
+        for item in envelope.unpack(message.value):
+            record = RawRecord.from_obj(item)
+            request = record.id.partition(".")[0]
+            made[request] = made.get(request, 0) + len(record.to_bytes())
+    return made
 
 
 def test_malformed_requests_never_get_a_5xx_but_503_and_the_gateway_lives(fuzz_server,
@@ -329,7 +310,14 @@ def test_malformed_requests_never_get_a_5xx_but_503_and_the_gateway_lives(fuzz_s
 
     size = {answer[1]: len(raw) for raw, answer in zip(requests, answers, strict=True)
             if answer is not None and answer[0] in (200, 202, 402)}
-    made = asyncio.run(_records_bytes(settings, set(size)))
+    # every record a request made is in Kafka once its answer came (200), or once the spool
+    # it went to (202) is drained: then the topic, read to its end, holds all of them
+    wait_until(lambda: _records_bytes(settings), 60,
+               lambda made: f"{len(size.keys() - made.keys())} never arrived",
+               until=lambda made: size.keys() <= made.keys(), every_s=0.5)
+    wait_until(lambda: metric(url, "trackpipe_gateway_spool_depth"), 60,
+               "the gateway's spool was never drained", until=lambda depth: depth == 0)
+    made = _records_bytes(settings)
     over = {event_id: (made[event_id], raw_size) for event_id, raw_size in size.items()
             if made[event_id] > max(EXPANSION * raw_size, FLOOR_BYTES)}
     assert over == {}, f"requests that made more than {EXPANSION} times their size: {over}"

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from schemas.project import ProjectRecord
-from tests.conftest import CLIENT_IP, read_raw, register, wait_for
+from tests.conftest import CLIENT_IP, read_raw, register
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +38,14 @@ async def test_a_pageview_lands_in_kafka_field_by_field(client, settings):
 async def test_every_project_parameter_name(client, settings, name):
     r = await client.get(f"/track/ce?{name}=SHOP.example&event=e&response=json")
     assert r.json() == {"success": True}
-    [(_, record)] = await read_raw(settings, 1, settle_s=0)
+    [(_, record)] = await read_raw(settings, 1)
     assert record.project == "shop.example"
 
 
 async def test_the_tp_path_beats_every_parameter(client, settings):
     await register(settings, ProjectRecord.build("other.example"))
-    await wait_for(lambda: client._transport.app.projects.find("other.example") is not None)
+    await wait_until_async(lambda: client._transport.app.projects.find("other.example"), 10,
+                           "the gateway never knew other.example")
     r = await client.get("/track/tp/other.example/identify/?project=shop.example&cv_id=u1")
     assert r.status_code == 200
     [(_, record)] = await read_raw(settings, 1)
@@ -59,7 +61,7 @@ async def test_every_endpoint_with_and_without_slash(client, settings, path, met
     url = f"{path}?project=shop.example&cookie=c"
     r = await (client.get(url) if method == "GET" else client.post(url, data={"idptnc": "x"}))
     assert r.status_code == 200
-    [(_, record)] = await read_raw(settings, 1, settle_s=0)
+    [(_, record)] = await read_raw(settings, 1)
     assert record.endpoint == path.strip("/").split("/")[-1]
 
 
@@ -114,14 +116,15 @@ async def test_refused_requests_log_nothing(client, settings, url, status):
     assert r.status_code == status
     if status == 403:
         assert r.json()["success"] is False
-    assert await read_raw(settings, 0, settle_s=1) == []
+    assert await read_raw(settings, 0) == []
 
 
 async def test_secure_tracking_and_exclusions(client, settings):
     await register(settings, ProjectRecord.build(
         "guarded.example", secret="s3cret", exclude_ips=("198.51.100.0/24",),
         exclude_user_agents=("HeadlessBot",), exclude_visitors=("qa@shop.example",)))
-    await wait_for(lambda: client._transport.app.projects.find("guarded.example") is not None)
+    await wait_until_async(lambda: client._transport.app.projects.find("guarded.example"), 10,
+                           "the gateway never knew guarded.example")
     auth = {"Authorization": "Basic " + base64.b64encode(b"key:s3cret").decode()}
     base = "/track/ce?project=guarded.example&response=json"
     cases = [
@@ -163,7 +166,7 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(settings_fact
     await register(settings, ProjectRecord.build("shop.example"))
     gw = Gateway(settings, settings.kafka_bootstrap)
     async with gw.running():
-        await wait_for(lambda: all(gw.readiness().values()))
+        await wait_until_async(lambda: all(gw.readiness().values()), 10, "never ready")
         for peer in ("10.1.1.1", "192.0.2.50"):
             transport = httpx.ASGITransport(app=gw, client=(peer, 1))
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:

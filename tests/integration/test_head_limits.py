@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_cli_and_server import cli, free_port, interrupt, poll_status
+from tests.integration.pipeline import cli, free_port, interrupt, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def gateway_process(settings):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
     try:
-        assert poll_status(f"{url}/track/ce?project={PROJECT}", 200, timeout_s=60) == 200
+        wait_status(f"{url}/track/ce?project={PROJECT}", 200, 60)
         yield url, process
     finally:
         interrupt(process, timeout_s=15)

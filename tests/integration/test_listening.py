@@ -13,13 +13,13 @@ import ipaddress
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.test_cli_and_server import free_port, interrupt
+from tests.integration.pipeline import free_port, interrupt
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,16 +102,15 @@ def test_every_listening_socket_of_a_role_with_the_default_settings_is_on_loopba
                                    env=default_env(settings, **{setting: port}),
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while not answers(port):  # the role's own port: it has started its server
+        def started() -> bool:
+            """The role's own port answers (it has started its server); a worker has also
+            started every other service of its own, not only the web."""
             assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"{role} never listened: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
-        if role == "worker":  # every service of the worker has started, not only the web
-            while b"[^Worker]: Ready" not in log.read_bytes():
-                assert process.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, f"worker not ready: {log.read_text()[-3000:]}"
-                time.sleep(0.2)
+            return answers(port) and (role != "worker"
+                                      or b"[^Worker]: Ready" in log.read_bytes())
+
+        wait_until(started, 120, lambda _: f"{role} never started: {log.read_text()[-3000:]}",
+                   every_s=0.2)
         sockets = listening(process.pid)
     finally:
         interrupt(process, timeout_s=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import queue
 import signal
@@ -19,13 +18,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import msgpack
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from runtime.settings import Settings
+from schemas import envelope
 from schemas.raw import RawRecord
-from tests.integration.pipeline import PROJECT, started_pipeline
-from tests.integration.test_scale import read_topic
+from tests.conftest import records
+from tests.integration.pipeline import PROJECT, gateway_knows, metric, started_pipeline
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +49,13 @@ def test_anonymous_then_identified_is_one_profile(pipeline):
     owner_device, cookie, email = visitor(), visitor(), f"{visitor()}@example.com"
     owner = pipeline.by_id(pipeline.track(event="login", cookie=owner_device, cv_email=email)
                            .headers["x-event-id"])["profile"]
-    time.sleep(1.5)  # the owner's link lands first
+    pipeline.owns(f"email:{email}", owner)  # the owner's link lands first
     first = pipeline.by_id(pipeline.track(event="pv", cookie=cookie).headers["x-event-id"])
     pipeline.track(event="login", cookie=cookie, cv_email=email)
     merges = pipeline.topic("merges", lambda ms: any(m["source"] == first["profile"]
                                                      for m in ms))
     assert {m["into"] for m in merges if m["source"] == first["profile"]} == {owner}
-    time.sleep(1.5)  # the rebind reaches the device's partition
+    pipeline.rebound(cookie, owner)
     after = pipeline.by_id(pipeline.track(event="pv", cookie=cookie).headers["x-event-id"])
     assert first["profile"] != owner and after["profile"] == owner
 
@@ -62,35 +64,36 @@ def test_two_devices_one_email_are_one_profile_with_a_merge_record(pipeline):
     laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"
     first = pipeline.track(event="login", cookie=laptop, cv_email=email).headers["x-event-id"]
     owner = pipeline.by_id(first)["profile"]
-    time.sleep(1.5)  # the link of the first device lands first: it owns the email
+    pipeline.owns(f"email:{email}", owner)  # the link of the first device lands first
     anonymous = pipeline.track(event="pv", cookie=phone).headers["x-event-id"]
     phone_profile = pipeline.by_id(anonymous)["profile"]
     pipeline.track(event="login", cookie=phone, cv_email=email)
     merges = pipeline.topic("merges", lambda ms: any(m["source"] == phone_profile for m in ms))
     merge = next(m for m in merges if m["source"] == phone_profile)
     assert (merge["into"], merge["identifier"]) == (owner, f"email:{email}")
-    time.sleep(1.5)  # the rebind reaches the phone's partition
+    pipeline.rebound(phone, owner)
     later = pipeline.track(event="pv", cookie=phone).headers["x-event-id"]
     assert pipeline.by_id(later)["profile"] == owner
 
 
 def test_profile_lookup_follows_merges_from_any_worker(pipeline):
     laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"
-    pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email,
-                                  cv_name="Rio").headers["x-event-id"])
-    time.sleep(1.5)
+    owner = pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email,
+                                          cv_name="Rio").headers["x-event-id"])["profile"]
+    pipeline.owns(f"email:{email}", owner)
     pipeline.by_id(pipeline.track(event="pv", cookie=phone).headers["x-event-id"])
     pipeline.by_id(pipeline.track(event="login", cookie=phone, cv_email=email,
                                   cv_plan="pro").headers["x-event-id"])
-    deadline = time.monotonic() + 30
-    while True:
-        answers = [pipeline.profile(w, "--email", email.upper()) for w in ("worker-1",
-                                                                            "worker-2")]
-        shown = [json.loads(a.stdout) if a.returncode == 0 else None for a in answers]
-        if all(s and s["actions"] == 3 for s in shown):
-            break
-        assert time.monotonic() < deadline, [a.stderr for a in answers]
-        time.sleep(0.5)
+
+    def profiles() -> list[subprocess.CompletedProcess]:
+        return [pipeline.profile(w, "--email", email.upper()) for w in ("worker-1", "worker-2")]
+
+    def complete(answers: list[subprocess.CompletedProcess]) -> bool:
+        return all(a.returncode == 0 and json.loads(a.stdout)["actions"] == 3 for a in answers)
+
+    answers = wait_until(profiles, 30, lambda answers: [a.stderr for a in answers],
+                         until=complete, every_s=0.5)  # (each probe runs two commands)
+    shown = [json.loads(a.stdout) for a in answers]
     assert shown[0] == shown[1]
     profile = shown[0]
     assert sorted(profile["cookies"]) == sorted([laptop, phone])
@@ -106,9 +109,9 @@ def test_conflicting_ids_are_not_merged(pipeline):
     """Both ids' links are answered (each id is owned) before the merges topic is read to
     its end, so a merge of the two, had one been decided, would be in what is read."""
     laptop, phone, email = visitor(), visitor(), f"{visitor()}@example.com"  # a known merge
-    pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email)
-                   .headers["x-event-id"])
-    time.sleep(1.5)
+    owner = pipeline.by_id(pipeline.track(event="login", cookie=laptop, cv_email=email)
+                           .headers["x-event-id"])["profile"]
+    pipeline.owns(f"email:{email}", owner)
     marker = pipeline.by_id(pipeline.track(event="pv", cookie=phone).headers["x-event-id"])
     pipeline.track(event="login", cookie=phone, cv_email=email)
     pipeline.topic("merges", lambda ms: any(m["source"] == marker["profile"] for m in ms))
@@ -118,13 +121,10 @@ def test_conflicting_ids_are_not_merged(pipeline):
     two = pipeline.track(event="b", cookie=shared, cv_id=ids[1]).headers["x-event-id"]
     p1, p2 = pipeline.by_id(one)["profile"], pipeline.by_id(two)["profile"]
     assert p1 != p2
-    deadline = time.monotonic() + 30
-    while not all(pipeline.profile("worker-1", "--id", i).returncode == 0 for i in ids):
-        assert time.monotonic() < deadline, "the ids' links were never answered"
-        time.sleep(0.5)
-    time.sleep(1)  # what their handling sent is flushed (50 ms) and acknowledged
-    merges = [json.loads(value) for _, _, value in asyncio.run(
-        read_topic(pipeline.settings, "merges"))]
+    wait_until(lambda: all(pipeline.lookup("identity", f"id:{i}") for i in ids), 30,
+               "the ids' links were never answered")
+    pipeline.handled("raw", "links")  # what their handling sent is in Kafka
+    merges = pipeline.read("merges")
     assert any(m["source"] == marker["profile"] for m in merges)  # what was read is real
     assert not any({m["source"], m["into"]} & {p1, p2} for m in merges)
 
@@ -183,7 +183,7 @@ def test_pings_extend_the_visit(pipeline):
     cookie = visitor()
     pipeline.track(event="pv", cookie=cookie, timeout="2000")
     for _ in range(3):
-        time.sleep(1)
+        time.sleep(1)  # the time a ping keeps the visit open is what is tested: it must pass
         pipeline.track("/track/ping", cookie=cookie, timeout="2000")
     ended = pipeline.topic("visits", lambda vs: any(
         v["type"] == "visit ended" and v["visitor_key"] == f"cookie:{cookie}" for v in vs))
@@ -238,7 +238,7 @@ def test_a_duplicate_event_id_is_processed_once(pipeline):
 def test_a_poison_record_goes_to_the_dead_letter_topic_and_its_partition_flows_on(pipeline):
     cookie = visitor()
     good = raw_record(cookie, "after-poison")
-    escaping = dataclasses.replace(good, id=str(uuid.uuid4()), project="../etc")
+    escaping = msgspec.structs.replace(good, id=str(uuid.uuid4()), project="../etc")
     poison = [b"\xc1 not msgpack", msgpack.packb({"v": 99}), escaping.to_bytes()]
     asyncio.run(_produce(pipeline.settings, [(good.kafka_key(), value) for value in poison]
                          + [(good.kafka_key(), good.to_bytes())]))
@@ -261,8 +261,16 @@ def test_logs_follow_prints_new_lines_as_they_are_written(pipeline):
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout])
     reader.start()
+    there, printed = len(pipeline.logs()), []
+
+    def printed_all() -> bool:
+        while not lines.empty():
+            printed.append(lines.get())
+        return len(printed) >= there
+
     try:
-        time.sleep(2)  # it has printed what was there and is polling
+        # it has printed what was there, so it is polling for more
+        wait_until(printed_all, 30, lambda _: f"{len(printed)} of {there} lines printed")
         event_id = pipeline.track(event="followed", cookie=visitor()).headers["x-event-id"]
         deadline = time.monotonic() + 30
         while json.loads(lines.get(timeout=max(0.1, deadline - time.monotonic())))["id"] \
@@ -280,14 +288,23 @@ def test_a_quota_of_5_gives_402_on_the_6th_action_and_raising_it_lifts_the_402(p
 
     project = "quota.example"
     assert pipeline.cli("projects", "add", project, "--quota", "5").returncode == 0
-    time.sleep(1.5)  # the gateway and the workers follow the registry
+    wait_until(lambda: gateway_knows(pipeline.settings, project, quota=5), 30,
+               "the gateway never knew the project")
     ids = [pipeline.track(project=project, event=f"a{n}", cookie=visitor()).headers["x-event-id"]
            for n in range(5)]
     pipeline.topic("quota", lambda states: any(s.project == project and s.count >= 5
-                                               for s in states), decode=QuotaState.from_bytes)
-    time.sleep(1.5)  # the gateway follows the quota topic
-    sixth = pipeline.track(project=project, expect=402, event="a5", cookie=visitor(),
-                           response="json")
+                                               and s.over for s in states),
+                   decode=QuotaState.from_bytes)
+
+    def sixth_action() -> httpx.Response:
+        answer = pipeline.track(project=project, expect=None, event="a5", cookie=visitor(),
+                                response="json")
+        assert answer.status_code in (200, 402), answer.text
+        return answer
+
+    # the gateway follows the quota topic: the 402 comes once it has read the state above
+    sixth = wait_until(sixth_action, 15, "the gateway never answered 402",
+                       until=lambda answer: answer.status_code == 402)
     assert sixth.json()["success"] is False and "quota" in sixth.json()["message"]
     ids.append(sixth.headers["x-event-id"])
     lines = pipeline.wait_logs(lambda ls: {r["id"] for r in ls} >= set(ids), project=project)
@@ -295,13 +312,15 @@ def test_a_quota_of_5_gives_402_on_the_6th_action_and_raising_it_lifts_the_402(p
     assert [flags[i] for i in ids] == [False] * 5 + [True]
 
     assert pipeline.cli("projects", "set", project, "--quota", "100").returncode == 0
-    deadline = time.monotonic() + 15
-    while True:
-        r = httpx.get(pipeline.url + "/track/ce", params={"project": project, "event": "poll"})
-        if r.status_code == 200:
-            break
-        assert r.status_code == 402 and time.monotonic() < deadline, r.status_code
-        time.sleep(0.5)
+
+    def poll() -> int:
+        status = httpx.get(pipeline.url + "/track/ce",
+                           params={"project": project, "event": "poll"}).status_code
+        assert status in (200, 402), status
+        return status
+
+    wait_until(poll, 15, "raising the quota never lifted the 402",
+               until=lambda status: status == 200, every_s=0.2)
 
 
 def test_client_retries_through_a_gateway_killed_mid_request_are_logged_once(pipeline):
@@ -331,8 +350,7 @@ def test_client_retries_through_a_gateway_killed_mid_request_are_logged_once(pip
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
-    while len(sent) < 80:
-        time.sleep(0.01)
+    wait_until(lambda: len(sent) >= 80, 60, "the clients never sent 80 actions", every_s=0.01)
     pipeline.stop("gateway", signal.SIGKILL)
     pipeline.start("gateway", "gateway")
     for thread in threads:
@@ -370,10 +388,8 @@ def test_kill_9_of_a_busy_worker_loses_and_repeats_nothing(pipeline):
 
     before = len(pipeline.logs())
     first = burst(150)  # 2,400 requests
-    deadline = time.monotonic() + 60
-    while len(pipeline.logs()) < before + 300:  # the workers are busy with the backlog
-        assert time.monotonic() < deadline, "nothing was logged"
-        time.sleep(0.05)
+    wait_until(lambda: len(pipeline.logs()) >= before + 300, 60,  # busy with the backlog
+               "nothing was logged", every_s=0.05)
     pipeline.stop("worker-2", signal.SIGKILL)
     for thread in first:
         thread.join()
@@ -387,44 +403,23 @@ def test_kill_9_of_a_busy_worker_loses_and_repeats_nothing(pipeline):
     assert len(counts) == len(sent) and set(counts.values()) == {1}
     # the envelopes held many records, and some were read again after the kill with their
     # lines already written (the journal applied them again instead of deciding them anew)
-    sizes = asyncio.run(_envelope_sizes(pipeline.settings))
+    sizes = _envelope_sizes(pipeline.settings)
     assert max(sizes) > 1 and sum(sizes) >= len(sent)
-    replayed = sum(_metric(pipeline, worker, "trackpipe_worker_replayed_envelopes_total")
+    replayed = sum(metric(f"http://127.0.0.1:{pipeline.web_ports[worker]}",
+                          "trackpipe_worker_replayed_envelopes_total")
                    for worker in ("worker-1", "worker-2"))
     assert replayed > 0
 
 
-async def _envelope_sizes(settings: Settings) -> list[int]:
+def _envelope_sizes(settings: Settings) -> list[int]:
     """The number of records of every envelope in the raw topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from schemas import envelope
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic("raw"), p) for p in range(settings.raw_partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        sizes: list[int] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for message in records:
-                    try:
-                        sizes.append(len(envelope.unpack(message.value)))
-                    except envelope.EnvelopeError:
-                        pass  # the poison test's message
-        return sizes
-    finally:
-        await consumer.stop()
-
-
-def _metric(pipeline, worker: str, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{pipeline.web_ports[worker]}/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    sizes: list[int] = []
+    for message in asyncio.run(records(settings, "raw")):
+        try:
+            sizes.append(len(envelope.unpack(message.value)))
+        except envelope.EnvelopeError:
+            pass  # the poison test's message
+    return sizes
 
 
 def test_retention_removes_old_day_logs_of_its_project_and_nothing_else(pipeline):
@@ -444,10 +439,8 @@ def test_retention_removes_old_day_logs_of_its_project_and_nothing_else(pipeline
     assert pipeline.cli("projects", "add", "short.example", "--retention-days", "2"
                         ).returncode == 0
     # the registry change is applied at the workers' next ticks (the shop keeps 365 days)
-    deadline = time.monotonic() + 30
-    while (logs / "short.example" / old_day).exists():
-        assert time.monotonic() < deadline, sorted((logs / "short.example").rglob("*"))
-        time.sleep(0.5)
+    wait_until(lambda: not (logs / "short.example" / old_day).exists(), 30,
+               lambda _: sorted((logs / "short.example").rglob("*")))
     assert len(list((logs / PROJECT / old_day).glob("part-*.jsonl"))) == \
         pipeline.settings.raw_partitions
     assert kept["id"] in {r["id"] for r in pipeline.logs()}

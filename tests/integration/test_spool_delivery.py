@@ -10,16 +10,26 @@ import pytest
 from gateway.main import Gateway
 from runtime.topics import create_topics
 from schemas.project import ProjectRecord
-from tests.conftest import read_raw, register, started_kafka, wait_for
+from tests.conftest import read_raw, register, started_kafka
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_kafka(tmp_path):
-    """A broker of this test's own, which it may stop and start."""
-    with started_kafka(tmp_path) as kafka:
+@pytest.fixture(scope="module")
+def module_kafka(tmp_path_factory):
+    """A broker of this module's own (started once: a start costs seconds), stopped by pid at
+    the end."""
+    with started_kafka(tmp_path_factory.mktemp("own-kafka")) as kafka:
         yield kafka
+
+
+@pytest.fixture
+def own_kafka(module_kafka):
+    """The module's broker, which a test may stop and start: running when the test begins
+    (started again if the test before left it stopped)."""
+    module_kafka.start(timeout_s=120)
+    return module_kafka
 
 
 @pytest.fixture
@@ -43,24 +53,25 @@ async def send(gw, n, tag):
 async def test_outage_gives_202_and_every_record_lands_exactly_once(own_kafka, outage_settings):
     gw = Gateway(outage_settings, outage_settings.kafka_bootstrap)
     async with gw.running():
-        await wait_for(lambda: all(gw.readiness().values()), timeout_s=20)
+        await wait_until_async(lambda: all(gw.readiness().values()), 20, "never ready")
         before = await send(gw, 5, "before")
         await asyncio.to_thread(own_kafka.stop)
         during = await send(gw, 40, "during")
         assert gw.publisher.spool.depth == 40
         await asyncio.to_thread(own_kafka.start)
-        await wait_for(lambda: gw.publisher.spool.depth == 0, timeout_s=60)
+        await wait_until_async(lambda: gw.publisher.spool.depth == 0, 60,
+                               "the spool was never drained")
     assert {status for status, _ in before} <= {200, 202}  # 202 only on a very loaded machine
     assert {status for status, _ in during} == {202}
     sent = [event_id for _, event_id in before + during]
-    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, len(sent), settle_s=2))
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, len(sent)))
     assert set(landed) == set(sent) and set(landed.values()) == {1}
 
 
 async def test_spooled_records_are_delivered_after_a_gateway_restart(own_kafka, outage_settings):
     first = Gateway(outage_settings, outage_settings.kafka_bootstrap)
     async with first.running():
-        await wait_for(lambda: all(first.readiness().values()), timeout_s=20)
+        await wait_until_async(lambda: all(first.readiness().values()), 20, "never ready")
         await asyncio.to_thread(own_kafka.stop)
         during = await send(first, 25, "during")
     assert {status for status, _ in during} == {202}
@@ -69,9 +80,10 @@ async def test_spooled_records_are_delivered_after_a_gateway_restart(own_kafka, 
     await asyncio.to_thread(own_kafka.start)
     second = Gateway(outage_settings, outage_settings.kafka_bootstrap)
     async with second.running():
-        await wait_for(lambda: second.publisher.connected and second.publisher.spool.depth == 0,
-                       timeout_s=60)
-    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 25, settle_s=2))
+        await wait_until_async(lambda: second.publisher.connected
+                               and second.publisher.spool.depth == 0, 60,
+                               "the spool was never drained")
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 25))
     assert set(landed) == {event_id for _, event_id in during}
     assert set(landed.values()) == {1}
     assert not list((outage_settings.spool_dir / "slot-0").glob("*.seg"))
@@ -97,9 +109,10 @@ async def test_a_slot_left_by_a_process_that_no_longer_runs_is_drained(outage_se
 
     gw = Gateway(outage_settings, outage_settings.kafka_bootstrap)
     async with gw.running():
-        await wait_for(lambda: not list((outage_settings.spool_dir / "slot-7").glob("*.seg")),
-                       timeout_s=30)
-    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 10, settle_s=2))
+        await wait_until_async(
+            lambda: not list((outage_settings.spool_dir / "slot-7").glob("*.seg")), 30,
+            "the orphaned slot was never drained")
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 10))
     assert landed == Counter({record.id: 1 for record in records})
 
 
@@ -107,7 +120,7 @@ async def test_a_gateway_restarted_during_an_outage_knows_its_projects_and_spool
         own_kafka, outage_settings):
     first = Gateway(outage_settings, outage_settings.kafka_bootstrap)
     async with first.running():
-        await wait_for(lambda: all(first.readiness().values()), timeout_s=20)
+        await wait_until_async(lambda: all(first.readiness().values()), 20, "never ready")
     snapshot_file = outage_settings.data_dir / "registry.snapshot"
     assert snapshot_file.exists() and snapshot_file.stat().st_mode & 0o077 == 0
 
@@ -118,9 +131,10 @@ async def test_a_gateway_restarted_during_an_outage_knows_its_projects_and_spool
         during = await send(second, 5, "restarted")
         assert {status for status, _ in during} == {202}
         await asyncio.to_thread(own_kafka.start)
-        await wait_for(lambda: second.publisher.connected and second.publisher.spool.depth == 0,
-                       timeout_s=60)
-    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 5, settle_s=2))
+        await wait_until_async(lambda: second.publisher.connected
+                               and second.publisher.spool.depth == 0, 60,
+                               "the spool was never drained")
+    landed = Counter(rec.id for _, rec in await read_raw(outage_settings, 5))
     assert set(landed) == {event_id for _, event_id in during} and set(landed.values()) == {1}
 
 
@@ -134,21 +148,23 @@ def test_a_gateway_of_two_processes_killed_after_its_202s_delivers_them_on_resta
     import subprocess
     import sys
 
-    from tests.integration.test_cli_and_server import free_port, poll_status
+    from tests.integration.pipeline import free_port, metric, wait_status
+    from tests.waiting import wait_until
 
     env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": own_kafka.bootstrap,
            "TRACKPIPE_TOPIC_PREFIX": outage_settings.topic_prefix,
            "TRACKPIPE_DATA_DIR": str(outage_settings.data_dir),
            "TRACKPIPE_RAW_PARTITIONS": "3", "TRACKPIPE_HTTP_PORT": str(free_port()),
            "TRACKPIPE_ACK_DEADLINE_MS": "300"}
-    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}/track/ce?project=shop.example"
+    base = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
+    url = base + "/track/ce?project=shop.example"
 
     def start(workers: int) -> subprocess.Popen:
         process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway",
                                     "--workers", str(workers)], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)  # its own group: killed whole
-        assert poll_status(url + "&event=warm", 200, timeout_s=60) == 200
+        wait_status(url + "&event=warm", 200, 60)
         return process
 
     first = start(2)
@@ -170,8 +186,13 @@ def test_a_gateway_of_two_processes_killed_after_its_202s_delivers_them_on_resta
     own_kafka.start()
     second = start(1)
     try:
+        # what it delivers from the spools counts once Kafka acknowledged it, so the topic,
+        # read to its end then, also holds anything it sent twice
+        wait_until(lambda: metric(base, "trackpipe_gateway_spool_drained_total"), 60,
+                   lambda drained: f"{drained:.0f} of {len(sent)} spooled records delivered",
+                   until=lambda drained: drained >= len(sent), every_s=0.2)
         landed = Counter(rec.id for _, rec in asyncio.run(
-            read_raw(outage_settings, len(sent) + 2, timeout_s=60, settle_s=2)))
+            read_raw(outage_settings, len(sent) + 2, timeout_s=60)))
     finally:
         second.send_signal(signal.SIGINT)
         second.wait(timeout=30)

@@ -2,19 +2,12 @@
 keeps failing, and stop() ends them all (real short-lived processes, no broker)."""
 
 import sys
-import time
 
+from tests.waiting import wait_until
 from trackpipe.children import Children
 
 EXITS = [sys.executable, "-c", "import sys; sys.exit(70)"]
 RUNS = [sys.executable, "-c", "import time; time.sleep(60)"]
-
-
-def wait_for(condition, timeout_s=20.0):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_child_that_exits_is_started_again_and_the_others_are_left_alone():
@@ -23,7 +16,8 @@ def test_a_child_that_exits_is_started_again_and_the_others_are_left_alone():
     children.start()
     try:
         first = children.pids()
-        wait_for(lambda: len(children.starts["worker"]) >= 3)
+        wait_until(lambda: len(children.starts["worker"]) >= 3, 20, "not started 3 times",
+                   every_s=0.05)
         assert children.pids()["worker"] != first["worker"]
         assert children.pids()["dashboard"] == first["dashboard"]
         assert len(children.starts["dashboard"]) == 1
@@ -35,7 +29,8 @@ def test_the_pause_doubles_while_a_child_keeps_failing_up_to_its_maximum():
     children = Children({"worker": EXITS}, {}, first_pause_s=0.1, max_pause_s=0.4)
     children.start()
     try:
-        wait_for(lambda: len(children.starts["worker"]) >= 5)
+        wait_until(lambda: len(children.starts["worker"]) >= 5, 20, "not started 5 times",
+                   every_s=0.05)
     finally:
         children.stop(timeout_s=5)
     starts = children.starts["worker"][:5]

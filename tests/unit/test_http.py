@@ -14,7 +14,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from gateway.http import GatewayProtocol, HeadLimits
-from tests.conftest import wait_for
+from tests.waiting import wait_until_async
 
 LIMITS = HeadLimits(max_url_bytes=65_535, header_timeout_s=10, max_header_bytes=4096,
                     max_header_count=20)
@@ -116,7 +116,7 @@ async def test_headers_within_the_limits_reach_the_application(connect, piece):
     protocol, transport = connect()
     headers = [b"X-H%d: " % i + b"v" * 150 for i in range(17)]  # 19 fields, about 2.8 KB
     feed(protocol, request(headers, b"a=b"), piece)
-    await wait_for(lambda: transport.written.endswith(b"19"))
+    await wait_until_async(lambda: transport.written.endswith(b"19"), 10, "not written")
     assert status(transport) == 200 and not transport.closed
 
 
@@ -151,7 +151,7 @@ async def test_a_long_target_is_not_header_bytes(connect):
     protocol, transport = connect()
     data = b"GET /track/ce?a=" + b"b" * 60_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     feed(protocol, data, 16 * 1024)
-    await wait_for(lambda: transport.written.endswith(b"1"))
+    await wait_until_async(lambda: transport.written.endswith(b"1"), 10, "not written")
     assert status(transport) == 200
 
 
@@ -160,7 +160,8 @@ async def test_keep_alive_counts_each_request_on_its_own(connect):
     headers = [b"X-H%d: " % i + b"v" * 150 for i in range(15)]  # 17 fields, 2.5 KB each time
     for n in range(1, 4):
         feed(protocol, request(headers), 65536)
-        await wait_for(lambda n=n: transport.written.count(b"HTTP/1.1 200") == n)
+        await wait_until_async(lambda n=n: transport.written.count(b"HTTP/1.1 200") == n, 10,
+                               f"{n} answers not written")
     assert not transport.closed
 
 
@@ -172,7 +173,7 @@ def chunked(trailers: list[bytes]) -> bytes:
 async def test_trailers_count_as_headers_and_over_the_limit_close_the_connection(connect):
     protocol, transport = connect()
     feed(protocol, chunked([b"X-T: 1"]), 65536)
-    await wait_for(lambda: b"HTTP/1.1 200" in transport.written)
+    await wait_until_async(lambda: b"HTTP/1.1 200" in transport.written, 10, "no answer")
 
     protocol, transport = connect()
     fed = feed(protocol, chunked([b"X-T: " + b"v" * (1 << 20)]), 64 * 1024)
