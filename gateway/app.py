@@ -40,16 +40,18 @@ from gateway.params import (
 from gateway.projects import ProjectTable, admit
 from gateway.responses import OVER_QUOTA, Reply, render, response_format, script, success
 from runtime.settings import Settings
+from schemas.endpoints import RECORDED, Endpoint
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord
 from schemas.topics import MAX_RECORD_BYTES
 
 TRACK_PATHS = {
-    "/track/ce": "ce", "/track/identify": "identify", "/track/update": "update",
-    "/track/ping": "ping", "/ping": "ping", "/track/push": "push",
+    "/track/ce": Endpoint.CE, "/track/identify": Endpoint.IDENTIFY,
+    "/track/update": Endpoint.UPDATE, "/track/ping": Endpoint.PING, "/ping": Endpoint.PING,
+    "/track/push": Endpoint.PUSH,
 }
-TP_ENDPOINTS = frozenset({"ce", "identify", "update", "ping", "push"})
+TP_ENDPOINTS = frozenset(Endpoint)
 WANTED_HEADERS = frozenset({b"user-agent", b"referer", b"accept-language", b"authorization",
                             b"content-type", b"content-length", b"x-forwarded-for"})
 CORS = [(b"access-control-allow-origin", b"*"), (b"cache-control", b"no-store")]
@@ -143,7 +145,7 @@ class TrackingApp:
             ip = client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
                            str(params.get("ip") or ""), self.trusted)
             queued = b""
-            if endpoint == "push":
+            if endpoint == Endpoint.PUSH:
                 size = (len(scope.get("raw_path") or b"") + len(query) + len(body)
                         + sum(len(name) + len(value) for name, value in scope["headers"]))
                 status, extra = await self._push(event_id, now_ms, path_project, query, facts,
@@ -228,8 +230,8 @@ class TrackingApp:
             raise TooLarge(f"a push holds at most {self.max_push_lines} lines "
                            f"(TRACKPIPE_MAX_PUSH_LINES; lines end with \\n); this one has "
                            f"{count}")
-        empty_line = self._record(f"{batch_id}.{count}", now_ms, "identify", "", query, outer,
-                                  ip, headers, "")
+        empty_line = self._record(f"{batch_id}.{count}", now_ms, Endpoint.IDENTIFY, "", query,
+                                  outer, ip, headers, "")
         per_line = shared_bytes(empty_line, (*facts.values(), *outer.values()))
         refusal = self.push_bound.refusal(
             estimate(count, per_line, len(payload.encode())), request_bytes, exact=False)
@@ -244,7 +246,7 @@ class TrackingApp:
         over_quota = False
         refusals: list[GatewayError] = []
         for number, line in enumerate(lines, start=1):
-            if isinstance(line, str) or line[0] not in TP_ENDPOINTS - {"push"}:
+            if isinstance(line, str) or line[0] not in RECORDED:
                 refusals.append(MalformedBody(line if isinstance(line, str)
                                               else f"line {number}: unknown endpoint"))
                 continue

@@ -27,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from gateway.errors import MalformedBody
+from schemas.endpoints import Endpoint
 
 PROJECT_PARAMS = ("project", "Project", "host", "domain", "website", "alias")
 DECISION_PARAMS = frozenset(
@@ -180,5 +181,5 @@ def decode_push_lines(payload: str) -> list[tuple[str, dict[str, Any]] | str]:
         except RecursionError:
             lines.append(f"line {number}: nested too deep")
             continue
-        lines.append((str(obj.get("endpoint", "ce")), params))
+        lines.append((str(obj.get("endpoint", Endpoint.CE)), params))
     return lines
