@@ -84,6 +84,7 @@ class LinkDecision(msgspec.Struct, frozen=True, gc=False):
     state: IdentityState     # the identifier's new owner
     answer: str              # the profile the asking visitor belongs to from now on
     merge: Merge | None = None
+    refused: str | None = None  # why two profiles that met were not merged
 
 
 def resolve_link(state: IdentityState | None, link: Link) -> LinkDecision:
@@ -95,7 +96,8 @@ def resolve_link(state: IdentityState | None, link: Link) -> LinkDecision:
                             state.profile)
     if not is_id and link.has_id:
         if state.has_id:  # the email already belongs to someone with another id: never merge
-            return LinkDecision(state, link.candidate)
+            return LinkDecision(state, link.candidate, refused=(
+                f"{link.identifier} belongs to a profile with another id: not merged"))
         # an id-less email profile joins the id's profile
         return LinkDecision(IdentityState(link.candidate, True), link.candidate,
                             _merge(state.profile, link.candidate, link))

@@ -27,6 +27,7 @@ from processors.stages.visitors import Topics, VisitorsStage
 from processors.state import TableState
 from runtime.settings import Settings
 from schemas import profile, topics
+from processors.warn import Warner
 
 
 def _packed(value: Any) -> bytes:
@@ -69,11 +70,12 @@ class Stages:
             Journal(processors_dir / "journal"), daylog,
             self.outbound, self.metrics,
             Topics(t(topics.ACTIONS), t(topics.VISITS), t(topics.LINKS),
+        warner = Warner(t(topics.WARNINGS), self.metrics.warnings)
                    t(topics.PROFILE_UPDATES), t(topics.QUOTA_COUNTS), t(topics.DEADLETTER),
-                   t(topics.RAW)))
+                   t(topics.RAW)), warner)
         self.identities = IdentitiesStage(self.tables["identities"], self.outbound,
                                           self.metrics, t(topics.MERGES), t(topics.REBINDS),
-                                          t(topics.PROFILE_UPDATES), daylog)
+                                          t(topics.PROFILE_UPDATES), daylog, warner)
         self.profiles = ProfilesStage(self.tables["profiles"], self.outbound, self.metrics,
                                       t(topics.PROFILE_UPDATES))
         self.quotas = QuotasStage(self.tables["quota_totals"], self.outbound, t(topics.QUOTA))

@@ -38,3 +38,21 @@ def event_time(timestamp: object, received_ms: int) -> EventTime:
     if not 0 < ms <= MAX_EVENT_MS:
         return EventTime(received_ms, Clock.RECEIPT)
     return EventTime(ms, Clock.SENDER, future=ms > received_ms + FUTURE_TOLERANCE_MS)
+
+
+def adjustment(timestamp: object, time: EventTime, received_ms: int) -> str | None:
+    """Why ``time`` (``event_time``'s answer) is not simply the ``timestamp`` sent, or is
+    flagged (None: it is, or none was sent): what an ingestion warning says."""
+    if time.future:
+        return (f"the timestamp is {(time.ms - received_ms) // 1000} s ahead of its receipt: "
+                "kept, flagged future, hidden from reads until then")
+    if time.clock is Clock.SENDER or timestamp is None or timestamp == "":
+        return None
+    if isinstance(timestamp, bool):
+        return "the timestamp is not a number: the receipt time is the event time"
+    try:
+        ms = int(float(str(timestamp).strip()))
+    except (ValueError, OverflowError):
+        return "the timestamp is not a number: the receipt time is the event time"
+    return (f"the timestamp {ms} is not a time after 1970 and before the year 10000 (unix "
+            "ms): the receipt time is the event time")

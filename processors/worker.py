@@ -41,6 +41,7 @@ from faust.types import TP
 from processors.faustapp import RAW, RocksStore, make_app, make_tables
 from processors.guard import guarded
 from processors.outbound import KafkaTransport
+from processors.metrics import lag_seconds
 from processors.pipeline import Stages
 from processors.state import TableState
 from runtime import registry
@@ -188,6 +189,10 @@ class Worker:
         self.stages.visitors.handle_tick(message.partition, now_ms,
                                          self._catching_up(message.partition, now_ms))
 
+        for warned in self.stages.visitors.warner.warn_dead_message(
+                message.value, exc, f"{message.topic}[{message.partition}]@{message.offset}",
+                int(time.time() * 1000), raw=message.topic == self.raw_topic):
+            self.stages.outbound.message(*warned)
     # -- timers and hooks ----------------------------------------------------------------------
 
     async def _send_ticks(self) -> None:
@@ -304,7 +309,10 @@ class Worker:
             self.app.page(f"/lookup/{path}")(page)
 
         async def metrics(view: Any, request: Any) -> Any:
-            return view.text(self.stages.metrics.render(self.lag()),
+            lag = self.lag()
+            behind = lag_seconds(lag, self.stages.visitors.stream_ms, int(time.time() * 1000),
+                                 self.stages.metrics.started_ms)
+            return view.text(self.stages.metrics.render(lag, behind),
                              content_type="text/plain; version=0.0.4")
 
         self.app.page("/metrics")(metrics)

@@ -24,8 +24,12 @@ QUOTA = "quota"
 TRIGGERS = "triggers"
 FIRINGS = "firings"
 JS_ACTIONS = "js-actions"
+WARNINGS = "warnings"
 HOUR_MS = 3_600_000
 JS_ACTION_TTL_MS = 7 * 24 * HOUR_MS  # how long a queued JS action waits for its visitor
+# Ingestion warnings are events, not the state of a key: deleted after a week, never compacted
+# (compaction would keep one per project for ever and drop the history an operator reads).
+WARNINGS_RETENTION_MS = 7 * 24 * HOUR_MS
 # The processors' faust tables and their changelogs: faust names a changelog
 # "<app id>-<table>-changelog" (the app id is "<prefix>processors"), but for the profiles
 # table, whose changelog is the public profiles topic. Created here, not by racing workers.
@@ -87,6 +91,9 @@ TOPICS: tuple[TopicSpec, ...] = (
               purpose="JavaScript actions queued for a visitor's next tracking response"),
     TopicSpec(DEADLETTER, compacted=False, partitions=None,
               purpose="records that could not be processed, with the error and source offset"),
+    TopicSpec(WARNINGS, compacted=False, partitions=None, retention_ms=WARNINGS_RETENTION_MS,
+              purpose="ingestion warnings: what the pipeline changed or refused of what a "
+                      "sender sent, keyed by project (schemas.warning)"),
     *(TopicSpec(CHANGELOGS[table], compacted=True, partitions=None,
                 purpose=f"changelog of the processors' {table} table")
       for table in TABLES if CHANGELOGS[table] != PROFILES),

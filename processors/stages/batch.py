@@ -24,7 +24,7 @@ from processors import dedupe, identity, visits
 from processors.actions import Decided, Parts, build_record, remember_action, split
 from processors.journal import Entry
 from processors.stages.visitor import Visitor, encode_visitor
-from processors.timestamps import EventTime, event_time
+from processors.timestamps import Clock, EventTime, event_time
 from schemas.deadletter import DeadLetter
 from schemas.endpoints import Endpoint
 from schemas.identifiers import Identifiers, identifiers_of
@@ -96,6 +96,11 @@ class Batch:
         self._log(index, raw, key, visitor_key, who, action)
         if step is not None:
             self._visit(raw, key, visitor_key, who.decision.profile, visitor, step)
+        if who.time.future or who.decision.switched or (
+                who.time.clock is Clock.RECEIPT and "timestamp" in parts.builtins):
+            self.entry.messages += self.stage.warner.warn_request(
+                raw, parts.builtins.get("timestamp"), who.time, who.decision,
+                visitor.state if visitor else None, who.ids)
         self._profile(raw, who, parts, step)
         self._remember(raw, key, visitor, who, visit,
                        remember_action(recent, idptnc, raw.id)
@@ -186,6 +191,11 @@ class Batch:
         """The journal entry: the lines and messages gathered, the final value of every key
         written, the folded profile updates."""
         entry = self.entry
+        warned = self.stage.warner.warn_dead(
+            value, exc, f"{self.stage.topics.raw}[{self.partition}]@{self.entry.offset}"
+            f"#{index}", self.newest_ms or self.stage.stream_ms.get(self.partition, 0))
+        if warned is not None:
+            self.entry.messages.append(warned)
         entry.records += [(self.stage.topics.profile_updates, update.key,
                            msgpack.packb(update.to_obj())) for update in self.updates.values()]
         entry.writes += [("visitors", key, encode_visitor(value))

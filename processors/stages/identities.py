@@ -4,7 +4,8 @@ It reads envelopes of ``Link`` records, keyed by identifier, and keeps who owns 
 identifier in the ``identities`` table. For each link ``processors.identity.resolve_link``
 says the profile that wins; a merge goes to the public ``merges`` topic and to the merged
 profile (which folds itself into the survivor, ``stages.profiles``), and the answer goes back
-to the asking visitor's partition as a ``Rebind``. Merges are also logged beside the
+to the asking visitor's partition as a ``Rebind``; a merge refused (an email owned by a profile
+with another id) is an ingestion warning (``processors.warn``). Merges are also logged beside the
 project's day logs, for timelines and queries that follow a person across profiles. Links of
 one envelope are taken in order, each seeing what the previous ones decided. A replay after
 a crash decides the same (the identifier's owner is recorded before the answer leaves), so
@@ -20,6 +21,7 @@ from processors.daylog import DayLogWriter
 from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
+from processors.warn import Warner
 from schemas import envelope
 from schemas.identity import Link, Rebind
 from schemas.profile import MergeInto
@@ -40,8 +42,9 @@ def decode_owner(data: bytes) -> identity.IdentityState:
 class IdentitiesStage:
     def __init__(self, identities: TableState, outbound: Outbound, metrics: WorkerMetrics,
                  merges: str, rebinds: str, profile_updates: str,
-                 daylog: DayLogWriter | None = None) -> None:
+                 daylog: DayLogWriter | None = None, warner: Warner | None = None) -> None:
         self.identities = identities
+        self.warner = warner  # a merge refused is an ingestion warning
         self.daylog = daylog  # merges are logged beside the day logs (processors.timeline)
         self.outbound = outbound
         self.metrics = metrics
@@ -52,6 +55,10 @@ class IdentitiesStage:
             link = Link.from_obj(item)
             decision = identity.resolve_link(self.identities.get(link.key), link)
             self.identities.put(link.key, decision.state, partition)
+            if decision.refused is not None and self.warner is not None:
+                warned = self.warner.warn_link(link, decision.refused)
+                if warned is not None:
+                    self.outbound.message(*warned)
             merge = decision.merge
             if merge is not None:
                 self.metrics.merges += 1

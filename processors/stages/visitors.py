@@ -35,6 +35,7 @@ from processors.stages.batch import Batch, visit_record
 from processors.stages.visitor import Visitor, decode_visitor, newer
 from processors.state import TableState
 from runtime import compacted
+from processors.warn import Warner
 from schemas import envelope
 from schemas.identity import Rebind
 from schemas.project import check_name
@@ -62,7 +63,7 @@ class Topics:
 class VisitorsStage:
     def __init__(self, visitors: TableState, counters: TableState, journal: Journal,
                  daylog: DayLogWriter, outbound: Outbound, metrics: WorkerMetrics,
-                 names: Topics) -> None:
+                 names: Topics, warner: Warner) -> None:
         self.visitors = visitors
         self.counters = counters  # quota counters: project \n month \n partition → actions
         self.journal = journal
@@ -71,6 +72,7 @@ class VisitorsStage:
         self.metrics = metrics
         self.topics = names
         self.deadlines = DeadlineIndex()   # an index of the visitors table, rebuilt from it
+        self.warner = warner  # ingestion warnings, journaled with the envelope's messages
         self.stream_ms: dict[int, int] = {}  # partition → newest receipt time decided
         self._positions: dict[int, int] = {}  # partition → position, once recovered
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last sent

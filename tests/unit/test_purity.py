@@ -15,7 +15,8 @@ PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schem
         "processors/dedupe.py", "processors/quotas.py",
         "processors/deadlines.py", "schemas/trigger.py", "triggers/rules.py",
         "gateway/jsactions.py", "gateway/expansion.py", "logstore/lines.py", "schemas/action.py",
-        "runtime/compacted.py", "triggers/held.py"]
+        "runtime/compacted.py", "triggers/held.py", "schemas/warning.py",
+        "runtime/warning_budget.py", "processors/warn.py"]
 WORLD = {"os", "time", "asyncio", "socket", "subprocess", "aiokafka", "faust", "fastapi",
          "starlette", "uvicorn", "httpx", "random", "pathlib", "datetime", "aiohttp"}
 

@@ -1,0 +1,111 @@
+"""The ingestion warnings a worker writes: what a stage changed or refused of what a sender
+sent (``schemas.warning``), within the worker's budget (``runtime.warning_budget``).
+
+The stages decide; this module only words and encodes what they decided: an unusable or
+future timestamp and a device that switched profile because two ids met (the visitors stage,
+``warn_request``), an email owned by a profile with another id (the identities stage,
+``warn_link``), a record dead-lettered (``warn_dead``). A warning is made only once the budget
+admits it, so a flood costs a counter, not a sample. The visitors stage puts what it returns
+in the envelope's journal entry with its other messages (a replay sends them again, byte for
+byte); the others hand it to the outbound batching. Each is keyed by project, one message to
+the ``warnings`` topic.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import msgspec
+
+from processors import timestamps
+from processors.identity import VisitorDecision, VisitorState
+from runtime.warning_budget import WarningBudget
+from schemas.identifiers import Identifiers
+from schemas.identity import Link
+from schemas.project import ProjectError, check_name
+from schemas.raw import RawRecord, SchemaError
+from schemas.warning import IngestionWarning, Kind, Service, request_sample, sample
+
+Message = tuple[str, bytes, bytes]  # topic, key, value
+
+
+class Warner:
+    def __init__(self, topic: str, budget: WarningBudget) -> None:
+        self.topic = topic
+        self.budget = budget
+
+    def warn_request(self, raw: RawRecord, timestamp: object, time: timestamps.EventTime,
+                     decision: VisitorDecision, before: VisitorState | None,
+                     ids: Identifiers) -> list[Message]:
+        """An action's timestamp replaced or flagged, a device switched for want of a merge."""
+        made = []
+        why = timestamps.adjustment(timestamp, time, raw.received_ms)
+        if why is not None:
+            kind = Kind.TIMESTAMP_FUTURE if time.future else Kind.TIMESTAMP_REPLACED
+            made.append(self._of_raw(raw, kind, why))
+        if decision.switched:
+            what = "id" if before is not None and before.id and ids.id else "email"
+            made.append(self._of_raw(raw, Kind.MERGE_REFUSED, (
+                f"the device was seen with another {what}: two {what}s never merge, so it "
+                f"switched to the profile of the {what} it sends now")))
+        return [message for message in made if message is not None]
+
+    def warn_link(self, link: Link, reason: str) -> Message | None:
+        """A link that met a profile it may not merge with (no event id: a link carries none;
+        the visitor key and the identifier say whose)."""
+        return self._made(IngestionWarning(
+            project=link.project, kind=Kind.MERGE_REFUSED, reason=reason, at_ms=link.at_ms,
+            service=Service.PROCESSORS,
+            sample=sample(f"{link.visitor_key} → {link.identifier}")))
+
+    def warn_dead(self, value: bytes | None, error: BaseException | str, where: str,
+                  at_ms: int) -> Message | None:
+        """A record dead-lettered: warned under its project when its bytes are a raw record
+        (else under no project: nobody's mistake but ours, or an unreadable record)."""
+        try:
+            raw = RawRecord.from_bytes(value or b"")
+            project = check_name(raw.project)
+        except (SchemaError, ProjectError):
+            return self._made(IngestionWarning(
+                project="", kind=Kind.DEAD_LETTER, reason=f"{where}: {_said(error)}",
+                at_ms=at_ms, service=Service.PROCESSORS,
+                sample=sample(repr((value or b"")[:120]))))
+        return self._of_raw(raw, Kind.DEAD_LETTER, f"{where}: {_said(error)}", project)
+
+    def warn_dead_message(self, value: bytes | None, error: BaseException, where: str,
+                          at_ms: int, raw: bool) -> list[Message]:
+        """A message dead-lettered whole by the guard: for a raw envelope (``raw``), a warning
+        per record it holds; else (or when it cannot be read) one."""
+        records: list[bytes] = []
+        if raw:
+            try:
+                items = msgpack.unpackb(value or b"")
+            except Exception:  # not an envelope at all
+                items = None
+            if isinstance(items, list):
+                records = [msgpack.packb(item) for item in items]
+        made = [self.warn_dead(record, error, where, at_ms) for record in records or [value]]
+        return [message for message in made if message is not None]
+
+    def _of_raw(self, raw: RawRecord, kind: str, reason: str,
+                project: str | None = None) -> Message | None:
+        project = raw.project if project is None else project
+        left_out = self.budget.admit(project, kind, raw.received_ms)
+        if left_out is None:
+            return None
+        warning = IngestionWarning(
+            project=project, kind=kind, reason=reason, at_ms=raw.received_ms,
+            service=Service.PROCESSORS, event_id=raw.id, unrecorded=left_out,
+            sample=request_sample(raw.endpoint, raw.query, raw.form))
+        return self.topic, warning.key, warning.to_json()
+
+    def _made(self, warning: IngestionWarning) -> Message | None:
+        left_out = self.budget.admit(warning.project, warning.kind, warning.at_ms)
+        if left_out is None:
+            return None
+        if left_out:
+            warning = msgspec.structs.replace(warning, unrecorded=left_out)
+        return self.topic, warning.key, warning.to_json()
+
+
+def _said(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"
