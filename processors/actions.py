@@ -103,7 +103,7 @@ def build_record(raw: RawRecord, decided: Decided, parts: Parts) -> ActionRecord
     name = event_name(parts) if endpoint == Endpoint.CE else endpoint
     properties = parts.action
     if endpoint == Endpoint.CE:
-        campaign = parse_campaign(name, properties)
+        campaign = parse_campaign(name, properties, parts.meta)
         if campaign:
             properties = {**properties, **campaign}
     sent = parts.builtins

@@ -1,8 +1,14 @@
-"""Campaign attribution of a pageview (SPEC §5). Pure.
+"""Campaign attribution of an action (README, "Campaigns"). Pure.
 
-``ce_campaign_*`` are action properties with meaning. A pageview that carries none of them
-gets them from the ``utm_*`` (or ``woo_*``) query parameters of its ``url`` / ``uri``
-property; explicit values always win, so nothing is read from the URL when any is present.
+``ce_campaign_*`` are action properties with meaning. An action that carries none of them
+gets them from two places, tag by tag, the first that has a value winning:
+
+1. the request's own ``utm_*`` (or ``woo_*``) parameters, as server-side SDKs send them: they
+   describe the request they travel on, so they fill any action;
+2. the ``utm_*`` (or ``woo_*``) query parameters of its ``url`` / ``uri`` property, as a
+   browser's landing page carries them: a pageview's only.
+
+Explicit values always win, so nothing is read from either when any is present.
 """
 
 from __future__ import annotations
@@ -23,20 +29,33 @@ CAMPAIGN_TAGS = {
     "campaign_id": "id",
 }
 PAGEVIEW = "pv"
-
-
-def parse_campaign(event: str, properties: Mapping[str, Any]) -> Mapping[str, str]:
-    """The campaign properties to add to an action (empty when there is nothing to add).
-    Read it, do not change it: answers are shared between requests of the same page URL."""
-    if event != PAGEVIEW or any(properties.get(name) for name in CAMPAIGN_TAGS):
-        return NOTHING
-    url = properties.get("url") or properties.get("uri")
-    if not url:
-        return NOTHING
-    return _tags_of(str(url))
-
-
 NOTHING: Mapping[str, str] = {}
+
+
+def parse_campaign(event: str, properties: Mapping[str, Any],
+                   request: Mapping[str, Any] = NOTHING) -> Mapping[str, str]:
+    """The campaign properties to add to an action (empty when there is nothing to add), from
+    ``request`` (the request's parameters that are neither built-ins nor prefixed ones) first,
+    then from the page URL among ``properties``. Read it, do not change it: answers are shared
+    between requests of the same page URL."""
+    if any(properties.get(name) for name in CAMPAIGN_TAGS):
+        return NOTHING
+    own = _tags_in(request) if request else NOTHING
+    url = (properties.get("url") or properties.get("uri")) if event == PAGEVIEW else None
+    from_url = _tags_of(str(url)) if url else NOTHING
+    if not own or not from_url:
+        return own or from_url
+    return {name: own.get(name) or from_url[name] for name in CAMPAIGN_TAGS
+            if name in own or name in from_url}
+
+
+def _tags_in(request: Mapping[str, Any]) -> Mapping[str, str]:
+    tags: dict[str, str] = {}
+    for key, value in request.items():
+        lowered = key.lower()
+        if lowered[:4] in ("utm_", "woo_") and isinstance(value, str | int | float):
+            tags.setdefault(lowered, str(value))
+    return _named(tags) if tags else NOTHING
 
 
 @functools.lru_cache(maxsize=4096)  # page URLs repeat: a hit is a dict lookup
@@ -53,6 +72,11 @@ def _tags_of(url: str) -> Mapping[str, str]:
     tags: dict[str, str] = {}
     for key, value in parse_query(query):
         tags.setdefault(key.lower(), value)
+    return _named(tags)
+
+
+def _named(tags: Mapping[str, str]) -> Mapping[str, str]:
+    """``utm_campaign``… (``utm_`` before ``woo_``) as the action's ``campaign_name``…"""
     found = {}
     for name, tag in CAMPAIGN_TAGS.items():
         value = tags.get(f"utm_{tag}") or tags.get(f"woo_{tag}")

@@ -31,6 +31,26 @@ def test_parse_campaign(event, props, expected):
         pytest.fail("parse_campaign raised on a broken URL")
 
 
+@pytest.mark.parametrize(("event", "props", "request_params", "expected"), [
+    ("pv", {}, {"utm_campaign": "spring", "utm_source": "news"},
+     {"campaign_name": "spring", "campaign_source": "news"}),
+    ("purchase", {"url": URL}, {"utm_campaign": "server"}, {"campaign_name": "server"}),
+    ("pv", {"url": URL}, {"utm_campaign": "own", "woo_medium": "sms"},
+     {**ALL, "campaign_name": "own", "campaign_medium": "sms"}),
+    ("pv", {"url": "/p?utm_term=url"}, {"UTM_Source": "caps", "woo_source": "w"},
+     {"campaign_source": "caps", "campaign_term": "url"}),
+    ("pv", {"url": URL}, {"utm_campaign": ""}, ALL),
+    ("pv", {}, {"utm_id": 42, "utm_term": ["a"], "utm_medium": None}, {"campaign_id": "42"}),
+    ("pv", {"campaign_source": "explicit"}, {"utm_campaign": "own"}, {}),
+    ("pv", {"url": URL}, {"lang": "de", "page": "2"}, ALL),
+], ids=["own-only", "own-on-any-action", "own-before-url-tag-by-tag", "own-case-and-utm-first",
+        "own-empty-falls-back", "own-numbers-only-scalars", "explicit-wins-over-own",
+        "no-own-tags"])
+def test_the_requests_own_campaign_parameters_come_first(event, props, request_params,
+                                                         expected):
+    assert parse_campaign(event, props, request_params) == expected
+
+
 NOW = 1_700_000_000_000
 
 
