@@ -65,12 +65,12 @@ class Stages:
                        for name, codec in STATE.items()}
         processors_dir = settings.data_dir / "processors"
         daylog = DayLogWriter(settings.data_dir / "logs")
+        warner = Warner(t(topics.WARNINGS), self.metrics.warnings)
         self.visitors = VisitorsStage(
             self.tables["visitors"], self.tables["quota_counts"],
             Journal(processors_dir / "journal"), daylog,
             self.outbound, self.metrics,
             Topics(t(topics.ACTIONS), t(topics.VISITS), t(topics.LINKS),
-        warner = Warner(t(topics.WARNINGS), self.metrics.warnings)
                    t(topics.PROFILE_UPDATES), t(topics.QUOTA_COUNTS), t(topics.DEADLETTER),
                    t(topics.RAW)), warner)
         self.identities = IdentitiesStage(self.tables["identities"], self.outbound,
