@@ -25,9 +25,9 @@ from processors.stages.quotas import QuotasStage
 from processors.stages.visitor import decode_visitor, encode_visitor
 from processors.stages.visitors import Topics, VisitorsStage
 from processors.state import TableState
+from processors.warn import Warner
 from runtime.settings import Settings
 from schemas import profile, topics
-from processors.warn import Warner
 
 
 def _packed(value: Any) -> bytes:
