@@ -40,8 +40,8 @@ from faust.types import TP
 
 from processors.faustapp import RAW, RocksStore, make_app, make_tables
 from processors.guard import guarded
-from processors.outbound import KafkaTransport
 from processors.metrics import lag_seconds
+from processors.outbound import KafkaTransport
 from processors.pipeline import Stages
 from processors.state import TableState
 from runtime import registry
@@ -183,16 +183,16 @@ class Worker:
                                      DeadLetter.for_record(
                                          exc, message.topic, message.partition,
                                          message.offset, message.key, message.value).to_json())
+        for warned in self.stages.visitors.warner.warn_dead_message(
+                message.value, exc, f"{message.topic}[{message.partition}]@{message.offset}",
+                int(time.time() * 1000), raw=message.topic == self.raw_topic):
+            self.stages.outbound.message(*warned)
 
     def _tick(self, message: Any) -> None:
         now_ms = int(message.value)
         self.stages.visitors.handle_tick(message.partition, now_ms,
                                          self._catching_up(message.partition, now_ms))
 
-        for warned in self.stages.visitors.warner.warn_dead_message(
-                message.value, exc, f"{message.topic}[{message.partition}]@{message.offset}",
-                int(time.time() * 1000), raw=message.topic == self.raw_topic):
-            self.stages.outbound.message(*warned)
     # -- timers and hooks ----------------------------------------------------------------------
 
     async def _send_ticks(self) -> None:

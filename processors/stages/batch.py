@@ -94,13 +94,13 @@ class Batch:
             updates=recent.get(str(idptnc)) if idptnc else None), parts))
         # Nothing below can fail: the request's decisions join the batch together.
         self._log(index, raw, key, visitor_key, who, action)
-        if step is not None:
-            self._visit(raw, key, visitor_key, who.decision.profile, visitor, step)
         if who.time.future or who.decision.switched or (
                 who.time.clock is Clock.RECEIPT and "timestamp" in parts.builtins):
             self.entry.messages += self.stage.warner.warn_request(
                 raw, parts.builtins.get("timestamp"), who.time, who.decision,
                 visitor.state if visitor else None, who.ids)
+        if step is not None:
+            self._visit(raw, key, visitor_key, who.decision.profile, visitor, step)
         self._profile(raw, who, parts, step)
         self._remember(raw, key, visitor, who, visit,
                        remember_action(recent, idptnc, raw.id)
@@ -186,16 +186,16 @@ class Batch:
         self.message(self.stage.topics.deadletter, key, DeadLetter.for_record(
             exc, self.stage.topics.raw, self.partition, self.entry.offset, key, value,
             index).to_json())
-
-    def close(self) -> Entry:
-        """The journal entry: the lines and messages gathered, the final value of every key
-        written, the folded profile updates."""
-        entry = self.entry
         warned = self.stage.warner.warn_dead(
             value, exc, f"{self.stage.topics.raw}[{self.partition}]@{self.entry.offset}"
             f"#{index}", self.newest_ms or self.stage.stream_ms.get(self.partition, 0))
         if warned is not None:
             self.entry.messages.append(warned)
+
+    def close(self) -> Entry:
+        """The journal entry: the lines and messages gathered, the final value of every key
+        written, the folded profile updates."""
+        entry = self.entry
         entry.records += [(self.stage.topics.profile_updates, update.key,
                            msgpack.packb(update.to_obj())) for update in self.updates.values()]
         entry.writes += [("visitors", key, encode_visitor(value))

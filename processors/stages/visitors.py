@@ -34,8 +34,8 @@ from processors.outbound import Outbound
 from processors.stages.batch import Batch, visit_record
 from processors.stages.visitor import Visitor, decode_visitor, newer
 from processors.state import TableState
-from runtime import compacted
 from processors.warn import Warner
+from runtime import compacted
 from schemas import envelope
 from schemas.identity import Rebind
 from schemas.project import check_name
@@ -71,8 +71,8 @@ class VisitorsStage:
         self.outbound = outbound
         self.metrics = metrics
         self.topics = names
-        self.deadlines = DeadlineIndex()   # an index of the visitors table, rebuilt from it
         self.warner = warner  # ingestion warnings, journaled with the envelope's messages
+        self.deadlines = DeadlineIndex()   # an index of the visitors table, rebuilt from it
         self.stream_ms: dict[int, int] = {}  # partition → newest receipt time decided
         self._positions: dict[int, int] = {}  # partition → position, once recovered
         self._counts_sent: dict[bytes, int] = {}  # quota counter → count last sent
