@@ -63,6 +63,16 @@ def test_a_corrupt_day_log_line_is_a_one_line_error(run, tmp_path):
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize("args", [("logs", "unknown.example"),
+                                  ("logs", "unknown.example", "--date", day_of(DAY1)),
+                                  ("query", "unknown.example", "SELECT 1")])
+def test_a_project_with_no_day_logs_is_a_one_line_error(run, tmp_path, args):
+    status, out, err = run(*args)
+    assert (status, out) == (2, "")
+    assert err == (f"trackpipe: error: unknown.example has no day logs in {tmp_path / 'logs'} "
+                   "(is it a project? see `trackpipe projects list`)\n")
+
+
 @pytest.mark.parametrize("first, last", [("0999-12-31", "1000-01-01"), ("0001-01-01", "0001-01-02"),
                                          ("9999-12-30", "9999-12-31")])
 def test_years_before_1000_and_after_9000_are_days_like_any_other(run, first, last):

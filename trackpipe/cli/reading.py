@@ -116,6 +116,10 @@ def print_logs(settings: Settings, args: argparse.Namespace) -> None:
     check_range(first, last)
     wanted = days(first, last)
     root = settings.data_dir / "logs"
+    if not (root / args.project).is_dir():
+        if not args.follow:
+            raise CliError(no_day_logs(settings, args.project))
+        project(settings, args.project)  # an unknown one is refused; a known one's first lines
     event_days = set(wanted) if args.by == "event" else None
     lines = (follow_lines(root, args.project, wanted, event_days) if args.follow
              else read_lines(root, args.project, wanted, event_days))
@@ -198,6 +202,11 @@ def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
              "the events shown are those of the nearest (TRACKPIPE_MAX_FAMILY_PROFILES)")
 
 
+def no_day_logs(settings: Settings, name: str) -> str:
+    return (f"{name} has no day logs in {settings.data_dir / 'logs'} (is it a project? "
+            "see `trackpipe projects list`)")
+
+
 def note(text: str) -> None:
     """A line on stderr about what was printed (it never mixes with the output)."""
     print(f"trackpipe: note: {text}", file=sys.stderr)
@@ -229,7 +238,7 @@ def run_query(settings: Settings, args: argparse.Namespace) -> None:
     name = check_name(args.project)
     folder = settings.data_dir / "logs" / name
     if not folder.is_dir():
-        raise CliError(f"{name} has no day logs in {settings.data_dir / 'logs'}")
+        raise CliError(no_day_logs(settings, name))
     check_range(args.first, args.last)
     record = project(settings, name)  # days past its retention are not read
     kept_from = (cutoff_day(int(time.time() * 1000), record.retention_days)
