@@ -7,21 +7,22 @@ updates, or that it is an orphan (kept, never an error).
 ``split`` sorts the parameters by prefix (SPEC §2): ``ce_`` action, ``cv_`` visitor, ``cs_``
 visit, ``co_`` organisation properties (prefix stripped), the built-ins, and everything else
 kept as request metadata — never dropped. ``build_record`` assembles the action record
-(``schemas.action``) that goes to the actions topic and the day log.
+(``schemas.action``) that goes to the actions topic and the day log, with what
+``processors.enrichment`` derived (decided before: it reads databases).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
+from processors.addresses import anonymize
 from processors.campaigns import parse_campaign
 from processors.timestamps import EventTime
-from processors.useragent import classify
 from processors.visits import Visit
-from schemas.action import ActionRecord
+from schemas.action import DERIVED, ActionRecord
 from schemas.endpoints import Endpoint
 from schemas.raw import RawRecord
 
@@ -29,7 +30,7 @@ BUILTINS = frozenset({
     "event", "timestamp", "timeout", "cookie", "ip", "referer", "referrer", "browser", "os",
     "device", "screen", "language", "app", "response", "passive", "close", "idptnc",
     "duration", "org", "instance", "meta", "context", "project", "Project", "host", "domain",
-    "website", "alias", "id", "email",
+    "website", "alias", "id", "email", *DERIVED,
 })
 
 
@@ -82,6 +83,16 @@ def remember_action(recent: dict[str, str], idptnc: object, event_id: str) -> di
     return dict(list(kept.items())[-RECENT_ACTIONS:])
 
 
+class Enriched(NamedTuple):
+    """What ``processors.enrichment`` derived for a request before its action is built."""
+    fields: dict[str, Any]     # the derived names (``schemas.action.DERIVED``), in that order
+    ip: str                    # the address as it may be kept
+    anonymized: bool = False   # the project keeps no full address (nor a sent ``ip``)
+
+
+_DERIVED = frozenset(DERIVED)
+
+
 class Decided(msgspec.Struct, frozen=True, gc=False):
     """What the visitors stage decided about a request before its action is built."""
     profile: str
@@ -92,13 +103,12 @@ class Decided(msgspec.Struct, frozen=True, gc=False):
     """For an update: the event id of the action it updates (None: an orphan update)."""
 
 
-DEVICE = ("browser", "os", "device")
-
-
-def build_record(raw: RawRecord, decided: Decided, parts: Parts) -> ActionRecord:
+def build_record(raw: RawRecord, decided: Decided, parts: Parts, enriched: Enriched
+                 ) -> ActionRecord:
     """The action record of a request (``schemas.action``): its name, its properties with the
-    campaign, the device from its user agent unless the request says, its visit's
-    properties so far, the referer and language from the headers unless sent."""
+    campaign, the derived names (``enriched``: from its user agent and address unless the
+    request says), its visit's properties so far, the referer and language from the headers
+    unless sent. The address is kept as ``enriched`` says (anonymized, a sent ``ip`` too)."""
     endpoint = raw.endpoint
     name = event_name(parts) if endpoint == Endpoint.CE else endpoint
     properties = parts.action
@@ -107,14 +117,12 @@ def build_record(raw: RawRecord, decided: Decided, parts: Parts) -> ActionRecord
         if campaign:
             properties = {**properties, **campaign}
     sent = parts.builtins
-    device = dict(classify(raw.user_agent))
     builtins = {}
     for key, value in sent.items():
-        if key in DEVICE:
-            if value:
-                device[key] = value
-        elif value is not None and key != "referrer":
+        if value is not None and key != "referrer" and key not in _DERIVED:
             builtins[key] = value
+    if enriched.anonymized and "ip" in builtins:
+        builtins["ip"] = anonymize(str(builtins["ip"]))
     if "referer" not in builtins:
         found = sent.get("referrer") or raw.referer
         if found:
@@ -127,12 +135,12 @@ def build_record(raw: RawRecord, decided: Decided, parts: Parts) -> ActionRecord
         "profile": decided.profile, "visitor_key": decided.visitor_key,
         "visit": visit.id if visit else None,
         "event_ms": time.ms, "clock": time.clock.value, "future": time.future,
-        "received_ms": raw.received_ms, "ip": raw.ip, "user_agent": raw.user_agent,
+        "received_ms": raw.received_ms, "ip": enriched.ip, "user_agent": raw.user_agent,
         "cookie_assigned": not raw.visitor_key, "over_quota": raw.over_quota,
         "properties": properties,
         "visitor_properties": parts.visitor,
         "visit_properties": visit.properties if visit else parts.visit,
-        "org_properties": parts.org, **device,  # type: ignore[typeddict-item]
+        "org_properties": parts.org, **enriched.fields,  # type: ignore[typeddict-item]
         "builtins": builtins, "meta": parts.meta,
     }
     if endpoint == Endpoint.UPDATE:

@@ -10,12 +10,14 @@ in. ``STATE`` says how each table's values are stored.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from processors.checkpoint import Checkpoint
 from processors.daylog import DayLogWriter
+from processors.enrichment import Enrichment
 from processors.journal import Journal
 from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound, Transport
@@ -53,7 +55,10 @@ class Stages:
     def __init__(self, settings: Settings, transport: Transport,
                  stores: dict[str, Any] | None = None, changelogs: dict[str, str] | None = None,
                  deliver: Callable[[], Awaitable[None]] = _nothing_in_flight,
-                 persisted: Callable[[str, int, int], None] = lambda t, p, o: None) -> None:
+                 persisted: Callable[[str, int, int], None] = lambda t, p, o: None,
+                 enrichment: Enrichment | None = None) -> None:
+        """``enrichment``: what derives browsers, devices and locations (by default loaded
+        now, with ``settings.city_database``; ``Enrichment.none()`` derives nothing)."""
         t = settings.topic
         stores = stores if stores is not None else {name: {} for name in STATE}
         changelogs = changelogs or {name: t(topics.CHANGELOGS[name]) for name in STATE}
@@ -81,6 +86,9 @@ class Stages:
         self.quotas = QuotasStage(self.tables["quota_totals"], self.outbound, t(topics.QUOTA))
         self.checkpoint = Checkpoint(list(self.tables.values()), self.outbound,
                                      self.visitors.sync, deliver, persisted)
+        self.enrichment = enrichment if enrichment is not None else Enrichment.load(
+            Path(settings.city_database) if settings.city_database else None)
+        self.visitors.enrichment = self.enrichment
 
     async def commit(self) -> None:
         """Make what was handled durable, in the order that survives a crash
@@ -91,3 +99,4 @@ class Stages:
         """Close the files the stages hold open (the journal, the day logs)."""
         self.visitors.journal.close()
         self.visitors.daylog.close()
+        self.enrichment.close()

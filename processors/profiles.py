@@ -4,7 +4,8 @@
 - ``cv_*`` properties are last-write-wins by **event** time (ties: the later update wins), so
   a late event cannot overwrite a newer value.
 - identifiers (ids, emails, cookies) accumulate; first/last seen are event times; actions and
-  visits are counts.
+  visits are counts; ``last_seen`` (browser, device, location) is the latest request's by event
+  time, kept whole (never a browser of one request with the city of another).
 - ``fold`` adds a merged profile into its survivor with the same rules; the survivor lists
   what was merged into it, directly or through the profiles it merged (a fold of one of them
   arriving late is then a replay), the merged one points at the survivor (``merged_into``).
@@ -23,6 +24,8 @@
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from schemas.jsonline import to_json
 from schemas.profile import Profile, ProfileUpdate, new_profile, shown
@@ -81,10 +84,11 @@ def apply_update(profile: Profile, update: ProfileUpdate) -> Profile | None:
             if current is None or at >= current[1]:
                 properties[name] = [value, at]
     first, last = profile["first_seen_ms"], profile["last_seen_ms"]
+    seen = _latest(profile.get("last_seen"), update.seen_ms, update.seen)
     if update.first_ms is not None:
         first = update.first_ms if first is None else min(first, update.first_ms)
         last = update.last_ms if last is None else max(last, update.last_ms)
-    return {
+    changed = {
         **profile,
         "ids": _union(profile["ids"], update.ids),
         "emails": _union(profile["emails"], update.emails),
@@ -96,6 +100,19 @@ def apply_update(profile: Profile, update: ProfileUpdate) -> Profile | None:
         "visits": profile["visits"] + update.visits,
         "applied": applied,
     }
+    if seen is not None:
+        changed["last_seen"] = seen
+    return changed
+
+
+def _latest(current: Any, at_ms: int | None, seen: dict[str, Any] | None) -> Any:
+    """The ``last_seen`` of the two that is newer by event time (ties: the later); None when
+    nothing changes."""
+    if not seen or at_ms is None:
+        return None
+    if isinstance(current, dict) and current.get("event_ms", -1) > at_ms:
+        return None
+    return {"event_ms": at_ms, **seen}
 
 
 def fold(into: Profile, source: Profile, via: str = "") -> Profile | None:
@@ -117,6 +134,10 @@ def fold(into: Profile, source: Profile, via: str = "") -> Profile | None:
               "visits": into["visits"] + source["visits"],
               "merged_from": _union(into["merged_from"],
                                     [*source["merged_from"], source["profile"]])}
+    source_seen = source.get("last_seen")
+    if isinstance(source_seen, dict) and _latest(
+            into.get("last_seen"), source_seen.get("event_ms"), source_seen) is not None:
+        merged["last_seen"] = source_seen
     for kind in ("ids", "emails", "cookies"):
         merged[kind] = _union(merged[kind], source[kind])
     # What the source applied is in the fold; replayed at the source after the merge, it

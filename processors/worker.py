@@ -29,6 +29,7 @@ stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -70,6 +71,9 @@ class Worker:
         self.stages = self._stages()
         self.handlers = self._handlers()
         self._next_offsets: dict[tuple[str, int], int] = {}
+        # No raw record before the registry is read: a project's --ip-anonymize must hold for
+        # the first record after a start.
+        self.registry_read = asyncio.Event()
         self._agents()
         self.app.task(self._follow_registry)
         self._add_pages()
@@ -143,6 +147,8 @@ class Worker:
         which offsets were handled, so a gap is fetched directly from Kafka and handled in
         order before this envelope: nothing is lost whatever the consumer did.
         """
+        if not self.registry_read.is_set():
+            await self.registry_read.wait()
         handled = self.stages.visitors.position(message.partition)
         if handled >= 0 and message.offset > handled + 1:
             await self._fetch_skipped(message, handled + 1, self._handle_raw)
@@ -239,15 +245,17 @@ class Worker:
 
     async def _follow_registry(self) -> None:
         """Follow the registry for each project's quota (the quotas stage republishes a
-        project's state when its quota changes, so raising a quota lifts the 402 at once) and
-        its retention (applied at the next tick)."""
+        project's state when its quota changes, so raising a quota lifts the 402 at once), its
+        retention (applied at the next tick) and its address settings (``--ip-anonymize``,
+        ``--no-location``: from the next envelope on)."""
         def changed(name: str, record: Any) -> None:
             self.stages.quotas.quota_changed(name, record.quota if record is not None else None)
             self.stages.visitors.retention_changed(
                 name, record.retention_days if record is not None else None)
+            self.stages.enrichment.project_changed(name, record)
 
         await registry.follow_forever(self.bootstrap, self.settings.topic(topics.PROJECTS),
-                                      changed, lambda: None)
+                                      changed, self.registry_read.set)
 
     # -- lag and backlog -----------------------------------------------------------------------
 

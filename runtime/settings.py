@@ -118,6 +118,10 @@ class Settings:
     max_family_profiles: int = _setting(10_000,
         "Most profiles that merges join into one person in `trackpipe timeline` and `query`; "
         "beyond, the nearest are kept and the command says so.")
+    city_database: str = _setting("",
+        "Path of a city-level MaxMind-format database (`.mmdb`: DB-IP City Lite, GeoLite2-City, "
+        "your own) you are licensed for; the workers then add region and city. Empty: country "
+        "only, from the registries' data that comes with the `iptocc` package.")
     raw_partitions: int = _setting(12,
         "Partitions of the raw topic (bounds how many processors can share the work).")
     replication_factor: int = _setting(1,
@@ -201,6 +205,10 @@ class Settings:
         if not self.admin_token and not _loopback(self.admin_host):
             raise SettingsError(f"{ENV_PREFIX}ADMIN_TOKEN must be set when the dashboard listens "
                                 f"on {self.admin_host!r} (beyond loopback)")
+        if self.city_database and not Path(self.city_database).is_file():
+            raise SettingsError(f"{ENV_PREFIX}CITY_DATABASE={self.city_database!r} is not a "
+                                "file: point it at a MaxMind-format .mmdb database, or leave it "
+                                "empty for country only")
         for name in ("trusted_networks", "webhook_networks"):
             try:
                 getattr(self, name)

@@ -3,7 +3,9 @@
 A **profile** is a JSON object: ``project``, ``profile`` (its id), ``ids``, ``emails``,
 ``cookies``, ``properties`` (``{name: [value, event_ms]}``: the time says which write wins),
 ``first_seen_ms``, ``last_seen_ms``, ``actions``, ``visits``, ``merged_from``, ``merged_into``
-and ``applied`` (replay watermarks, see ``processors.profiles``). It is the value of the
+and ``applied`` (replay watermarks, see ``processors.profiles``); and, once a request of it had
+any, ``last_seen``: the derived names (browser, OS, device, location: ``schemas.action.DERIVED``)
+of its latest request by event time, with that time as ``event_ms``. It is the value of the
 compacted public ``profiles`` topic, which is also the changelog the profiles table recovers
 from, so what is published is the whole state; ``shown`` is what `trackpipe profile` prints.
 
@@ -74,6 +76,9 @@ class ProfileUpdate(msgspec.Struct, gc=False):
     properties: dict[str, list[Any]] = msgspec.field(default_factory=dict)
     actions: int = 0
     visits: int = 0
+    seen_ms: int | None = None
+    seen: dict[str, Any] | None = None
+    """The derived names of its latest request (by event time) that had any, and that time."""
 
     @property
     def key(self) -> bytes:
@@ -81,9 +86,9 @@ class ProfileUpdate(msgspec.Struct, gc=False):
 
     def add(self, event_ms: int, *, id: str | None = None, email: str | None = None,
             cookie: str | None = None, properties: dict[str, Any] | None = None,
-            actions: int = 0, visits: int = 0) -> None:
+            actions: int = 0, visits: int = 0, seen: dict[str, Any] | None = None) -> None:
         """Fold one request in: identifiers in order, the latest value of each property by
-        event time (ties: the later request), counts summed."""
+        event time (ties: the later request), counts summed, the latest derived names."""
         self.first_ms = event_ms if self.first_ms is None else min(self.first_ms, event_ms)
         self.last_ms = event_ms if self.last_ms is None else max(self.last_ms, event_ms)
         _add(self.ids, id)
@@ -95,11 +100,14 @@ class ProfileUpdate(msgspec.Struct, gc=False):
                 self.properties[name] = [value, event_ms]
         self.actions += actions
         self.visits += visits
+        if seen and (self.seen_ms is None or event_ms >= self.seen_ms):
+            self.seen_ms, self.seen = event_ms, seen
 
     def to_obj(self) -> list[Any]:
-        return ["update", self.project, self.profile, self.origin, self.via, self.first_ms,
-                self.last_ms, self.ids, self.emails, self.cookies, self.properties,
-                self.actions, self.visits]
+        obj = ["update", self.project, self.profile, self.origin, self.via, self.first_ms,
+               self.last_ms, self.ids, self.emails, self.cookies, self.properties,
+               self.actions, self.visits]
+        return obj if self.seen is None else [*obj, self.seen_ms, self.seen]  # added last
 
 
 class MergeInto(msgspec.Struct, frozen=True, gc=False):

@@ -50,12 +50,18 @@ class ProjectRecord:
     retention_days: int = 365
     webhook_secret: str | None = field(default=None, repr=False)
     """Signs the project's webhooks (not ``secret``, which every server-side SDK holds)."""
+    ip_anonymize: bool = False
+    """Keep no full address: the processors zero its last octet (IPv4) or last 80 bits (IPv6)
+    after the location lookup, before anything is logged or published."""
+    location: bool = True
+    """Look the address up for a location (country, and city with a city database)."""
 
     @classmethod
     def build(cls, name: str, *, aliases: tuple[str, ...] = (), secret: str | None = None,
               exclude_ips: tuple[str, ...] = (), exclude_user_agents: tuple[str, ...] = (),
               exclude_visitors: tuple[str, ...] = (), quota: int | None = None,
-              retention_days: int = 365, webhook_secret: str | None = None) -> ProjectRecord:
+              retention_days: int = 365, webhook_secret: str | None = None,
+              ip_anonymize: bool = False, location: bool = True) -> ProjectRecord:
         canonical = check_name(name)
         alias_names = tuple(dict.fromkeys(check_name(a, "alias") for a in aliases))
         if canonical in alias_names:
@@ -77,9 +83,11 @@ class ProjectRecord:
             raise ProjectError("retention must be at least one day")
         if webhook_secret is not None and len(webhook_secret) < 16:
             raise ProjectError("the webhook signing secret must be at least 16 characters")
+        if not isinstance(ip_anonymize, bool) or not isinstance(location, bool):
+            raise ProjectError("ip_anonymize and location are true or false")
         return cls(canonical, alias_names, secret, tuple(exclude_ips),
                    tuple(exclude_user_agents), tuple(exclude_visitors), quota, retention_days,
-                   webhook_secret)
+                   webhook_secret, ip_anonymize, location)
 
     def to_bytes(self) -> bytes:
         return msgpack.packb({"v": SCHEMA_VERSION, **asdict(self)})

@@ -1,7 +1,9 @@
 """The record of the public ``visits`` topic: a visit started or ended (SPEC §4).
 
 One JSON message per event of a visit, keyed like the visitor's raw records
-(``project \\n visitor key``), so a consumer reads a visitor's visits in order. A consumer keys
+(``project \\n visitor key``), so a consumer reads a visitor's visits in order. A ``visit
+started`` record also carries the derived names of the request that started it (browser, OS,
+device, location: ``schemas.action.DERIVED``), after its properties, where known. A consumer keys
 them by ``visit`` and ``type``: after a worker's crash a record can come twice, byte for byte.
 Pure.
 """
@@ -29,6 +31,7 @@ class VisitRecord:
     last_ms: int
     actions: int
     properties: dict[str, Any] = field(default_factory=dict)   # the visit's cs_* properties
+    derived: dict[str, Any] = field(default_factory=dict)  # of the request that started it
 
     @property
     def key(self) -> bytes:
@@ -43,4 +46,4 @@ class VisitRecord:
                         "visitor_key": self.visitor_key, "profile": self.profile,
                         "visit": self.visit, "start_ms": self.start_ms, "last_ms": self.last_ms,
                         "duration_ms": self.duration_ms, "actions": self.actions,
-                        "properties": self.properties})
+                        "properties": self.properties, **self.derived})

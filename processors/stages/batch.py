@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import msgspec
@@ -89,9 +89,11 @@ class Batch:
         step = _visit_step(raw, visitor, parts)
         visit = step.visit if step is not None else (visitor.visit if visitor else None)
         recent = visitor.recent if visitor else {}
+        enriched = self.stage.enrichment.enrich(raw.project, raw.ip, raw.user_agent,
+                                                parts.builtins)
         action = orjson.dumps(build_record(raw, Decided(
             who.decision.profile, visitor_key, who.time, visit,
-            updates=recent.get(str(idptnc)) if idptnc else None), parts))
+            updates=recent.get(str(idptnc)) if idptnc else None), parts, enriched))
         # Nothing below can fail: the request's decisions join the batch together.
         self._log(index, raw, key, visitor_key, who, action)
         if who.time.future or who.decision.switched or (
@@ -100,8 +102,9 @@ class Batch:
                 raw, parts.builtins.get("timestamp"), who.time, who.decision,
                 visitor.state if visitor else None, who.ids)
         if step is not None:
-            self._visit(raw, key, visitor_key, who.decision.profile, visitor, step)
-        self._profile(raw, who, parts, step)
+            self._visit(raw, key, visitor_key, who.decision.profile, visitor, step,
+                        enriched.fields)
+        self._profile(raw, who, parts, step, enriched.fields)
         self._remember(raw, key, visitor, who, visit,
                        remember_action(recent, idptnc, raw.id)
                        if raw.endpoint == Endpoint.CE else recent)
@@ -119,8 +122,10 @@ class Batch:
             self.message(self.stage.topics.actions, key, action)
 
     def _visit(self, raw: RawRecord, key: bytes, visitor_key: str, profile: str,
-               visitor: Visitor | None, step: visits.VisitDecision) -> None:
-        """The visit records a request makes: one ended (it had timed out), one started."""
+               visitor: Visitor | None, step: visits.VisitDecision,
+               derived: dict[str, Any]) -> None:
+        """The visit records a request makes: one ended (it had timed out), one started (with
+        the request's browser, device and location)."""
         topic = self.stage.topics.visits
         if step.ended is not None:
             self.closed += 1
@@ -128,19 +133,19 @@ class Batch:
                                                   step.ended))
         if step.started and step.visit is not None:
             self.message(topic, key, visit_record(STARTED, raw.project, visitor_key, profile,
-                                                  step.visit))
+                                                  step.visit, derived))
         self.opened += int(step.visit is not None) - int(
             visitor is not None and visitor.visit is not None)
 
     def _profile(self, raw: RawRecord, who: Who, parts: Parts,
-                 step: visits.VisitDecision | None) -> None:
+                 step: visits.VisitDecision | None, derived: dict[str, Any]) -> None:
         """What the request says about its profile (folded per profile), the links identity
         resolution asked for, and the project's action count."""
         ids, is_action = who.ids, raw.endpoint == Endpoint.CE
         self.update(raw.project, who.decision.profile).add(
             who.time.ms, id=ids.id, email=ids.email, cookie=ids.cookie,
             properties=parts.visitor, actions=int(is_action),
-            visits=int(step is not None and step.started))
+            visits=int(step is not None and step.started), seen=derived)
         for link in who.decision.links:
             self.entry.records.append((self.stage.topics.links, link.key,
                                        msgpack.packb(link.to_obj())))
@@ -228,6 +233,6 @@ def _visit_step(raw: RawRecord, visitor: Visitor | None, parts: Parts
 
 
 def visit_record(kind: str, project: str, visitor_key: str, profile: str,
-                 visit: visits.Visit) -> bytes:
+                 visit: visits.Visit, derived: dict[str, Any] | None = None) -> bytes:
     return VisitRecord(kind, project, visitor_key, profile, visit.id, visit.start_ms,
-                       visit.last_ms, visit.actions, visit.properties).to_json()
+                       visit.last_ms, visit.actions, visit.properties, derived or {}).to_json()

@@ -28,6 +28,7 @@ from logstore import retention
 from processors import identity, visits
 from processors.daylog import DayLogWriter
 from processors.deadlines import DeadlineIndex
+from processors.enrichment import Enrichment
 from processors.journal import Entry, Journal
 from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
@@ -79,6 +80,8 @@ class VisitorsStage:
         self._checked: set[str] = set()  # project names already checked (check_name)
         self.retention: dict[str, int] = {}  # project → days it keeps its day logs
         self._retained_at: dict[int, int] = {}  # partition → when retention last ran (ms)
+        # browsers, devices, locations and each project's privacy (set by processors.pipeline)
+        self.enrichment = Enrichment.none()
 
     # -- raw envelopes -------------------------------------------------------------------------
 

@@ -1,8 +1,7 @@
 import pytest
 
-from processors.actions import Decided, build_record, event_name, split
+from processors.actions import Decided, Enriched, build_record, event_name, split
 from processors.timestamps import Clock, EventTime
-from processors.useragent import classify
 from processors.visits import Visit
 from schemas.raw import RawRecord
 
@@ -34,34 +33,34 @@ def decided(updates=None):
                    updates)
 
 
-def test_record_fills_campaign_and_device_where_the_request_left_them_out():
+DERIVED = {"browser": "Mobile Safari", "browser_version": "17", "os": "iOS",
+           "device_type": "mobile", "device": "mobile", "country": "DE"}
+
+
+def test_record_fills_campaign_and_the_derived_names():
     record = build_record(raw(referer="https://r/"), decided(), split({
-        "event": "pv", "ce_url": "/?utm_source=news", "browser": "Custom"}))
+        "event": "pv", "ce_url": "/?utm_source=news"}), Enriched(DERIVED, "1.2.3.4"))
     assert record["properties"] == {"url": "/?utm_source=news", "campaign_source": "news"}
-    assert (record["browser"], record["os"], record["device"]) == ("Custom", "iOS", "mobile")
+    assert {name: record[name] for name in DERIVED} == DERIVED
+    assert list(record)[list(record).index("org_properties") + 1:][:len(DERIVED)] == \
+        list(DERIVED)  # after the properties, in their order
     assert record["builtins"]["referer"] == "https://r/"
     assert (record["event_ms"], record["clock"], record["received_ms"]) == (3, "sender", 5)
 
 
-@pytest.mark.parametrize(("ua", "expected"), [
-    ("Mozilla/5.0 (Windows NT 10.0; Win64) AppleWebKit Chrome/126.0 Safari/537.36 Edg/126.0",
-     ("Edge", "Windows", "desktop")),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit Version/17.5 Safari/605.1.15",
-     ("Safari", "Mac OS X", "desktop")),
-    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/126.0 Mobile Safari/537.36",
-     ("Chrome", "Android", "mobile")),
-    ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) Safari/604.1", ("Safari", "iOS", "tablet")),
-    ("Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
-     ("Firefox", "Linux", "desktop")),
-    ("Googlebot/2.1 (+http://www.google.com/bot.html)", ("Bot", "Other", "bot")),
-], ids=["edge", "safari-mac", "chrome-android", "ipad", "firefox-linux", "bot"])
-def test_classify(ua, expected):
-    c = classify(ua)
-    assert (c["browser"], c["os"], c["device"]) == expected
+def test_a_derived_name_the_request_sent_is_a_member_of_the_record_not_a_builtin():
+    record = build_record(raw(), decided(), split({"event": "pv", "browser": "MyApp",
+                                                   "country": ""}), Enriched(DERIVED, "1.2.3.4"))
+    assert "browser" not in record["builtins"] and "country" not in record["builtins"]
 
 
-def test_classify_empty():
-    assert classify("") == {}
+def test_the_address_is_kept_as_the_enrichment_says_a_sent_ip_too():
+    record = build_record(raw(), decided(), split({"event": "pv", "ip": "1.2.3.4"}),
+                          Enriched({}, "1.2.3.0", anonymized=True))
+    assert (record["ip"], record["builtins"]["ip"]) == ("1.2.3.0", "1.2.3.0")
+    record = build_record(raw(), decided(), split({"event": "pv", "ip": "1.2.3.4"}),
+                          Enriched({}, "1.2.3.4"))
+    assert (record["ip"], record["builtins"]["ip"]) == ("1.2.3.4", "1.2.3.4")
 
 
 def test_remember_action_keeps_the_newest_client_ids_bounded():
@@ -80,5 +79,5 @@ def test_remember_action_keeps_the_newest_client_ids_bounded():
     ("e1", {"updates": "e1", "orphan": False}), (None, {"updates": None, "orphan": True})])
 def test_an_update_says_which_action_it_updates_or_that_it_is_an_orphan(updates, expected):
     record = build_record(raw(endpoint="update"), decided(updates),
-                          split({"idptnc": "c1", "duration": "5"}))
+                          split({"idptnc": "c1", "duration": "5"}), Enriched({}, "1.2.3.4"))
     assert {k: record[k] for k in expected} == expected and record["event"] == "update"

@@ -1,9 +1,10 @@
 """The processors' output, byte for byte, frozen: a refactoring or an optimisation of the
 stages must not change one byte of what they write or send.
 
-A fixed mix of requests (pageviews with campaigns and browser user agents, identifies that
-merge devices, updates of an action, pings, a future timestamp, a duplicate event id, a record
-over its project's quota, a push's lines, a bad record) goes through every stage of a simulated
+A fixed mix of requests (pageviews with campaigns, browser user agents and addresses with a
+country or none, identifies that merge devices, updates of an action, pings, a future
+timestamp, a duplicate event id, a record over its project's quota, a push's lines, a bad
+record) goes through every stage of a simulated
 worker (``tests.unit.simulation``); the digest of every topic partition, every day-log and
 merges file and every journal is compared with ``tests/unit/golden.json``. A change that is
 meant to change the output regenerates it (``TRACKPIPE_GOLDEN=write``) and says why in its
@@ -34,6 +35,9 @@ UAS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, lik
        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
        "like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
        "Googlebot/2.1 (+http://www.google.com/bot.html)", ""]
+# a quarter of the requests come from public addresses (a country each), the rest from a
+# documentation range (no location)
+PUBLIC = ["8.8.8.8", "1.0.16.1", "2001:4860:4860::8888", "193.0.6.139"]
 
 
 def requests() -> list[RawRecord]:
@@ -45,7 +49,8 @@ def requests() -> list[RawRecord]:
         made.append(RawRecord(
             id=event_id or f"00000000-0000-7000-8000-{n:012d}",
             received_ms=ms if ms is not None else RECEIVED_MS + n * 1000, endpoint=endpoint,
-            project="shop.example", ip=f"198.51.100.{n % 250}", user_agent=UAS[ua % len(UAS)],
+            project="shop.example", ip=PUBLIC[n % len(PUBLIC)] if n % 4 == 0
+            else f"198.51.100.{n % 250}", user_agent=UAS[ua % len(UAS)],
             referer="https://search.example/?q=shoes" if n % 3 == 0 else "",
             language="de-DE,de;q=0.9" if n % 2 else "", over_quota=over_quota,
             query=query.encode(), visitor_key=f"cookie:{cookie}" if cookie else ""))

@@ -11,7 +11,7 @@ PURE = ["schemas/identifiers.py", "schemas/raw.py", "schemas/project.py", "schem
         "gateway/errors.py", "gateway/projects.py", "gateway/addresses.py",
         "gateway/responses.py", "processors/identity.py", "processors/visits.py",
         "processors/campaigns.py", "processors/timestamps.py", "processors/actions.py",
-        "processors/useragent.py", "processors/profiles.py",
+        "processors/addresses.py", "processors/profiles.py",
         "processors/dedupe.py", "processors/quotas.py",
         "processors/deadlines.py", "schemas/trigger.py", "triggers/rules.py",
         "gateway/jsactions.py", "gateway/expansion.py", "logstore/lines.py", "schemas/action.py",

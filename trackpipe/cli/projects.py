@@ -60,6 +60,13 @@ def add_project_options(parser: argparse.ArgumentParser, is_set: bool) -> None:
                         "logged but trigger nothing")
     parser.add_argument("--retention-days", type=int, help="days the day logs are kept "
                         "(default 365); older days are removed by the workers")
+    parser.add_argument("--ip-anonymize", action=argparse.BooleanOptionalAction,
+                        help="keep no full address: zero the last octet of IPv4 and the last "
+                        "80 bits of IPv6 after the location lookup, before anything is logged "
+                        "or published (default: off, the full address is kept)")
+    parser.add_argument("--location", action=argparse.BooleanOptionalAction,
+                        help="look addresses up for country and city (default: on; "
+                        "--no-location turns it off)")
     if is_set:
         parser.add_argument("--no-secret", action="store_true", help="turn secure tracking off")
         parser.add_argument("--rotate-webhook-secret", action="store_true",
@@ -75,6 +82,8 @@ def _record_from_args(name: str, args: argparse.Namespace,
         "exclude_visitors": base.exclude_visitors if base else (),
         "quota": base.quota if base else None,
         "retention_days": base.retention_days if base else 365,
+        "ip_anonymize": base.ip_anonymize if base else False,
+        "location": base.location if base else True,
         # every project signs its webhooks with a secret of its own, made here
         "webhook_secret": (base.webhook_secret if base and base.webhook_secret
                            and not getattr(args, "rotate_webhook_secret", False)
