@@ -74,3 +74,40 @@ def test_controls_and_bidi_overrides_are_escaped_in_every_format(value, shown):
 def test_json_text_keeps_indentation_and_escapes_values():
     text = output.json_text({"a": ["\x1b\u202e\x85"]}, indent=2)
     assert text == '{\n  "a": [\n    "\\u001b\\u202e\\u0085"\n  ]\n}'
+
+
+@pytest.fixture
+def kolkata(monkeypatch):
+    """A local time zone with a half-hour offset, so that an offset cannot pass by chance."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+MS = 1_700_000_000_123  # 2023-11-14 22:13:20.123 UTC
+
+
+def test_times_for_people_are_local_with_their_offset_to_the_millisecond(kolkata):
+    import datetime as dt
+
+    assert output.when(MS) == "2023-11-15 03:43:20.123+05:30"
+    naive_utc = dt.datetime(2023, 11, 14, 22, 13, 20, 123000)  # as the SQL views give times
+    assert output.when(naive_utc) == output.when(MS)
+    assert output.when(naive_utc.replace(tzinfo=dt.UTC)) == output.when(MS)
+    assert output.when(253_402_300_799_999 * 10) == str(253_402_300_799_999 * 10)
+
+
+def test_tables_and_csv_show_times_for_people_and_json_in_epoch_ms(kolkata):
+    import datetime as dt
+
+    columns, rows = ["event_time", "day"], [(dt.datetime(2023, 11, 14, 22, 13, 20, 123000),
+                                            dt.date(2023, 11, 14))]
+    assert printed(columns, rows, "table").splitlines()[2] == \
+        "2023-11-15 03:43:20.123+05:30  2023-11-14"
+    assert printed(columns, rows, "csv").splitlines()[1] == \
+        "2023-11-15 03:43:20.123+05:30,2023-11-14"
+    assert json.loads(printed(columns, rows, "json")) == {"event_time": MS, "day": "2023-11-14"}

@@ -6,6 +6,10 @@ and C1 controls (escape sequences, carriage returns, backspaces), bidirectional 
 cannot print) are shown escaped, ``\\x1b`` or ``\\u202e`` in a table or CSV cell, ``\\u001b``
 in JSON. Rows arrive in chunks and CSV and JSON lines are written as they come; a table keeps
 its cells cut to ``MAX_WIDTH``, never a whole value.
+
+Times have two forms: for people (tables, CSV) the local time with its offset, to the
+millisecond (``when``: ``2026-12-02 11:04:05.123+01:00``); in JSON, epoch milliseconds, as the
+day logs hold them. The dashboard's page writes the people's form the same way.
 """
 
 from __future__ import annotations
@@ -87,8 +91,33 @@ def _table(columns: Sequence[str], chunks: Iterable[Sequence[Sequence[Any]]], ou
     out.write(f"({len(cells)} {noun}{'s' if len(cells) != 1 else ''})\n")
 
 
+def when(moment: int | dt.datetime) -> str:
+    """A time for people: epoch ms, or a datetime (a naive one is UTC, as the SQL views give
+    them), as the local time with its offset. A time past what the calendar holds is shown as
+    it came."""
+    try:
+        if isinstance(moment, dt.datetime):
+            aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        else:
+            aware = dt.datetime.fromtimestamp(moment / 1000, dt.UTC)
+        return aware.astimezone().isoformat(sep=" ", timespec="milliseconds")
+    except (OverflowError, ValueError, OSError):  # the years 1 and 9999, moved by an offset
+        return str(moment)
+
+
+def epoch_ms(moment: dt.datetime) -> int:
+    """A datetime (naive: UTC) as epoch milliseconds, what JSON says of a time."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime):
+        return epoch_ms(value)
+    if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
 
@@ -97,7 +126,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
-        return visible(value.isoformat(sep=" "))
+        return visible(when(value))
     if isinstance(value, dt.date):
         return value.isoformat()
     return visible(str(value))

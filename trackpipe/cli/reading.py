@@ -195,7 +195,7 @@ def print_timeline(settings: Settings, args: argparse.Namespace) -> None:
         for event in events:
             print(output.json_text(event))
     else:
-        output.write(["event time (UTC)", "event", "type", "visit", "received", "device",
+        output.write(["event time", "event", "type", "visit", "received", "visitor key",
                       "properties"], [[_row(e) for e in events]], "table", noun="event")
     if family.cut:
         note(f"this person's merges join more than {settings.max_family_profiles:,} profiles: "
@@ -213,19 +213,15 @@ def note(text: str) -> None:
 
 
 def _row(event: dict[str, Any]) -> tuple[Any, ...]:
+    # an identify sets the visitor's properties (cv_*): those are what it did
+    said = "visitor_properties" if event.get("type") == "identify" else "properties"
     return (_time(event.get("event_ms")), event.get("event"), event.get("type"),
             event.get("visit") or "", _time(event.get("received_ms")),
-            event.get("visitor_key"), output.json_text(event.get("properties") or {}))
+            event.get("visitor_key"), output.json_text(event.get(said) or {}))
 
 
 def _time(ms: Any) -> str:
-    if not isinstance(ms, int):
-        return ""
-    try:
-        moment = datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
-    except (OverflowError, ValueError, OSError):  # a time no calendar holds: as logged
-        return str(ms)
-    return moment.isoformat(sep=" ", timespec="milliseconds")
+    return output.when(ms) if isinstance(ms, int) else ""
 
 
 def _day_ms(text: str) -> int:
