@@ -7,7 +7,8 @@ them in place, in parallel, only the members a query names. Views, all times UTC
 - ``actions``: the tracked actions (``type = 'ce'``), with ``person``: the profile that names
   the person the action's profile is part of by merges (the survivor of every merge; group by
   it to count people, not devices), and ``campaign`` (``properties->>'campaign_name'``);
-- ``visits``: one row per visit, from its lines (start, end, actions, its ``cs_`` properties);
+- ``visits``: one row per visit, from its lines (start, end, actions, its ``cs_`` properties,
+  and the browser, device and location of the request that started it);
 - ``merges``: which profile was folded into which, when and by which identifier.
 
 A query is one ``SELECT``, and nothing else is run (not even ``EXPLAIN ANALYZE``, which runs
@@ -40,6 +41,7 @@ from logstore.layout import DAY, MERGES, PARTS
 from logstore.lines import COLUMNS
 from logstore.timeline import persons
 from runtime.settings import Settings
+from schemas.action import DERIVED
 
 CHUNK_ROWS = 1000  # rows fetched at a time
 MERGE_COLUMNS = {"source": "VARCHAR", "into": "VARCHAR", "identifier": "VARCHAR",
@@ -51,7 +53,7 @@ CREATE VIEW actions AS
            CAST(epoch_ms(l.event_ms) AS DATE) AS day, l.properties,
            l.properties->>'campaign_name' AS campaign, l.visitor_properties, l.visit_properties,
            l.browser, l.os, l.device, l.ip, l.user_agent, l.future, l.over_quota,
-           l.event_ms, l.received_ms
+           l.event_ms, l.received_ms, {derived}
     FROM lines l LEFT JOIN survivors s USING (profile) WHERE l.type = 'ce';
 CREATE VIEW visits AS
     SELECT l.visit, any_value(l.visitor_key) AS visitor_key, any_value(l.profile) AS profile,
@@ -59,10 +61,14 @@ CREATE VIEW visits AS
            epoch_ms(min(l.received_ms)) AS start_time, epoch_ms(max(l.received_ms)) AS end_time,
            (max(l.received_ms) - min(l.received_ms)) / 1000.0 AS duration_s,
            count(*) FILTER (WHERE l.type = 'ce') AS actions,
-           arg_max(l.visit_properties, l.received_ms) AS properties
+           arg_max(l.visit_properties, l.received_ms) AS properties, {started}
     FROM lines l LEFT JOIN survivors s USING (profile)
     WHERE l.visit IS NOT NULL GROUP BY l.visit;
-"""
+""".format(  # the derived names: an action's own; a visit's from the request that started it
+    derived=", ".join(f"l.{name}" for name in DERIVED if name != "device"
+                      and name not in ("browser", "os")),
+    started=", ".join(f"arg_min(l.{name}, l.received_ms) AS {name}" for name in DERIVED
+                      if name != "device"))
 
 
 class QueryError(Exception):

@@ -19,6 +19,7 @@ token that Android browsers send on phones only).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 
 from ua_parser import Domain, PartialResult, load_lazy_builtins
@@ -43,6 +44,11 @@ NOT_A_MODEL = frozenset({"Desktop", "Smartphone", "Tablet", "Feature Phone", "iO
                          "Generic Smartphone", "Generic Tablet", "Generic Feature Phone"})
 
 
+# What uap-core misses of a crawler's self-description (Bytespider): case-sensitive, so that a
+# CUBOT phone is not one.
+CRAWLER = re.compile(r"[Bb]ot\b|[Ss]pider|[Cc]rawler")
+
+
 @functools.cache
 def resolver() -> Resolver:
     """This process's parser: uap-core's rules on the Rust backend, built on first use."""
@@ -54,10 +60,11 @@ def device_type_of(parsed: PartialResult) -> str | None:
     as curl or python-requests, a TV, an unknown app)."""
     device, os = parsed.device, parsed.os
     family = device.family if device else ""
-    if family == "Spider" or (device is not None and device.brand == "Spider"):
+    ua = parsed.string
+    if family == "Spider" or (device is not None and device.brand == "Spider") \
+            or CRAWLER.search(ua):
         return "bot"
     system = os.family if os else ""
-    ua = parsed.string
     if (family.startswith(TABLET_FAMILIES) or (device is not None and (
             device.model == "Tablet" or device.brand == "Generic_Android_Tablet"))
             # Android browsers on tablets leave out "Mobile" (apps' Dalvik agents do too)

@@ -3,7 +3,9 @@
 ``TriggerRule.build`` is the one place that validates what a user typed, so a malformed rule is
 refused before anything is written. A condition names its property the way senders do
 (``ce_`` action, ``cv_`` visitor, ``cs_`` visit properties), so a rule reads like the requests
-it matches. The rule's key in the topic is ``<project>\\n<name>``.
+it matches, or names one of the built-ins the processors derive (``country``, ``device_type``,
+``browser``…: ``schemas.action.DERIVED``), unprefixed as senders send them. The rule's key in
+the topic is ``<project>\\n<name>``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+from schemas.action import DERIVED
 from schemas.project import ProjectError, check_name
 
 OPERATORS = ("=", "!=", "contains", ">", "<", "exists")
@@ -32,11 +35,11 @@ class Condition:
 
     @property
     def scope(self) -> str:
-        return SCOPES[self.key[:3]]
+        return "derived" if self.key in DERIVED else SCOPES[self.key[:3]]
 
     @property
     def name(self) -> str:
-        return self.key[3:]
+        return self.key if self.key in DERIVED else self.key[3:]
 
     @classmethod
     def parse(cls, words: list[str] | tuple[str, ...]) -> Condition:
@@ -44,9 +47,10 @@ class Condition:
         if len(words) < 2:
             raise TriggerError(f"condition {' '.join(words)!r}: say KEY OP VALUE")
         key, op, *rest = words
-        if key[:3] not in SCOPES or len(key) < 4:
+        if key not in DERIVED and (key[:3] not in SCOPES or len(key) < 4):
             raise TriggerError(f"condition key {key!r} must start with ce_ (action), "
-                               "cv_ (visitor) or cs_ (visit) and name a property")
+                               "cv_ (visitor) or cs_ (visit) and name a property, or be one "
+                               f"of the derived names ({', '.join(DERIVED)})")
         if op not in OPERATORS:
             raise TriggerError(f"condition operator {op!r} is not one of "
                                f"{', '.join(OPERATORS)}")

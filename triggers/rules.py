@@ -3,8 +3,9 @@
 A rule fires for an action of its event whose conditions all hold. Properties are looked up by
 the sender's prefix: ``ce_`` in the action's properties, ``cs_`` in the visit's, ``cv_`` in the
 visitor's: the profile's known properties overlaid by the ones this very request sent (the
-newest). Comparisons are on text, except ``>`` and ``<``, which compare numbers and are false
-for a property that is not one; ``contains`` ignores case; ``exists`` means present and not
+newest); a derived name (``country``, ``device_type``…) in the action itself. Comparisons are
+on text, except ``>`` and ``<``, which compare numbers and are false for a property that is not
+one; ``contains`` ignores case; ``exists`` means present and not
 empty. Over-quota actions and updates never fire (SPEC §6).
 
 Webhooks are signed with the project's own signing secret over the time and the body, never
@@ -63,7 +64,7 @@ def scopes(action: Mapping[str, Any],
     visitor = dict((profile or {}).get("properties") or {})
     visitor.update(action.get("visitor_properties") or {})
     return {"action": action.get("properties") or {}, "visitor": visitor,
-            "visit": action.get("visit_properties") or {}}
+            "visit": action.get("visit_properties") or {}, "derived": action}
 
 
 def can_fire(action: Mapping[str, Any]) -> bool:
