@@ -19,11 +19,15 @@ from urllib.parse import parse_qs
 from gateway.addresses import Network, client_ip
 from gateway.errors import (
     BodyTooLarge,
+    Excluded,
     GatewayError,
     MalformedBody,
+    NotAllowed,
     RegistryNotLoaded,
     RequestTimeout,
     TooLarge,
+    Unauthenticated,
+    UnknownProject,
     UrlTooLong,
 )
 from gateway.expansion import PushBound, estimate, shared_bytes
@@ -38,13 +42,23 @@ from gateway.params import (
     scan_query,
 )
 from gateway.projects import ProjectTable, admit
-from gateway.responses import OVER_QUOTA, Reply, render, response_format, script, success
+from gateway.responses import (
+    OVER_QUOTA,
+    OVER_QUOTA_MESSAGE,
+    Reply,
+    render,
+    response_format,
+    script,
+    success,
+)
+from gateway.warnings_buffer import WarningBuffer
 from runtime.settings import Settings
 from schemas.endpoints import RECORDED, Endpoint
 from schemas.identifiers import identifiers_of
 from schemas.quota import QuotaState, month_of
 from schemas.raw import RawRecord
 from schemas.topics import MAX_RECORD_BYTES
+from schemas.warning import Kind, request_sample, sample
 
 TRACK_PATHS = {
     "/track/ce": Endpoint.CE, "/track/identify": Endpoint.IDENTIFY,
@@ -65,6 +79,10 @@ MAX_DRAIN_BYTES = 64 * 1024 * 1024
 # A handler built without settings (tests, benchmarks) takes their documented defaults.
 DEFAULTS = Settings()
 DEFAULT_PUSH_BOUND = PushBound(DEFAULTS.max_push_expansion, DEFAULTS.push_expansion_floor_bytes)
+
+# the ingestion warning each refusal for the project's sake is
+REFUSALS = {UnknownProject: Kind.UNKNOWN_PROJECT, Unauthenticated: Kind.UNAUTHENTICATED,
+            Excluded: Kind.EXCLUDED}
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
 Forget = Callable[[list[str]], None]
@@ -95,8 +113,11 @@ class TrackingApp:
                  body_timeout_ms: int = DEFAULTS.body_timeout_ms,
                  trusted_proxies: tuple[Network, ...] = (),
                  quotas: Mapping[str, QuotaState] | None = None,
-                 js_actions: JsQueue | None = None, forget_js: Forget | None = None) -> None:
+                 js_actions: JsQueue | None = None, forget_js: Forget | None = None,
+                 warnings: WarningBuffer | None = None) -> None:
         self.projects = projects
+        # refusals and 402s, as ingestion warnings (held here, sent by the gateway's task)
+        self.warnings = warnings if warnings is not None else WarningBuffer("warnings", 1)
         self.js_actions = JsQueue(time.monotonic) if js_actions is None else js_actions
         self.forget_js = forget_js or (lambda keys: None)
         self.quotas = {} if quotas is None else quotas
@@ -193,12 +214,24 @@ class TrackingApp:
             raise RegistryNotLoaded()
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
         ids = identifiers_of(params)
-        project = admit(self.projects.find(path_project or project_param(params)), params, ids,
-                        ip, user_agent, headers.get(b"authorization", b"").decode("latin-1"))
+        named = path_project or project_param(params)
+        found = self.projects.find(named)
+        try:
+            project = admit(found, params, ids, ip, user_agent,
+                            headers.get(b"authorization", b"").decode("latin-1"))
+        except NotAllowed as exc:
+            kind = REFUSALS[type(exc)]
+            self.warnings.note(found.name if found is not None else sample(named, 128), kind,
+                               exc.message, event_id,
+                               lambda: request_sample(endpoint, query, form))
+            raise
         quota = self.quotas.get(project.name)
+        over_quota = quota is not None and quota.over_in(month_of(now_ms))
+        if over_quota:
+            self.warnings.note(project.name, Kind.OVER_QUOTA, OVER_QUOTA_MESSAGE, event_id,
+                               lambda: request_sample(endpoint, query, form))
         return self._record(event_id, now_ms, endpoint, project.name, query, form, ip, headers,
-                            ids.visitor_key,
-                            over_quota=quota is not None and quota.over_in(month_of(now_ms)))
+                            ids.visitor_key, over_quota=over_quota)
 
     @staticmethod
     def _record(event_id: str, now_ms: int, endpoint: str, project: str, query: bytes,

@@ -163,6 +163,7 @@ class GatewayProtocol(HttpToolsProtocol):
     def _refuse(self, reason: str) -> None:
         """431 with ``reason``, unless a response may be under way, and close."""
         self.logger.info("refusing a request from %s: %s", self.client, reason)
+        self._count_refusal()
         if self._in_head and (self.cycle is None or self.cycle.response_complete):
             reply = render("js", HEADERS_TOO_LARGE, reason)
             self.transport.write(b"".join([
@@ -172,6 +173,15 @@ class GatewayProtocol(HttpToolsProtocol):
                 b"access-control-allow-origin: *\r\nconnection: close\r\n\r\n",
                 reply.body]))
         self.transport.close()
+
+    def _count_refusal(self) -> None:
+        """Tell the application (through any middleware uvicorn put around it) that a head
+        was refused, so its metrics count the 431 as they count its own answers."""
+        app = self.app
+        while app is not None and not hasattr(app, "head_refused"):
+            app = getattr(app, "app", None)
+        if app is not None:
+            app.head_refused()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -24,12 +24,13 @@ from gateway import snapshot
 from gateway.app import TrackingApp, route
 from gateway.errors import UrlTooLong
 from gateway.expansion import PushBound
-from gateway.http import URL_TOO_LONG
+from gateway.http import HEADERS_TOO_LARGE, URL_TOO_LONG
 from gateway.jsactions import JsQueue
 from gateway.metrics import Metrics
 from gateway.projects import ProjectTable
 from gateway.publisher import Publisher
 from gateway.spool import Spool, claim_slot
+from gateway.warnings_buffer import WarningBuffer
 from runtime import compacted, registry
 from runtime.settings import Settings
 from schemas import topics
@@ -49,6 +50,8 @@ class Gateway:
         self.projects = ProjectTable()
         self.quotas: dict[str, QuotaState] = {}
         self.js_actions = JsQueue(time.monotonic)
+        self.warnings = WarningBuffer(settings.topic(topics.WARNINGS), settings.raw_partitions,
+                                      self.metrics.warnings)
         self.publisher: Publisher | None = None
         self.tracking: TrackingApp | None = None
         self.ops = self._ops_app()
@@ -76,7 +79,7 @@ class Gateway:
                                    Spool(folder, self.settings.spool_max_bytes),
                                    self.settings.ack_deadline_ms, self.metrics,
                                    self.settings.topic(topics.DEADLETTER),
-                                   self.settings.envelope_linger_ms)
+                                   self.settings.envelope_linger_ms, self.warnings)
         await self.publisher.start()
         self.tracking = TrackingApp(
             self.projects, self.publisher.publish, self.metrics,
@@ -87,7 +90,7 @@ class Gateway:
                                  self.settings.push_expansion_floor_bytes),
             body_timeout_ms=self.settings.body_timeout_ms,
             trusted_proxies=self.settings.trusted_networks, quotas=self.quotas,
-            js_actions=self.js_actions, forget_js=self._forget_js)
+            js_actions=self.js_actions, forget_js=self._forget_js, warnings=self.warnings)
         snapshot_file = self.settings.data_dir / "registry.snapshot"
         known = snapshot.load(snapshot_file)
         if known is not None:  # Kafka may be down right now: start from the last view
@@ -101,6 +104,7 @@ class Gateway:
                                 name="quota-follower"),
             asyncio.create_task(self._follow(topics.JS_ACTIONS, self.js_actions.apply,
                                              lambda: None, bytes), name="js-follower"),
+            asyncio.create_task(self.warnings.run(self._producer), name="warnings-flusher"),
         ]
         try:
             yield self
@@ -132,6 +136,10 @@ class Gateway:
 
         await self._follow(topics.PROJECTS, changed, read_to_end, ProjectRecord.from_bytes)
 
+    def _producer(self) -> Any:
+        """The publisher's Kafka producer (None until it connected)."""
+        return self.publisher.producer if self.publisher is not None else None
+
     def _forget_js(self, keys: list[str]) -> None:
         """Tombstone JS actions this gateway handed out, so that no other gateway does."""
         producer = self.publisher.producer if self.publisher is not None else None
@@ -147,6 +155,11 @@ class Gateway:
     async def _follow(self, name: str, on_change: Any, on_caught_up: Any, decode: Any) -> None:
         await registry.follow_forever(self.bootstrap, self.settings.topic(name), on_change,
                                       on_caught_up, decode)
+
+    def head_refused(self) -> None:
+        """The HTTP protocol answered a request's head 431 (``gateway.http``): counted as
+        the handler counts its own answers."""
+        self.metrics.count("unknown", HEADERS_TOO_LARGE)
 
     def readiness(self) -> dict[str, bool]:
         return {

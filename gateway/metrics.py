@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from runtime.prometheus import Histogram, family
+from runtime.warning_budget import WarningBudget
 
 ACK_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
@@ -27,6 +28,7 @@ class Metrics:
         self.spool_lost = 0        # spooled entries found corrupt on disk
         self.spool_ack_errors = 0  # acknowledgements the disk refused
         self.spool_refused = 0     # spooled records Kafka refused for good (dead-lettered)
+        self.warnings = WarningBudget()  # counts every ingestion warning, records some
 
     def count(self, endpoint: str, status: int) -> None:
         self.requests[(endpoint, status)] += 1
@@ -65,4 +67,5 @@ class Metrics:
              "Records sent in raw envelopes (over envelopes_total: the mean envelope)."),
         ):
             lines += family(f"trackpipe_gateway_{name}", kind, text, [({}, value)])
+        lines += self.warnings.lines()
         return "\n".join(lines) + "\n"

@@ -27,10 +27,13 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from gateway.envelopes import Packer
 from gateway.metrics import Metrics
 from gateway.spool import EntryId, Spool, claim_orphans
+from gateway.warnings_buffer import WarningBuffer
 from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.partitioning import partition_for
+from schemas.raw import RawRecord, SchemaError
 from schemas.topics import MAX_MESSAGE_BYTES
+from schemas.warning import Kind, request_sample
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,10 @@ ADOPT_EVERY_S = 10.0
 
 class Publisher:
     def __init__(self, bootstrap: str, topic: str, spool: Spool, deadline_ms: int,
-                 metrics: Metrics, deadletter: str = "", linger_ms: int = 0) -> None:
+                 metrics: Metrics, deadletter: str = "", linger_ms: int = 0,
+                 warnings: WarningBuffer | None = None) -> None:
         self.bootstrap = bootstrap
+        self.warnings = warnings  # a spooled record dead-lettered is an ingestion warning
         self.linger_s = linger_ms / 1000
         self.topic = topic
         self.deadletter = deadletter
@@ -227,12 +232,26 @@ class Publisher:
                 self.metrics.spool_refused += 1
                 await producer.send_and_wait(self.deadletter, DeadLetter.refused_spooled(
                     exc, self.topic, value).to_json())
+                self._warn_refused(value, exc)
             except KafkaError:
                 self.metrics.kafka_errors += 1
                 continue
             spool.ack(entry)
             delivered += 1
         return delivered
+
+
+    def _warn_refused(self, value: bytes, exc: BaseException) -> None:
+        if self.warnings is None:
+            return
+        try:
+            record = RawRecord.from_bytes(value)
+        except SchemaError:
+            return
+        self.warnings.note(record.project, Kind.DEAD_LETTER,
+                           f"a spooled record Kafka refuses even alone "
+                           f"({type(exc).__name__}): dead-lettered", record.id,
+                           lambda: request_sample(record.endpoint, record.query, record.form))
 
 
 async def _close(producer: AIOKafkaProducer, grace_s: float) -> None:
