@@ -99,6 +99,10 @@ class Settings:
     webhook_allow_networks: tuple[str, ...] = _setting((),
         "Comma-separated CIDRs webhooks may reach beyond the public internet (loopback, "
         "private and link-local addresses are refused otherwise).")
+    triggers_web_host: str = _setting("127.0.0.1",
+        "Address the triggers service serves its `/metrics` on (0.0.0.0 in containers).")
+    triggers_web_port: int = _setting(6068,
+        "Port the triggers service serves its `/metrics` on (taken: it runs without them).")
     admin_host: str = _setting("127.0.0.1",
         "Address of the live dashboard (`trackpipe dashboard`); off loopback it needs a token.")
     admin_port: int = _setting(8090,
@@ -107,8 +111,9 @@ class Settings:
         "Token the dashboard asks for (`?token=` or `Authorization: Bearer`); required when "
         "the dashboard listens beyond loopback.")
     metrics_targets: tuple[str, ...] = _setting((),
-        "Comma-separated base URLs of gateways and workers the dashboard scrapes (a name that "
-        "resolves to several addresses is every replica); empty: the local gateway and worker.")
+        "Comma-separated base URLs of gateways, workers and triggers services the dashboard "
+        "scrapes (a name that resolves to several addresses is every replica); empty: the "
+        "local gateway, worker and triggers service.")
     query_max_memory_bytes: int = _setting(1024 * 1024 * 1024,
         "Memory DuckDB may use for one `trackpipe query`; beyond, the query stops with an error.")
     query_timeout_ms: int = _setting(60_000,
@@ -179,7 +184,8 @@ class Settings:
                     "max_connections", "commit_interval_ms", "spool_max_bytes",
                     "raw_partitions",
                     "webhook_timeout_ms", "webhook_attempts", "webhook_backoff_ms",
-                    "webhook_concurrency", "admin_port", "replication_factor",
+                    "webhook_concurrency", "triggers_web_port", "admin_port",
+                    "replication_factor",
                     "query_max_memory_bytes", "query_timeout_ms", "query_max_rows",
                     "max_family_profiles",
                     "local_kafka_port", "local_kafka_nodes")
@@ -220,7 +226,8 @@ class Settings:
     @property
     def scrape_targets(self) -> tuple[str, ...]:
         return self.metrics_targets or (f"http://127.0.0.1:{self.http_port}",
-                                        self.worker_base_url)
+                                        self.worker_base_url,
+                                        f"http://127.0.0.1:{self.triggers_web_port}")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -25,6 +25,7 @@ from schemas.deadletter import DeadLetter
 from schemas.firing import Firing
 from triggers import rules
 from triggers.addresses import WebClient
+from triggers.warned import TriggerWarnings
 from triggers.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,19 @@ class _Unsigned(Exception):
 class Delivery:
     def __init__(self, settings: Settings, web: WebClient, writer: Writer,
                  webhook_secret: Callable[[str], str | None], hold: Callable[[Firing], None],
-                 counts: MutableMapping[str, int]) -> None:
+                 counts: MutableMapping[str, int], warnings: TriggerWarnings | None = None,
+                 failures: MutableMapping[str, int] | None = None) -> None:
         """``webhook_secret``: a project's signing secret (None: none); ``hold``: keep a
-        firing whose project has none pending until it has."""
+        firing whose project has none pending until it has; ``warnings``: where a firing
+        given up is also an ingestion warning; ``failures``: failed attempts by project."""
         self.settings = settings
         self.web = web
         self.writer = writer
         self.webhook_secret = webhook_secret
         self.hold = hold
         self.counts = counts
+        self.warnings = warnings
+        self.failures: MutableMapping[str, int] = failures if failures is not None else {}
         self._limits: dict[str, asyncio.Semaphore] = {}
 
     async def deliver(self, firing: Firing, leaving: asyncio.Event) -> bool:
@@ -71,6 +76,8 @@ class Delivery:
                                    DeadLetter.undelivered_firing(
                                        firing, outcome,
                                        self.writer.topics[topics.FIRINGS]).to_json())
+            if self.warnings is not None:
+                await self.warnings.given_up(firing, outcome)
         await self.writer.send(topics.FIRINGS, firing.id.encode(), None, firing.partition)
         return True
 
@@ -90,6 +97,7 @@ class Delivery:
             status: int | None = None
             refused = await self.web.refused(rule.webhook)
             if refused is not None:
+                self._failed(rule.project)
                 return refused  # not a receiver's failure: no retry
             async with limit:
                 if leaving.is_set():
@@ -105,7 +113,7 @@ class Delivery:
             if error is None:
                 self.counts["delivered"] += 1
                 return None
-            self.counts["failed attempts"] += 1
+            self._failed(rule.project)
             delay_s = rules.retry_delay(attempt, self.settings.webhook_attempts,
                                         self.settings.webhook_backoff_ms / 1000)
             if delay_s is None or not rules.retryable(status):
@@ -116,6 +124,10 @@ class Delivery:
                 await asyncio.wait_for(leaving.wait(), delay_s)
             if leaving.is_set():
                 raise _Left()
+
+    def _failed(self, project: str) -> None:
+        self.counts["failed attempts"] += 1
+        self.failures[project] = self.failures.get(project, 0) + 1
 
     async def _queue_js(self, firing: Firing) -> str | None:
         """Queue a JS action for the visitor's next script response; None when queued, else

@@ -40,7 +40,9 @@ from triggers.addresses import WebClient
 from triggers.definitions import Definitions
 from triggers.delivery import Delivery
 from triggers.held import HeldWebhooks
+from triggers.metrics import TriggersMetrics, serve
 from triggers.pending import PendingFirings, read_pending
+from triggers.warned import TriggerWarnings
 from triggers.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -54,15 +56,18 @@ class TriggerService:
         self.bootstrap = bootstrap
         self.topic = {name: settings.topic(name) for name in (
             topics.ACTIONS, topics.FIRINGS, topics.JS_ACTIONS, topics.DEADLETTER,
-            topics.TRIGGERS, topics.PROJECTS)}
+            topics.TRIGGERS, topics.PROJECTS, topics.WARNINGS)}
         self.counts: dict[str, int] = defaultdict(int)
+        self.metrics = TriggersMetrics(self.counts)
         self.held = HeldWebhooks(self.counts)
         self.definitions = Definitions(on_secret=self._secret_given)
         self.writer = Writer(bootstrap, self.topic, self.counts)
+        self.warnings = TriggerWarnings(self.writer, settings.raw_partitions,
+                                        self.metrics.warnings)
         self.web = WebClient(settings.webhook_networks, settings.webhook_timeout_ms / 1000)
         self.actions = ActionReader(settings, self.definitions, self.web)
         delivery = Delivery(settings, self.web, self.writer, self.definitions.webhook_secret,
-                            self.held.hold, self.counts)
+                            self.held.hold, self.counts, self.warnings, self.metrics.failures)
         self.pending = PendingFirings(
             partial(read_pending, bootstrap, self.topic[topics.FIRINGS]), delivery.deliver,
             self.counts, grace_s=STOP_GRACE_S + settings.webhook_timeout_ms / 1000)
@@ -74,6 +79,11 @@ class TriggerService:
         """Consume actions until ``stop`` is set; then let deliveries in flight finish."""
         await self.writer.start()
         await self.web.start()
+        page = await serve(self.metrics, self.settings.triggers_web_host,
+                           self.settings.triggers_web_port)
+        if page is None:
+            log.warning("could not serve /metrics on %s:%s (taken?): running without them",
+                        self.settings.triggers_web_host, self.settings.triggers_web_port)
         followers = [
             asyncio.create_task(self.pending.reread_deferred(), name="resume-deferred"),
             asyncio.create_task(self.definitions.follow(
@@ -89,6 +99,8 @@ class TriggerService:
             await asyncio.gather(*followers, return_exceptions=True)
             await self.web.close()
             await self.writer.stop()
+            if page is not None:
+                await page.cleanup()
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -116,10 +128,12 @@ class TriggerService:
                 action = json.loads(record.value)
                 firings.extend(await self.actions.firings(tp.partition, action))
             except Exception as exc:  # a record we cannot read must not stop the partition
+                self.counts["dead"] += 1
                 await self.writer.send(topics.DEADLETTER, record.key,
                                        DeadLetter.unreadable_action(
                                            exc, tp.topic, tp.partition, record.offset,
                                            record.key, record.value).to_json())
+                await self.warnings.unreadable(record.key, record.value, repr(exc))
         fresh = self.pending.fresh(tp.partition, firings)
         await asyncio.gather(*(self.writer.send(topics.FIRINGS, f.id.encode(), f.to_bytes(),
                                                 tp.partition) for f in fresh))
