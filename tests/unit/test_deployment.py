@@ -25,7 +25,7 @@ def test_compose_sets_only_known_settings():
 def test_compose_commands_exist_in_the_cli():
     parser = build_parser()
     for service in compose_services().values():
-        if "command" in service:
+        if "command" in service and service["image"] == "trackpipe:local":
             parser.parse_args(service["command"])  # exits (fails the test) on an unknown one
 
 
@@ -42,7 +42,7 @@ def test_every_processor_table_has_its_changelog_in_the_topic_table():
 def test_the_cluster_is_three_kraft_brokers_that_keep_two_copies_in_sync():
     services = compose_services()
     brokers = {name: s for name, s in services.items() if s.get("image", "").startswith(
-        "apache/kafka:3.9")}
+        "trackpipe/kafka:")}
     assert sorted(brokers) == ["kafka-1", "kafka-2", "kafka-3"]
     for broker in brokers.values():
         env = broker["environment"]
@@ -67,8 +67,9 @@ def test_roles_scale_by_replicas_and_observability_is_a_profile():
     for name in ("gateway", "processors"):
         assert "container_name" not in services[name] and "healthcheck" in services[name]
         assert not any(":" in str(p) for p in services[name].get("ports", []))  # scalable
-    for name in ("dashboard", "prometheus", "grafana"):
-        assert services[name]["profiles"] == ["observability"]
+    assert services["dashboard"]["profiles"] == ["observability"]
+    assert services["grafana"]["profiles"] == ["grafana"]  # its image is only on Docker Hub
+    assert "profiles" not in services["prometheus"]
 
 
 def test_the_grafana_dashboard_only_asks_for_metrics_that_exist():
@@ -93,3 +94,47 @@ def test_nginx_never_resends_a_request_to_another_gateway_and_hides_metrics():
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "proxy_next_upstream off;" in conf
     assert "location = /metrics {\n        return 404;" in conf
+
+
+def test_every_port_is_published_on_loopback_only():
+    for name, service in compose_services().items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+
+
+def test_the_images_are_those_make_images_builds_with_the_launchers_kafka():
+    from trackpipe.kafka.launcher import KAFKA_VERSION
+
+    built = {"trackpipe:local", f"trackpipe/kafka:{KAFKA_VERSION}", "trackpipe/nginx:local",
+             "trackpipe/prometheus:local"}
+    script = (ROOT / "scripts" / "images.sh").read_text()
+    for tag in built - {f"trackpipe/kafka:{KAFKA_VERSION}"}:
+        assert f"build {tag} " in script
+    assert 'build "trackpipe/kafka:$KAFKA_VERSION" ' in script
+    for name, service in compose_services().items():
+        if name != "grafana":  # Docker Hub's, behind its own profile
+            assert service["image"] in built, f"{name}: {service['image']}"
+            assert "build" not in service, name
+
+
+def test_nginx_keeps_its_address_outside_the_range_given_to_replicas():
+    import ipaddress
+
+    services = compose_services()
+    network = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["networks"]["backend"]
+    pool = network["ipam"]["config"][0]
+    nginx_ip = ipaddress.ip_address(services["nginx"]["networks"]["backend"]["ipv4_address"])
+    assert nginx_ip in ipaddress.ip_network(pool["subnet"])
+    assert nginx_ip not in ipaddress.ip_network(pool["ip_range"])
+
+
+def test_prometheus_scrapes_every_role_that_serves_metrics():
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+    found = set()
+    for job in scrape:
+        for sd in job.get("dns_sd_configs", []):
+            found |= {f"{n}:{sd['port']}" for n in sd["names"]}
+        for static in job.get("static_configs", []):
+            found |= set(static["targets"])
+    assert {"gateway:8080", "processors:6066", "kafka-1:7071", "kafka-2:7071", "kafka-3:7071",
+            "nginx-exporter:9113"} <= found
