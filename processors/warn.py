@@ -59,16 +59,19 @@ class Warner:
 
     def warn_dead(self, value: bytes | None, error: BaseException | str, where: str,
                   at_ms: int) -> Message | None:
-        """A record dead-lettered: warned under its project when its bytes are a raw record
-        (else under no project: nobody's mistake but ours, or an unreadable record)."""
+        """A record dead-lettered: warned under its project when its bytes are a raw record of
+        one (else under none, with its event id when it has one)."""
         try:
             raw = RawRecord.from_bytes(value or b"")
-            project = check_name(raw.project)
-        except (SchemaError, ProjectError):
+        except SchemaError:
             return self._made(IngestionWarning(
                 project="", kind=Kind.DEAD_LETTER, reason=f"{where}: {_said(error)}",
                 at_ms=at_ms, service=Service.PROCESSORS,
                 sample=sample(repr((value or b"")[:120]))))
+        try:
+            project = check_name(raw.project)
+        except ProjectError:  # a name that is no project's: counted under none
+            project = ""
         return self._of_raw(raw, Kind.DEAD_LETTER, f"{where}: {_said(error)}", project)
 
     def warn_dead_message(self, value: bytes | None, error: BaseException, where: str,

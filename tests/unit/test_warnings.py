@@ -172,7 +172,8 @@ async def test_an_email_owned_by_another_id_is_warned_by_the_identities_stage(st
 
 async def test_a_dead_lettered_record_is_warned_under_its_project(stages):
     found = await warned(stages, raw(1, project="Not A Name!"), raw(2))
-    assert [(w.kind, w.project) for w in found] == [(Kind.DEAD_LETTER, "")]
+    assert [(w.kind, w.project, w.event_id) for w in found] == [(Kind.DEAD_LETTER, "",
+                                                                 raw(1).id)]
     stages.visitors.handle_raw(0, 1, envelope.pack([msgpack.packb({"v": 1, "id": "x"})]))
     await stages.commit()
     assert stages.outbound.transport.warnings()[-1].reason.startswith("trackpipe.raw[0]@1#0: ")
