@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -57,21 +58,22 @@ def no_broker(reason: str) -> None:
 
 @contextlib.contextmanager
 def started_kafka(folder: Path, **options: object) -> Iterator[LocalKafka]:
-    """A local broker on free ports, stopped by pid afterwards. A port can be taken between
-    choosing it and the JVM binding it, so a failed start is tried once more on new ports."""
+    """A local broker on free ports, killed by pid afterwards (nothing of it is kept, and a
+    clean shutdown takes seconds a node). A port can be taken between choosing it and the JVM
+    binding it, so a failed start is tried once more on new ports."""
     error: LauncherError | None = None
     for attempt in range(2):
         kafka = LocalKafka(folder / f"try-{attempt}", port=free_port_block(), **options)
         try:
             kafka.start(timeout_s=120)
         except LauncherError as exc:
-            kafka.stop()
+            kafka.stop(sig=signal.SIGKILL)
             error = exc
             continue
         try:
             yield kafka
         finally:
-            kafka.stop()
+            kafka.stop(sig=signal.SIGKILL)
         return
     no_broker(str(error))
 
