@@ -4,6 +4,10 @@ A worker stops itself on purpose when Kafka gives up on one of its messages (exi
 ``processors.outbound``), and any of them can crash; in the compose deployment the container
 restarts, and here this does the same: the process is started again after a pause that
 doubles (1 s up to 30 s) while it keeps exiting within a minute of its start.
+
+Each child runs in a session of its own, out of the terminal's process group: a Ctrl-C reaches
+``up`` alone, which stops the gateway, then the children (``stop``), then Kafka, in that order;
+a child that got the Ctrl-C too would exit at once and be started again by the watcher.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 STABLE_S = 60.0  # a process that ran this long starts again after the shortest pause
 
 
 class Children:
     def __init__(self, commands: Mapping[str, Sequence[str]], env: Mapping[str, str],
-                 first_pause_s: float = 1.0, max_pause_s: float = 30.0) -> None:
+                 first_pause_s: float = 1.0, max_pause_s: float = 30.0,
+                 report: Callable[[str], None] | None = None) -> None:
         self._commands = dict(commands)
+        self._report = report or (lambda text: print(text, file=sys.stderr, flush=True))
         self._env = dict(env)
         self._first_pause_s, self._max_pause_s = first_pause_s, max_pause_s
         self._processes: dict[str, subprocess.Popen] = {}
@@ -59,7 +65,9 @@ class Children:
                 process.wait()
 
     def _start(self, name: str) -> None:
-        self._processes[name] = subprocess.Popen(self._commands[name], env=self._env)
+        self._processes[name] = subprocess.Popen(self._commands[name], env=self._env,
+                                                 stdin=subprocess.DEVNULL,
+                                                 start_new_session=True)
         self.starts[name].append(time.monotonic())
 
     def _watch(self) -> None:
@@ -74,8 +82,7 @@ class Children:
                     pause = self._first_pause_s
                 if ran_s < pause:
                     continue  # not yet: it exited soon after its last start
-                print(f"trackpipe up: the {name} exited with {code}; starting it again",
-                      file=sys.stderr, flush=True)
+                self._report(f"trackpipe up: the {name} exited with {code}; starting it again")
                 with self._lock:
                     if self._stopping.is_set():
                         return

@@ -1,6 +1,7 @@
 """`trackpipe up`'s children: one that exits is started again, with a growing pause while it
 keeps failing, and stop() ends them all (real short-lived processes, no broker)."""
 
+import os
 import sys
 
 from tests.waiting import wait_until
@@ -47,3 +48,17 @@ def test_stop_ends_every_child_and_starts_none_again():
     assert children._processes == processes
     assert {name: len(starts) for name, starts in children.starts.items()} == {
         "worker": 1, "dashboard": 1}
+
+
+def test_each_child_has_a_session_of_its_own_so_a_ctrl_c_reaches_up_alone():
+    said = []
+    children = Children({"worker": EXITS, "dashboard": RUNS}, {}, first_pause_s=0.1,
+                        max_pause_s=0.4, report=said.append)
+    children.start()
+    try:
+        pid = children.pids()["dashboard"]
+        assert os.getsid(pid) == pid and os.getpgid(pid) == pid != os.getpgid(0)
+        wait_until(lambda: said, 20, "the restart was not reported", every_s=0.05)
+    finally:
+        children.stop(timeout_s=5)
+    assert said[0] == "trackpipe up: the worker exited with 70; starting it again"
