@@ -57,3 +57,29 @@ async def read_recent(bootstrap: str, topic: str, *, key: bytes | None = None,
             reading = [tp for tp in reading if await consumer.position(tp) < ends[tp]]
     finally:
         await consumer.stop()
+
+
+async def read_one(bootstrap: str, topic: str, partition: int, offset: int) -> Any | None:
+    """The record at ``topic[partition]@offset``; None when the topic holds none there (no
+    such partition, an offset past its end, or before what it keeps)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="none")
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        if partition not in (cluster.partitions_for_topic(topic) or ()):
+            return None
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not first <= offset < end:
+            return None
+        consumer.seek(tp, offset)
+        while await consumer.position(tp) <= offset:
+            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if record.offset >= offset:
+                    return record if record.offset == offset else None
+        return None  # compacted or a transaction marker: nothing at that offset
+    finally:
+        await consumer.stop()

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from runtime import registry
-from runtime.partition import read_partition
+from runtime.recent import read_one
 from runtime.settings import Settings
 from runtime.warning_budget import WarningBudget
 from schemas import topics
@@ -51,13 +51,15 @@ def resend(settings: Settings, ids: list[tuple[int, int]]) -> int:
 
 
 async def _resend_one(settings: Settings, partition: int, offset: int) -> str:
-    found = [r async for r in read_partition(settings.bootstrap,
-                                             settings.topic(topics.DEADLETTER), partition,
-                                             offset, offset + 1)]
-    if not found:
+    found = await read_one(settings.bootstrap, settings.topic(topics.DEADLETTER), partition,
+                           offset)
+    if found is None:
         raise CliError("the dead-letter topic holds no such letter (gone past its retention?)")
-    letter = DeadLetter.from_json(found[0].value)
-    plan = resend_plan(letter, settings.topic(topics.RAW), was_cut(found[0].value))
+    try:
+        letter = DeadLetter.from_json(found.value)
+    except Exception:  # written by something else, or a newer version
+        raise CliError("not a dead letter this version reads") from None
+    plan = resend_plan(letter, settings.topic(topics.RAW), was_cut(found.value))
     if plan.refusal is not None:
         raise CliError(f"cannot be re-sent: {plan.refusal}")
     if plan.what == "firing":
