@@ -24,7 +24,7 @@ ALL = list(commands(build_parser()))
 def test_every_group_of_the_cli_is_there():
     assert {path[0] for path, _ in ALL} == {
         "up", "gateway", "worker", "dashboard", "projects", "triggers", "logs", "profile",
-        "timeline", "query", "kafka", "topics", "warnings", "deadletters"}
+        "timeline", "query", "kafka", "topics", "warnings", "deadletters", "demo"}
 
 
 @pytest.mark.parametrize("path, parser", ALL, ids=[" ".join(p) for p, _ in ALL])

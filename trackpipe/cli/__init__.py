@@ -3,7 +3,8 @@ read side.
 
 One module per command group: ``kafka`` (a local Kafka and the topics), ``projects``,
 ``triggers``, ``roles`` (gateway, worker, dashboard), ``reading`` (logs, profile, timeline,
-query), ``problems`` (warnings, dead letters) and ``up``; ``common`` holds what they share.
+query), ``problems`` (warnings, dead letters), ``up`` and ``demo`` (traffic to try it with);
+``common`` holds what they share.
 Errors a user can fix (a bad project definition, a missing Java, an unreachable cluster or
 worker, bad SQL) end with one line on stderr and exit status 2; nothing is changed when a
 command is refused.
@@ -24,7 +25,7 @@ from aiokafka.errors import KafkaError
 from runtime.settings import Settings, SettingsError
 from schemas.project import ProjectError
 from trackpipe import quiet
-from trackpipe.cli import kafka, output, problems, projects, reading, roles, triggers, up
+from trackpipe.cli import demo, kafka, output, problems, projects, reading, roles, triggers, up
 from trackpipe.cli.common import CliError
 from trackpipe.kafka.launcher import LauncherError
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"trackpipe {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (up, roles, projects, triggers, reading, problems, kafka):
+    for group in (up, demo, roles, projects, triggers, reading, problems, kafka):
         group.register(commands)
     return parser
 
