@@ -1,5 +1,4 @@
-"""The one way a test waits: for a condition, polled, with a bound (`../shared/STYLE.md`: wait
-for the thing, not for the time).
+"""The one way a test waits: for the thing, not for the time, polled and with a bound.
 
 A fixed sleep is too long on a quiet machine and too short on a loaded one. ``wait_until``
 asks ``probe`` again and again until ``until`` accepts what it answered, and fails after
