@@ -12,12 +12,15 @@ a child that got the Ctrl-C too would exit at once and be started again by the w
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
 
 STABLE_S = 60.0  # a process that ran this long starts again after the shortest pause
 
@@ -69,6 +72,7 @@ class Children:
                                                  stdin=subprocess.DEVNULL,
                                                  start_new_session=True)
         self.starts[name].append(time.monotonic())
+        log.info("started the %s: pid %d", name, self._processes[name].pid)
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.2):
