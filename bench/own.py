@@ -3,7 +3,8 @@
 are measured on the same envelopes in the same run; and by ``bench/same_output.py``, which
 compares what two trees write and send:
 
-    python bench/own.py MESSAGES_FILE DATA_DIR           # prints µs a record, messages made
+    python bench/own.py MESSAGES_FILE DATA_DIR           # µs a record, messages made, hit rate
+    python bench/own.py MESSAGES_FILE DATA_DIR --no-enrichment  # the same, nothing derived
     python bench/own.py MESSAGES_FILE DATA_DIR --digest  # prints digests of the outputs
 
 MESSAGES_FILE holds msgpack ``[[partition, envelope], ...]``. The stages run over dicts with a
@@ -47,7 +48,9 @@ class Counting:
 
 
 async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Path,
-                  counting: Counting) -> tuple[float, float]:
+                  counting: Counting, enrich: bool = True) -> tuple[float, float, float]:
+    """µs of CPU a record, messages made a record, and the user-agent cache's hit rate (-1:
+    the tree has none)."""
     try:  # this tree, or one from before processors.pipeline and the checkpoint
         from processors.pipeline import Stages
         from runtime.settings import Settings
@@ -55,8 +58,15 @@ async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Pat
         from trackpipe.settings import Settings  # type: ignore[no-redef]
 
         from processors.worker import Stages  # type: ignore[no-redef]
+    options = {}
+    try:  # a tree from before enrichment derives nothing either way
+        from processors.enrichment import Enrichment
+        if not enrich:
+            options["enrichment"] = Enrichment.none()
+    except ImportError:
+        pass
     stages = Stages(Settings(kafka_bootstrap="127.0.0.1:1", raw_partitions=12,
-                             data_dir=data_dir), counting)
+                             data_dir=data_dir), counting, **options)
     offsets: dict[int, int] = {}
     started = time.process_time()
     for i, (partition, value) in enumerate(messages):
@@ -70,8 +80,11 @@ async def measure(messages: list[tuple[int, bytes]], records: int, data_dir: Pat
     else:
         await stages.outbound.flush(state=True)
     spent = time.process_time() - started
+    agents = getattr(getattr(stages, "enrichment", None), "useragents", None)
+    hits, misses = agents.hit_rate() if agents is not None else (0, 0)
     stages.close()
-    return spent / records * 1e6, counting.messages / records
+    return (spent / records * 1e6, counting.messages / records,
+            hits / (hits + misses) if hits + misses else -1.0)
 
 
 def main() -> None:
@@ -79,9 +92,10 @@ def main() -> None:
     records = sum(len(msgpack.unpackb(value)) for _, value in messages)
     data = Path(sys.argv[2])
     counting = Counting(digest="--digest" in sys.argv[3:])
-    us, made = asyncio.run(measure(messages, records, data, counting))
+    us, made, hit_rate = asyncio.run(measure(messages, records, data, counting,
+                                             enrich="--no-enrichment" not in sys.argv[3:]))
     if counting.digests is None:
-        print(f"{us:.3f} {made:.4f}")
+        print(f"{us:.3f} {made:.4f} {hit_rate:.4f}")
         return
     found = {topic: d.hexdigest() for topic, d in sorted(counting.digests.items())}
     for path in sorted((data / "logs").rglob("*.jsonl")):

@@ -2,7 +2,9 @@
 
     make bench-processors     # or: .venv/bin/python bench/processors.py --records 20000 --runs 3
 
-Each run produces N realistic raw records (pageviews of 5,000 visitors, 14 parameters) to a
+Each run produces N realistic raw records (pageviews of 5,000 visitors, 11 parameters, each
+visitor with a user agent drawn from ``tests/data/user_agents.tsv``'s 315 real ones by their
+weights and an address of its own: public IPv4 and IPv6 of real blocks, one in ten private) to a
 fresh raw topic of 12 partitions the way a gateway under load does: in envelopes of
 ``--per-envelope`` records of one partition (packed by ``schemas.envelope``, each record in
 the partition its key hashes to; the default is what ``make bench-gateway`` measured at the
@@ -13,7 +15,8 @@ gateway's maximum rate). Then it measures, on the same messages:
 2. two floors of a faust worker: a faust agent that only iterates the same messages
    (``bench/faust_noop.py``), and the worker's own handling of the envelopes in this process
    with no Kafka at all (``processors.worker.Stages``: parsing, rules, journal, day log; its
-   messages are counted, not sent);
+   messages are counted, not sent), with enrichment (user agents, locations) and without it,
+   on the same envelopes, with the user-agent cache's hit rate;
 3. one ``trackpipe worker`` process: from its "Ready" until every record is in the day logs,
    and until every profile is published with all its actions (the profiles stage runs in
    the same process, behind the visitors stage), and the Kafka messages it produced per raw
@@ -28,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -64,18 +69,46 @@ PER_ENVELOPE = 3  # records an envelope at the gateway's maximum rate (make benc
 PROFILE_HZ = 250
 
 
-def records(n: int) -> list[RawRecord]:
-    now = int(time.time() * 1000)
+VISITORS = 5000
+USER_AGENTS = ROOT / "tests" / "data" / "user_agents.tsv"
+# blocks of real networks the IPv6 visitors come from (Google, Deutsche Telekom, Comcast, NTT)
+V6_BLOCKS = (0x2A001450, 0x20030000, 0x26010000, 0x24040000)
+
+
+def visitors(n: int = VISITORS) -> list[tuple[str, str]]:
+    """Each visitor's user agent (drawn by the shipped mix's weights) and address (public
+    IPv4 mostly, IPv6 from real blocks, one in ten private), the same in every run."""
+    rows = [line.split("\t", 1) for line in USER_AGENTS.read_text().splitlines()
+            if line and not line.startswith("#")]
+    weights, uas = [int(w) for w, _ in rows], [ua for _, ua in rows]
+    rng = random.Random(1)
     made = []
     for i in range(n):
-        cookie = f"ck{i % 5000}"
+        if i % 10 == 9:
+            ip = f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        elif i % 10 == 8:
+            ip = str(ipaddress.IPv6Address(
+                (rng.choice(V6_BLOCKS) << 96) | rng.getrandbits(96)))
+        else:
+            ip = f"{rng.choice((24, 31, 45, 62, 77, 81, 89, 92, 151, 176, 185, 212, 217))}" \
+                 f".{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        made.append((rng.choices(uas, weights)[0], ip))
+    return made
+
+
+def records(n: int) -> list[RawRecord]:
+    now = int(time.time() * 1000)
+    who = visitors()
+    made = []
+    for i in range(n):
+        cookie = f"ck{i % VISITORS}"
+        user_agent, ip = who[i % VISITORS]
         query = (f"project={PROJECT}&event=pv&cookie={cookie}&timestamp={now + i}"
                  f"&ce_url=https%3A%2F%2Fshop.example%2Fp%2F{i % 500}%3Futm_source%3Dnews"
-                 f"&ce_title=Product+{i % 500}&cv_name=Visitor+{i % 5000}&cs_landing=%2F"
-                 "&browser=Chrome&os=Mac+OS+X&device=desktop&screen=1920x1080"
-                 "&language=en-US&timeout=300000")
+                 f"&ce_title=Product+{i % 500}&cv_name=Visitor+{i % VISITORS}&cs_landing=%2F"
+                 "&screen=1920x1080&language=en-US&timeout=300000")
         made.append(RawRecord(id=str(uuid.uuid4()), received_ms=now + i, endpoint="ce",
-                              project=PROJECT, ip="192.0.2.1", user_agent="Mozilla/5.0",
+                              project=PROJECT, ip=ip, user_agent=user_agent,
                               query=query.encode(), visitor_key=f"cookie:{cookie}"))
     return made
 
@@ -136,17 +169,19 @@ def faust_noop_rate(settings: Settings, messages: int, n: int, work: Path) -> fl
     return float(result.read_text()) * n / messages
 
 
-def own_rate(root: Path, messages: list[tuple[int, bytes]], work: Path) -> tuple[float, float]:
+def own_rate(root: Path, messages: list[tuple[int, bytes]], work: Path,
+             *options: str) -> tuple[float, float, float]:
     """Records/s of the worker's own handling in the tree at ``root``, no Kafka
-    (``bench/own.py``), and the messages it makes a record."""
+    (``bench/own.py``; ``--no-enrichment``: with nothing derived), the messages it makes a
+    record and the user-agent cache's hit rate (-1: none)."""
     dump = work / "messages.msgpack"
     dump.write_bytes(msgpack.packb(messages))
     data = Path(tempfile.mkdtemp(dir=work))
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "own.py"), str(dump), str(data)],
-                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "own.py"), str(dump), str(data),
+                           *options], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                           capture_output=True, text=True, timeout=900, check=True)
-    us, made = (float(x) for x in done.stdout.split())
-    return 1e6 / us, made
+    us, made, hit_rate = (float(x) for x in done.stdout.split())
+    return 1e6 / us, made, hit_rate
 
 
 def worker_rate(settings: Settings, n: int, work: Path, root: Path = ROOT,
@@ -284,13 +319,17 @@ def main() -> None:
                 got = rates[name]
                 for key in ("bare", "noop"):
                     got.setdefault(key, []).append(shared[key])
-                own, per_record = own_rate(root, messages, work)
+                # with and without enrichment, alternating, on the same envelopes
+                bare_own, _, _ = own_rate(root, messages, work, "--no-enrichment")
+                own, per_record, hit_rate = own_rate(root, messages, work)
                 raw = kept / f"{name.replace(' ', '-')}-run{run + 1}.raw" if kept else None
                 logged, published, produced = worker_rate(settings, args.records, work, root,
                                                           raw)
                 if raw is not None and raw.exists():
                     samples[name] += profiling.shares(raw)
-                for key, value in (("own", own), ("made", per_record), ("worker", logged),
+                for key, value in (("own", own), ("own_bare", bare_own),
+                                   ("hit_rate", hit_rate), ("made", per_record),
+                                   ("worker", logged),
                                    ("profiles", published), ("produced", produced)):
                     got.setdefault(key, []).append(value)
                 print(f"run {run + 1}, {name}: " + ", ".join(
@@ -326,9 +365,16 @@ def report(name: str, got: dict[str, list[float]]) -> None:
             ("noop", "floor: a faust agent that only iterates the envelopes"),
             ("own", f"floor: the worker's own handling, no Kafka ({m['made']:.2f} messages "
                     "a record made, not sent)"),
+            ("own_bare", "the same, without enrichment"),
             ("worker", "one trackpipe worker, raw → day logs"),
             ("profiles", "the same worker, until every profile is published")):
         print(f"| {text} | {m[key]:.0f} | {spread[key]} | {m[key] / b:.3f} |")
+    if m["hit_rate"] >= 0:
+        with_us, without_us = 1e6 / m["own"], 1e6 / m["own_bare"]
+        print(f"\nEnrichment (user agents, locations), same envelopes, same runs: own handling "
+              f"{without_us:.1f} µs a record without, {with_us:.1f} µs with: "
+              f"+{with_us - without_us:.1f} µs, {100 * (with_us / without_us - 1):+.1f} %; "
+              f"user-agent cache hit rate {100 * m['hit_rate']:.1f} %")
     print(f"\nKafka messages the worker produced per raw record, all topics: "
           f"{m['produced']:.2f} (runs {', '.join(f'{v:.2f}' for v in got['produced'])})")
 

@@ -23,10 +23,11 @@ from typing import Any, NamedTuple
 from processors.actions import Enriched
 from processors.addresses import anonymize
 from processors.locations import Locations
-from processors.useragents import UserAgents
+from processors.useragents import MAX_PARSED, UserAgents
 from schemas.action import DERIVED, GROUPS
 
 _DERIVED = frozenset(DERIVED)
+CACHE_SIZE = 16_384  # (user agent, address) pairs remembered: about the visitors active at once
 
 
 class Privacy(NamedTuple):
@@ -47,9 +48,10 @@ def _given(value: Any) -> bool:
 def combine(sent: Mapping[str, Any], derived: Mapping[str, Any]) -> dict[str, Any]:
     """The derived names of a record: ``derived``, except the groups of which the request
     sent a name, which are what it sent. ``device`` and ``device_type`` are one value (the
-    SPEC's built-in ``device`` is the device type): either one sent stands for both."""
-    if not sent.keys() & _DERIVED:
-        return dict(derived)
+    SPEC's built-in ``device`` is the device type): either one sent stands for both. Without
+    any sent, ``derived`` itself (shared: read it, never change it)."""
+    if _DERIVED.isdisjoint(sent):
+        return derived  # type: ignore[return-value]
     out: dict[str, Any] = {}
     for group in GROUPS:
         source = sent if any(_given(sent.get(name)) for name in group) else derived
@@ -72,7 +74,9 @@ class Enrichment:
         self.useragents = useragents
         self.locations = locations
         self.privacy: dict[str, Privacy] = {}
-        self._anonymize = functools.lru_cache(maxsize=65_536)(anonymize)
+        self._anonymize = functools.lru_cache(maxsize=CACHE_SIZE)(anonymize)
+        # a visitor's requests repeat its user agent and address: one lookup for both
+        self._derived = functools.lru_cache(maxsize=CACHE_SIZE)(self._derive)
 
     @classmethod
     def load(cls, city_database: Path | None = None) -> Enrichment:
@@ -92,16 +96,22 @@ class Enrichment:
 
     def enrich(self, project: str, ip: str, user_agent: str,
                sent: Mapping[str, Any]) -> Enriched:
-        """The derived names of a request and its address as it may be kept."""
+        """The derived names of a request (shared between requests: read them, never change
+        them) and its address as it may be kept."""
         privacy = self.privacy.get(project, DEFAULT)
-        derived: Mapping[str, Any] = (self.useragents.describe(user_agent)
-                                      if self.useragents is not None else {})
-        if privacy.locate and self.locations is not None:
+        fields = combine(sent, self._derived(user_agent[:MAX_PARSED], ip, privacy.locate))
+        if privacy.anonymize_ip:
+            return Enriched(fields, self._anonymize(ip), True)
+        return Enriched(fields, ip)
+
+    def _derive(self, user_agent: str, ip: str, locate: bool) -> dict[str, Any]:
+        derived = (self.useragents.describe(user_agent) if self.useragents is not None
+                   else {})
+        if locate and self.locations is not None:
             place = self.locations.locate(ip)
             if place:
-                derived = {**derived, **place}
-        kept = self._anonymize(ip) if privacy.anonymize_ip else ip
-        return Enriched(combine(sent, derived), kept, privacy.anonymize_ip)
+                return {**derived, **place}
+        return derived  # type: ignore[return-value]
 
     def close(self) -> None:
         if self.locations is not None:
