@@ -28,7 +28,7 @@ from runtime.partition import committed_offsets
 from runtime.settings import Settings
 from runtime.topics import create_topics
 from schemas.project import ProjectRecord
-from tests.conftest import partitions_of, records, register
+from tests.conftest import drop_topics, partitions_of, records, register
 from tests.waiting import wait_until
 
 PROJECT = "shop.example"
@@ -281,14 +281,18 @@ def start_topology(settings: Settings, tmp: Path, workers: tuple[str, ...], gate
 def started_pipeline(kafka_bootstrap: str, tmp: Path, workers: tuple[str, ...],
                      env: dict[str, str] | None = None, triggers: bool = False):
     """Topics, the project, the workers, a gateway (and the triggers service), all ready: a
-    probe event has gone through to the logs. Every process is stopped on the way out."""
+    probe event has gone through to the logs. Every process is stopped on the way out, and
+    the topics are deleted."""
     settings = Settings(kafka_bootstrap=kafka_bootstrap, raw_partitions=12, ack_deadline_ms=3000,
                         topic_prefix=f"t{uuid.uuid4().hex[:12]}.", data_dir=tmp / "data")
     prepare(settings)
-    p = start_topology(settings, tmp, workers, env=env, triggers=triggers)
     try:
-        probe = p.track(event="probe", cookie="probe").headers["x-event-id"]
-        p.by_id(probe, timeout_s=60)  # every worker has its partitions
-        yield p
+        p = start_topology(settings, tmp, workers, env=env, triggers=triggers)
+        try:
+            probe = p.track(event="probe", cookie="probe").headers["x-event-id"]
+            p.by_id(probe, timeout_s=60)  # every worker has its partitions
+            yield p
+        finally:
+            p.stop_all()
     finally:
-        p.stop_all()
+        asyncio.run(drop_topics(kafka_bootstrap, settings.topic_prefix))
