@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shutil
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -19,10 +23,13 @@ from schemas import envelope, topics
 from schemas.deadletter import DeadLetter
 from schemas.partitioning import partition_for
 from schemas.raw import RawRecord
+from tests.integration.browser import Values, number, render
 from tests.integration.pipeline import PROJECT, free_port, started_pipeline
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
 
 
 class Receiver:
@@ -30,7 +37,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.status = 410
-        self.calls: list[tuple[str, int]] = []  # (delivery id, status answered)
+        self.calls: list[tuple[str, str, int]] = []  # (path, delivery id, status answered)
         self.lock = threading.Lock()
         receiver = self
 
@@ -39,7 +46,8 @@ class Receiver:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 with receiver.lock:
                     status = receiver.status
-                    receiver.calls.append((self.headers["X-Trackpipe-Delivery"], status))
+                    receiver.calls.append((self.path, self.headers["X-Trackpipe-Delivery"],
+                                           status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -51,9 +59,10 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def answered(self, status: int) -> list[str]:
+    def answered(self, status: int, path: str = "/hook") -> list[str]:
         with self.lock:
-            return [delivery for delivery, answered in self.calls if answered == status]
+            return [delivery for at, delivery, answered in self.calls
+                    if answered == status and at == path]
 
 
 @pytest.fixture(scope="module")
@@ -116,23 +125,29 @@ def test_warnings_list_what_was_changed_or_refused_newest_first_with_counts(pipe
                         "--json").stdout.count("event_id") == 0  # none written after now
 
 
-def test_a_failed_webhook_is_listed_with_its_reason_and_resent_once_fixed(pipeline, receiver):
-    hook = receiver.url + "/hook"
-    added = pipeline.cli("triggers", "add", PROJECT, "--name", "hook", "--event", "buy",
-                         "--webhook", hook)
+def failing_webhook(pipeline, receiver, name: str) -> str:
+    """A trigger ``name`` whose webhook (``/<name>``) answers 410, and the first delivery it
+    refused: an action is sent each second until one was (the triggers service may read the
+    first ones before it knows the rule)."""
+    receiver.status = 410
+    added = pipeline.cli("triggers", "add", PROJECT, "--name", name, "--event", name,
+                         "--webhook", f"{receiver.url}/{name}")
     assert added.returncode == 0, added.stderr
     sent_at = -1.0
 
     def failed() -> list[str]:
-        """Deliveries the receiver refused; an action is sent each second until one was (the
-        triggers service may read the first ones before the rule)."""
         nonlocal sent_at
         if time.monotonic() - sent_at > 1:
-            pipeline.track(event="buy", cookie="buyer")
+            pipeline.track(event=name, cookie="buyer")
             sent_at = time.monotonic()
-        return receiver.answered(410)
+        return receiver.answered(410, f"/{name}")
 
-    delivery = wait_until(failed, 60, "the webhook was never called", every_s=0.1)[0]
+    return wait_until(failed, 60, "the webhook was never called", every_s=0.1)[0]
+
+
+def test_a_failed_webhook_is_listed_with_its_reason_and_resent_once_fixed(pipeline, receiver):
+    hook = receiver.url + "/hook"
+    delivery = failing_webhook(pipeline, receiver, "hook")
     letters = listed(pipeline, lambda doc: any(delivery in row["what"] for row in doc["letters"]),
                      "deadletters", "--kind", "trigger", "--project", PROJECT)
     letter = next(row for row in letters["letters"] if delivery in row["what"])
@@ -212,3 +227,64 @@ def test_a_raw_record_resent_is_logged_once_however_often_it_is_resent(pipeline)
 def test_what_cannot_be_resent_says_why(pipeline):
     refused = pipeline.cli("deadletters", "--resend", "0:999999999")
     assert refused.returncode == 1 and "no such letter" in refused.stderr
+
+
+def test_the_dashboard_shows_refusals_dead_letters_and_warnings_over_its_history(
+        pipeline, receiver, tmp_path):
+    port = free_port()
+    targets = [pipeline.url, f"http://127.0.0.1:{pipeline.web_ports['worker-1']}",
+               f"http://127.0.0.1:{pipeline.env['TRACKPIPE_TRIGGERS_WEB_PORT']}"]
+    pipeline.env.update({"TRACKPIPE_ADMIN_PORT": str(port),
+                         "TRACKPIPE_METRICS_TARGETS": ",".join(targets)})
+    pipeline.start("dashboard", "dashboard")
+    url = f"http://127.0.0.1:{port}/"
+
+    def api(path: str) -> dict:
+        try:
+            return httpx.get(url + path, timeout=10).json()
+        except httpx.TransportError:
+            return {}
+
+    wait_until(lambda: api("api/summary").get("summary"), 60, "the dashboard never scraped",
+               every_s=0.2)  # what comes next happens in its last minute
+    unknown = pipeline.track(expect=403, project="typo.example").headers["x-event-id"]
+    delivery = failing_webhook(pipeline, receiver, "dash")
+
+    def shows_both(doc: dict) -> bool:
+        summary = doc.get("summary") or {}
+        minute = summary.get("last_minute") or {}
+        kinds = {(w["kind"], w["event_id"]) for w in doc.get("warnings", [])}
+        return (("unknown_project", unknown) in kinds
+                and ("webhook_failed", delivery.rsplit("/", 1)[0]) in kinds
+                and minute.get("dead_letters", 0) >= 1 and minute.get("webhook_failures", 0) >= 1
+                and any(r["status"] == "403" and r["requests"] >= 1
+                        for r in minute.get("rejections", []))
+                and summary.get("processes", {}).get("triggers") == 1)
+
+    wait_until(lambda: api("api/summary"), 60, lambda doc: f"the dashboard showed {doc}",
+               until=shows_both, every_s=0.5)
+    # the page opened now starts with what the dashboard held: more points than its own
+    # polling could gather in Chromium's few seconds
+    held = wait_until(lambda: len(api("api/history").get("history", [])), 60,
+                      "the dashboard held no history", until=lambda n: n >= 15, every_s=0.5)
+    page = render(url, tmp_path, "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    shown = Values()
+    shown.feed(page.stdout)
+    values = shown.values
+    assert unknown in values["warnings"] and "unknown_project" in values["warnings"]
+    assert "webhook_failed" in values["warnings"] and "typo.example" in values["warnings"]
+    assert number(values["dead-letters-per-min"]) >= 1
+    assert number(values["webhook-failures-per-min"]) >= 1
+    refused = re.search(r"403unknown project or excluded([\d,]+)", values["rejections"])
+    assert refused and number(refused.group(1)) >= 1, values["rejections"]
+    assert "1 triggers service(s)" in values["processes"]
+    chart = re.search(r'<canvas id="chart"[^>]*>', page.stdout).group()
+    points = int(re.search(r'data-points="(\d+)"', chart).group(1))
+    assert points >= held - 5 and points >= 10, chart  # the history, not an empty frame
+    assert "events per second from " in chart  # its axes: time and rate, said in words too
+    shot = tmp_path / "dashboard-problems.png"
+    done = render(url, tmp_path, f"--screenshot={shot}", "--window-size=1400,1200")
+    assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    shutil.copy(shot, ROOT / "artifacts" / "dashboard-problems.png")

@@ -1,5 +1,11 @@
-"""The dashboard process: a collector that scrapes every gateway and worker once a second and
-tails the actions topic, and a small FastAPI app that serves the page and its JSON.
+"""The dashboard process: a collector that scrapes every gateway, worker and triggers service
+once a second and tails the actions and warnings topics, and a small FastAPI app that serves
+the page and its JSON.
+
+It keeps what the page draws: the last ``HISTORY`` seconds of rates (``/api/history``, so that
+a page opened now starts with the last ten minutes instead of an empty chart), the scrapes of
+the last minute (what went wrong in it: ``summary.last_minute``), the latest actions and the
+latest ingestion warnings (read back from the topic's end when it starts, then followed).
 
 Targets are base URLs; a host name is resolved to all its addresses on every round, so with
 compose (where a service name resolves to each replica) scaling a role needs no change here.
@@ -10,6 +16,7 @@ request must carry (``?token=`` for the page, which hands it on to its API calls
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hmac
 import json
@@ -23,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -31,12 +39,15 @@ from runtime import prometheus as prom
 from runtime.settings import Settings
 from schemas import topics
 from schemas.endpoints import Endpoint
-from trackpipe.dashboard.summary import merged, summarize
+from schemas.warning import IngestionWarning
+from trackpipe.dashboard.summary import last_minute, merged, summarize
 
 log = logging.getLogger(__name__)
 
 SCRAPE_EVERY_S = 1.0
 LATEST = 20
+HISTORY = 600  # seconds of rates kept for the chart: ten minutes
+MINUTE_S = 60.0
 PAGE = Path(__file__).with_name("page.html")
 
 
@@ -45,12 +56,15 @@ class Collector:
         self.settings = settings
         self.bootstrap = bootstrap
         self.latest: deque[dict[str, Any]] = deque(maxlen=LATEST)
+        self.warnings: list[dict[str, Any]] = []  # the LATEST newest, oldest first
         self.summary: dict[str, Any] | None = None
-        self._previous: tuple[float, prom.Series] | None = None
+        self.history: deque[dict[str, float]] = deque(maxlen=HISTORY)  # one a round
+        self._rounds: deque[tuple[float, prom.Series]] = deque()  # the last minute's scrapes
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._scrape_forever()),
-                 asyncio.create_task(self._tail_actions())]
+                 asyncio.create_task(self._tail_actions()),
+                 asyncio.create_task(self._tail_warnings())]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -74,11 +88,19 @@ class Collector:
         series = [s for s in answers if s is not None]
         processes = {"gateways": sum(1 for s in series if _has(s, "trackpipe_gateway_")),
                      "workers": sum(1 for s in series if _has(s, "trackpipe_worker_")),
+                     "triggers": sum(1 for s in series if _has(s, "trackpipe_triggers_")),
                      "unreachable": answers.count(None)}
         now, current = time.monotonic(), merged(series)
-        before_at, before = self._previous or (now - SCRAPE_EVERY_S, {})
-        self.summary = summarize(before, current, now - before_at, processes)
-        self._previous = (now, current)
+        before_at, before = self._rounds[-1] if self._rounds else (now - SCRAPE_EVERY_S, {})
+        summary = summarize(before, current, now - before_at, processes)
+        while self._rounds and now - self._rounds[0][0] > MINUTE_S:
+            self._rounds.popleft()
+        summary["last_minute"] = last_minute(self._rounds[0][1] if self._rounds else current,
+                                             current)
+        self._rounds.append((now, current))
+        self.summary = summary
+        self.history.append({"t": int(time.time() * 1000),
+                             "events_per_s": summary["events_per_s"]})
 
     async def _tail_actions(self) -> None:
         """The newest actions, read from the end of the actions topic (no consumer group)."""
@@ -102,6 +124,43 @@ class Collector:
                 await asyncio.sleep(2)
             finally:
                 await consumer.stop()
+
+    async def _tail_warnings(self) -> None:
+        """The latest ingestion warnings: the last ``LATEST`` of each partition when it
+        starts, then every new one (one consumer: nothing written between is missed)."""
+        while True:
+            # without a group, a consumer given its topic holds every partition once started
+            consumer = AIOKafkaConsumer(self.settings.topic(topics.WARNINGS),
+                                        bootstrap_servers=self.bootstrap, group_id=None,
+                                        enable_auto_commit=False, auto_offset_reset="earliest")
+            try:
+                await consumer.start()
+                held = list(consumer.assignment())
+                self.warnings.clear()  # read back again after a retry
+                firsts = await consumer.beginning_offsets(held)
+                for tp, end in (await consumer.end_offsets(held)).items():
+                    consumer.seek(tp, max(firsts[tp], end - LATEST))
+                async for message in consumer:
+                    self.warned(message.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("tailing the warnings topic: %s; retrying", exc)
+                await asyncio.sleep(2)
+            finally:
+                await consumer.stop()
+
+    def warned(self, value: bytes) -> None:
+        """Keep a warning among the ``LATEST`` newest (partitions arrive interleaved)."""
+        try:
+            warning = IngestionWarning.from_json(value).shown()
+        except msgspec.DecodeError:  # not a warning this version can read: nothing to show
+            return
+        bisect.insort(self.warnings, warning, key=lambda w: w["at_ms"])
+        del self.warnings[:-LATEST]
+
+    def latest_warnings(self) -> list[dict[str, Any]]:
+        return self.warnings[::-1]
 
 
 def _has(series: prom.Series, prefix: str) -> bool:
@@ -164,7 +223,13 @@ def create_app(settings: Settings, bootstrap: str) -> FastAPI:
     @app.get("/api/summary")
     async def summary() -> JSONResponse:
         return JSONResponse({"summary": collector.summary, "latest": list(collector.latest),
+                             "warnings": collector.latest_warnings(),
                              "targets": list(settings.scrape_targets)},
+                            headers={"cache-control": "no-store"})
+
+    @app.get("/api/history")
+    async def history() -> JSONResponse:
+        return JSONResponse({"history": list(collector.history)},
                             headers={"cache-control": "no-store"})
 
     return app
