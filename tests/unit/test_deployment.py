@@ -1,5 +1,8 @@
-"""The compose file may only set settings that exist, and only run commands the CLI has."""
+"""The compose file may only set settings that exist, and only run commands the CLI has;
+Grafana's panels and Prometheus's alert rules only ask for metrics a service exports."""
 
+import json
+import re
 from pathlib import Path
 
 import yaml
@@ -72,22 +75,79 @@ def test_roles_scale_by_replicas_and_observability_is_a_profile():
     assert "profiles" not in services["prometheus"]
 
 
-def test_the_grafana_dashboard_only_asks_for_metrics_that_exist():
-    import json
-    import re
-
+def exported_families() -> set[str]:
+    """Every metric family a trackpipe service serves, read from the ``# TYPE`` lines of what
+    each one renders (a family is typed even while it has no sample); a histogram's series
+    (``_bucket``, ``_sum``, ``_count``) by their own names too."""
     from gateway.metrics import Metrics
     from processors.metrics import WorkerMetrics
-    from runtime import prometheus as prom
+    from triggers.metrics import TriggersMetrics
 
-    exposed = {name for name, _ in prom.parse(Metrics().render() + WorkerMetrics().render({}))}
-    exposed |= {"trackpipe_gateway_requests_total", "trackpipe_worker_actions_total",
-                "trackpipe_worker_consumer_lag"}  # labelled families, empty when idle
+    text = Metrics().render() + WorkerMetrics().render({}) + TriggersMetrics({}).render()
+    families = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        families.add(name)
+        if kind == "histogram":
+            families |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return families
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every Grafana panel's target and every alert rule."""
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/trackpipe.json").read_text())
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            for name in re.findall(r"trackpipe_[a-z_]+", target["expr"]):
-                assert name in exposed, f"{panel['title']}: {name}"
+    return ([(f"panel {panel['title']!r}", target["expr"])
+             for panel in dashboard["panels"] for target in panel["targets"]]
+            + [(f"alert {rule['alert']}", rule["expr"]) for rule in alert_rules()])
+
+
+def test_the_exported_families_are_read_from_every_service():
+    families = exported_families()
+    assert {"trackpipe_gateway_requests_total", "trackpipe_gateway_ack_seconds_bucket",
+            "trackpipe_worker_consumer_lag_seconds", "trackpipe_triggers_webhook_failures_total",
+            "trackpipe_warnings_total"} <= families
+    assert "trackpipe_worker_consumer_lag_seconds_bucket" not in families  # a gauge
+
+
+def test_grafana_and_the_alert_rules_only_ask_for_metrics_some_service_exports():
+    families = exported_families()
+    asked = [(where, name) for where, expr in queries()
+             for name in re.findall(r"\btrackpipe_[a-z0-9_]+", expr)]
+    assert asked and all(name in families for _, name in asked), [
+        f"{where}: {name}" for where, name in asked if name not in families]
+
+
+def test_grafana_shows_lag_in_seconds_warnings_by_kind_and_webhook_failures():
+    exprs = [expr for where, expr in queries() if where.startswith("panel")]
+    for metric in ("trackpipe_worker_consumer_lag_seconds", "trackpipe_warnings_total",
+                   "trackpipe_triggers_webhook_failures_total"):
+        assert any(metric in expr for expr in exprs), metric
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/trackpipe.json").read_text())
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    spots = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]]
+    assert len(spots) == len(set(spots))  # no panel drawn over another
+
+
+def test_one_alert_rule_fires_on_consumer_lag_above_30_seconds():
+    rules = alert_rules()
+    assert [rule["alert"] for rule in rules] == ["TrackpipeConsumerLagAbove30s"]
+    (rule,) = rules
+    assert re.fullmatch(r"max by \(partition\) \(trackpipe_worker_consumer_lag_seconds\) > 30",
+                        rule["expr"])
+    assert rule["for"] == "1m" and "partition" in rule["annotations"]["summary"]
+
+
+def test_prometheus_loads_the_alert_rules_the_image_holds():
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]  # beside prometheus.yml, here and in the image
+    dockerfile = (ROOT / "deploy" / "prometheus" / "Dockerfile").read_text()
+    assert "COPY deploy/alerts.yml /etc/prometheus/alerts.yml" in dockerfile
+    assert "--config.file=/etc/prometheus/prometheus.yml" in dockerfile
 
 
 def test_nginx_never_resends_a_request_to_another_gateway_and_hides_metrics():
@@ -136,5 +196,5 @@ def test_prometheus_scrapes_every_role_that_serves_metrics():
             found |= {f"{n}:{sd['port']}" for n in sd["names"]}
         for static in job.get("static_configs", []):
             found |= set(static["targets"])
-    assert {"gateway:8080", "processors:6066", "kafka-1:7071", "kafka-2:7071", "kafka-3:7071",
-            "nginx-exporter:9113"} <= found
+    assert {"gateway:8080", "processors:6066", "triggers:6068", "kafka-1:7071", "kafka-2:7071",
+            "kafka-3:7071", "nginx-exporter:9113"} <= found
