@@ -72,6 +72,26 @@ def wait_status(url: str, expected: int, timeout_s: float, **request: Any) -> No
                until=lambda status: status == expected, every_s=0.05)
 
 
+@contextlib.contextmanager
+def gateway_alone(settings: Settings, project: str, **env: str):
+    """A ``trackpipe gateway`` process (no nginx in front, no worker) on ``settings``' broker
+    and topics, with ``project`` registered and ``env``'s settings on top: its base URL and
+    process once it answers ``project``'s requests, interrupted on the way out."""
+    env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
+           "TRACKPIPE_DATA_DIR": str(settings.data_dir), "TRACKPIPE_HTTP_PORT": str(free_port()),
+           "TRACKPIPE_ACK_DEADLINE_MS": "3000", **env}
+    assert cli(env, "projects", "add", project).returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
+    try:
+        wait_status(f"{url}/track/ce?project={project}", 200, 60)
+        yield url, process
+    finally:
+        interrupt(process, timeout_s=15)
+
+
 def gateway_ready(url: str) -> bool:
     return status_of(url + "/readyz") == 200
 

@@ -12,8 +12,6 @@ import asyncio
 import json
 import random
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +23,7 @@ import pytest
 from schemas import envelope, topics
 from schemas.raw import RawRecord
 from tests.conftest import records
-from tests.integration.pipeline import cli, free_port, interrupt, metric, wait_status
+from tests.integration.pipeline import gateway_alone, metric
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,23 +44,10 @@ LONE = ["\\ud800", "\\udfff", "\\udbff\\u0041", "\\udc00\\ud800"]  # as JSON esc
 
 @pytest.fixture
 def fuzz_server(settings):
-    env = {"TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
-           "TRACKPIPE_DATA_DIR": str(settings.data_dir), "TRACKPIPE_HTTP_PORT": str(free_port()),
-           "TRACKPIPE_BODY_TIMEOUT_MS": "1000", "TRACKPIPE_HEADER_TIMEOUT_MS": "1000",
-           "TRACKPIPE_MAX_BODY_BYTES": "65536", "TRACKPIPE_ACK_DEADLINE_MS": "3000"}
-    import os
-
-    env = {**os.environ, **env}
-    assert cli(env, "projects", "add", PROJECT).returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
-    try:
-        wait_status(f"{url}/track/ce?project={PROJECT}", 200, 60)
-        yield url, process
-    finally:
-        interrupt(process, timeout_s=15)
+    with gateway_alone(settings, PROJECT, TRACKPIPE_BODY_TIMEOUT_MS="1000",
+                       TRACKPIPE_HEADER_TIMEOUT_MS="1000",
+                       TRACKPIPE_MAX_BODY_BYTES="65536") as gateway:
+        yield gateway
 
 
 def _query(rng: random.Random) -> bytes:

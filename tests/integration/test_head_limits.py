@@ -4,11 +4,8 @@ the process does not grow with what was offered, and other clients are answered 
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.pipeline import cli, free_port, interrupt, wait_status
+from tests.integration.pipeline import gateway_alone
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +24,8 @@ HEADER = b"X-Pad: " + b"v" * 8192 + b"\r\n"
 
 @pytest.fixture
 def gateway_process(settings):
-    env = {**os.environ, "TRACKPIPE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "TRACKPIPE_TOPIC_PREFIX": settings.topic_prefix,
-           "TRACKPIPE_DATA_DIR": str(settings.data_dir), "TRACKPIPE_HTTP_PORT": str(free_port()),
-           "TRACKPIPE_ACK_DEADLINE_MS": "3000"}
-    assert cli(env, "projects", "add", PROJECT).returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "trackpipe.cli", "gateway"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{env['TRACKPIPE_HTTP_PORT']}"
-    try:
-        wait_status(f"{url}/track/ce?project={PROJECT}", 200, 60)
-        yield url, process
-    finally:
-        interrupt(process, timeout_s=15)
+    with gateway_alone(settings, PROJECT) as gateway:
+        yield gateway
 
 
 def rss_bytes(pid: int) -> int:
