@@ -51,16 +51,24 @@ async def _read(bootstrap: str, topic: str, partitions: Iterable[int], start: in
         else:
             for tp in tps:
                 consumer.seek(tp, start)
-        reading = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-        while reading:
-            batches = await consumer.getmany(*reading, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record
-            reading = [tp for tp in reading if await consumer.position(tp) < ends[tp]]
+        async for record in up_to(consumer, tps, ends):
+            yield record
     finally:
         await consumer.stop()
+
+
+async def up_to(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition],
+                ends: dict[TopicPartition, int]) -> AsyncIterator[Any]:
+    """The records of ``tps`` from the consumer's positions up to ``ends``, exclusive. A
+    partition is read when its position reaches its end, whatever its last record was."""
+    reading = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+    while reading:
+        batches = await consumer.getmany(*reading, timeout_ms=1000)
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    yield record
+        reading = [tp for tp in reading if await consumer.position(tp) < ends[tp]]
 
 
 async def committed_offsets(bootstrap: str, group_id: str, tps: list[TopicPartition]

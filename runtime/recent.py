@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from runtime.partition import up_to
 from schemas.partitioning import partition_for
 
 
@@ -45,16 +46,10 @@ async def read_recent(bootstrap: str, topic: str, *, key: bytes | None = None,
                       for tp in tps}
         if last is not None:
             starts = {tp: max(starts[tp], ends[tp] - last) for tp in tps}
-        reading = [tp for tp in tps if starts[tp] < ends[tp]]
-        for tp in reading:
+        for tp in tps:
             consumer.seek(tp, starts[tp])
-        while reading:
-            batches = await consumer.getmany(*reading, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        yield record
-            reading = [tp for tp in reading if await consumer.position(tp) < ends[tp]]
+        async for record in up_to(consumer, tps, ends):
+            yield record
     finally:
         await consumer.stop()
 
