@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,49 +103,49 @@ class Collector:
                              "events_per_s": summary["events_per_s"]})
 
     async def _tail_actions(self) -> None:
-        """The newest actions, read from the end of the actions topic (no consumer group)."""
-        while True:
-            consumer = AIOKafkaConsumer(self.settings.topic(topics.ACTIONS),
-                                        bootstrap_servers=self.bootstrap, group_id=None,
-                                        auto_offset_reset="latest")
-            try:
-                await consumer.start()
-                async for message in consumer:
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        action = json.loads(message.value)
-                        if action.get("type") == Endpoint.CE:
-                            self.latest.appendleft({
-                                k: action.get(k) for k in ("received_ms", "project", "event",
-                                                           "profile", "visitor_key", "id")})
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("tailing the actions topic: %s; retrying", exc)
-                await asyncio.sleep(2)
-            finally:
-                await consumer.stop()
+        """The newest actions, read from the end of the actions topic."""
+        await self._follow(topics.ACTIONS, "latest", self._acted)
+
+    def _acted(self, value: bytes) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            action = json.loads(value)
+            if action.get("type") == Endpoint.CE:
+                self.latest.appendleft({k: action.get(k) for k in (
+                    "received_ms", "project", "event", "profile", "visitor_key", "id")})
 
     async def _tail_warnings(self) -> None:
         """The latest ingestion warnings: the last ``LATEST`` of each partition when it
         starts, then every new one (one consumer: nothing written between is missed)."""
+
+        async def read_back(consumer: AIOKafkaConsumer) -> None:
+            held = list(consumer.assignment())
+            self.warnings.clear()  # read back again after a retry
+            firsts = await consumer.beginning_offsets(held)
+            for tp, end in (await consumer.end_offsets(held)).items():
+                consumer.seek(tp, max(firsts[tp], end - LATEST))
+
+        await self._follow(topics.WARNINGS, "earliest", self.warned, read_back)
+
+    async def _follow(self, name: str, reset: str, handle: Callable[[bytes], None],
+                      begin: Callable[[AIOKafkaConsumer], Awaitable[None]] | None = None,
+                      ) -> None:
+        """Every new record of topic ``name`` to ``handle``, with no consumer group (without
+        one, a consumer given its topic holds every partition once started), after ``begin``
+        has placed the consumer; started again after an error."""
         while True:
-            # without a group, a consumer given its topic holds every partition once started
-            consumer = AIOKafkaConsumer(self.settings.topic(topics.WARNINGS),
+            consumer = AIOKafkaConsumer(self.settings.topic(name),
                                         bootstrap_servers=self.bootstrap, group_id=None,
-                                        enable_auto_commit=False, auto_offset_reset="earliest")
+                                        enable_auto_commit=False, auto_offset_reset=reset)
             try:
                 await consumer.start()
-                held = list(consumer.assignment())
-                self.warnings.clear()  # read back again after a retry
-                firsts = await consumer.beginning_offsets(held)
-                for tp, end in (await consumer.end_offsets(held)).items():
-                    consumer.seek(tp, max(firsts[tp], end - LATEST))
+                if begin is not None:
+                    await begin(consumer)
                 async for message in consumer:
-                    self.warned(message.value)
+                    handle(message.value)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("tailing the warnings topic: %s; retrying", exc)
+                log.warning("tailing the %s topic: %s; retrying", name, exc)
                 await asyncio.sleep(2)
             finally:
                 await consumer.stop()
