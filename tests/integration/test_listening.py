@@ -1,10 +1,11 @@
 """What each listening role binds with the default settings, read from the process's own sockets.
 
 The defaults promise loopback only (no token is asked for there): the gateway, a worker's web
-server (its lookups answer people's emails and ids) and the dashboard. A setting can say one
-address while a framework binds another (faust binds ``web_bind``, not ``web_host``), so the
-addresses are read where the kernel keeps them: ``/proc/<pid>/net/tcp{,6}`` for the sockets
-whose inodes the process (or a child of it) holds open.
+server (its lookups answer people's emails and ids), the dashboard and the triggers service's
+metrics. A setting can say one address while a framework binds another (faust binds
+``web_bind``, not ``web_host``), so the addresses are read where the kernel keeps them:
+``/proc/<pid>/net/tcp{,6}`` for the sockets whose inodes the process (or a child of it) holds
+open.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ ROLES = {  # role: (its port setting, its command)
     "gateway": ("http_port", ["gateway"]),
     "worker": ("worker_web_port", ["worker", "--loglevel", "info"]),
     "dashboard": ("admin_port", ["dashboard"]),
+    "triggers": ("triggers_web_port", ["triggers", "run"]),  # its /metrics
 }
 
 
