@@ -1,11 +1,12 @@
 # The two front-door commands: `make run` and `make test`. Both set up everything themselves.
+# `make test-compose` (CI runs it after `make test`) brings the compose deployment up for real.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: run test lint system-deps scale-demo bench-gateway bench-processors bench-state \
-	bench-readside profile-worker kafka-stop clean
+.PHONY: run test lint system-deps compose-deps images test-compose scale-demo bench-gateway \
+	bench-processors bench-state bench-readside profile-worker kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,19 @@ test: $(STAMP) system-deps
 ## system-deps: Debian's chromium and docker-compose, which the suite drives (apt, as root)
 system-deps:
 	sh scripts/system-deps.sh
+
+## compose-deps: Docker's engine, debootstrap, Java and Maven (apt, as root), for the two below
+compose-deps:
+	sh scripts/system-deps.sh compose
+
+## images: every image of docker-compose.yml, from Debian's packages, PyPI and Maven Central
+images: $(STAMP) compose-deps
+	sh scripts/with-dockerd.sh sh scripts/images.sh
+
+## test-compose: the images, the deployment up in containers, traffic through nginx, a broker and
+## a worker killed, every request logged once, profiles exact; down -v and dockerd stopped after
+test-compose: $(STAMP) compose-deps
+	sh scripts/with-dockerd.sh sh scripts/test-compose.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
