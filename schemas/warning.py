@@ -88,18 +88,26 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# A sent ``ip`` parameter (a server-side SDK's visitor address): a sample never carries it, so
+# that a project's --ip-anonymize holds in its warnings too and none needs it to be read.
+_IP_PARAM = re.compile(r"(?:^|(?<=[&;]))ip=[^&;]*")
+WITHHELD = "ip=(withheld)"
+
+
 def request_sample(endpoint: str, query: bytes | str, form: dict[str, Any] | None,
                    limit: int = SAMPLE_CHARS) -> str:
     """What a tracking request sent, as a sample: its endpoint, its query and its body's
-    fields (``k=v`` pairs), cut to ``limit``; a large body costs no more than the cut."""
+    fields (``k=v`` pairs) but a sent ``ip``'s value, cut to ``limit``; a large body costs no
+    more than the cut."""
     head = query[:limit + 1] if len(query) > limit else query  # (a long query is cut anyway)
     parts = [endpoint] if endpoint else []
-    parts.append(head.decode("utf-8", "replace") if isinstance(head, bytes) else head)
+    text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+    parts.append(_IP_PARAM.sub(WITHHELD, text))
     size = sum(map(len, parts))
     for name, value in (form or {}).items():
         if size > limit:
             break
-        parts.append(f"{name}={str(value)[:limit]}")
+        parts.append(WITHHELD if name == "ip" else f"{name}={str(value)[:limit]}")
         size += len(parts[-1])
     text = " ".join(part for part in parts if part)
     return sample(text, limit) if size <= limit else sample(text[:limit], limit) + "…"

@@ -167,11 +167,13 @@ def second_seen(line):
 
 async def test_an_anonymizing_project_logs_and_publishes_no_full_address(stages):
     stages.enrichment.project_changed("shop.example", record(ip_anonymize=True))
-    await handle(stages, raw(1, ip="8.8.8.8", query="event=pv&cookie=c1&ip=8.8.8.8"),
+    # an unusable timestamp: a warning whose sample is the request is published too
+    await handle(stages, raw(1, ip="8.8.8.8", query="event=pv&cookie=c1&ip=8.8.8.8&timestamp=x"),
                  raw(2, ip="2001:4860:4860::8888"))
     root = stages.visitors.daylog.root.parent
     written = b"".join(path.read_bytes() for path in root.rglob("*") if path.is_file())
     sent = b"".join(value or b"" for _, _, value in stages.recorder.sent)
+    assert b"timestamp_replaced" in sent and b"ip=(withheld)" in sent
     for full in (b"8.8.8.8", b"2001:4860:4860::8888"):
         assert full not in written and full not in sent
     first, second = read_lines(stages.visitors.daylog.root, "shop.example", [DAY])

@@ -45,6 +45,24 @@ def test_a_sample_is_cut_and_cannot_steer_a_terminal(text, expected):
     assert sample(text) == expected
 
 
+@pytest.mark.parametrize("query, form", [
+    (b"ip=203.0.113.7&event=pv", {}),
+    (b"event=pv&ip=2001%3Adb8%3A%3A1&cookie=c", {}),
+    (b"event=pv;ip=203.0.113.7", {}),
+    (b"event=pv", {"ip": "203.0.113.7", "cv_name": "x"}),
+    ("event=pv&ip=203.0.113.7", None),
+])
+def test_a_request_sample_never_carries_a_sent_address(query, form):
+    made = request_sample("ce", query, form)
+    assert "203.0.113" not in made and "2001" not in made and "ip=(withheld)" in made
+    assert "event=pv" in made
+
+
+def test_only_the_ip_parameter_is_withheld():
+    made = request_sample("ce", b"zip=12345&vip=1&ip_note=x", {"tip": "5"})
+    assert made == "ce zip=12345&vip=1&ip_note=x tip=5"
+
+
 def test_a_request_sample_costs_no_more_than_its_cut_whatever_the_body():
     made = request_sample("ce", b"event=pv&cookie=c1", {"cv_name": "x" * 1_000_000})
     assert made.startswith("ce event=pv&cookie=c1 cv_name=xxx") and len(made) <= SAMPLE_CHARS + 2
