@@ -103,13 +103,6 @@ class Packer:
         while not self.idle and loop.time() < deadline:
             await asyncio.sleep(0.01)
 
-    def fail_all(self, exc: BaseException) -> None:
-        """Fail what was never sent (the producer is going away)."""
-        for queued in self._queued.values():
-            for item in queued:
-                item.fail(exc)
-        self._queued.clear()
-
     def _kick(self) -> None:
         self._kick_scheduled = False
         for partition in [p for p in self._queued if p not in self._in_flight]:

@@ -46,10 +46,6 @@ def pack(items: Sequence[bytes]) -> bytes:
     return header(len(items)) + b"".join(items)
 
 
-def pack_objects(objects: Sequence[Any]) -> bytes:
-    return msgpack.packb(list(objects))
-
-
 def unpack(data: bytes) -> list[Any]:
     """The decoded items of an envelope; a lone map (a record from before envelopes) is an
     envelope of one."""

@@ -2,12 +2,15 @@
 
 What it sends is ``problems.resend_plan``'s. A raw record goes to the raw topic in an envelope
 of its own, to its key's partition, as a gateway would have sent it; the processors then
-handle it like any record, and drop it if its visitor remembers its event id (its last 48 h,
-256 ids: ``processors.dedupe``), so a record re-sent twice, or re-sent after it was handled,
-is logged once. A firing is delivered by the triggers service's own code (``triggers.delivery``:
-the address guard, the project's signing secret, one attempt) to the webhook its trigger has
-*now* (a fixed URL is the usual fix), with its delivery id unchanged, which receivers dedupe
-on; if it fails again, it is dead-lettered again, with a new warning.
+handle it like any record, and drop it if its visitor remembers its event id (its last 256 of
+those received within 48 h of its newest request: ``processors.dedupe``), so a record re-sent
+twice, or re-sent after it was handled, within that window is logged once. The letter keeps
+its receipt time, so an old letter re-sent twice may be logged twice: re-send it once.
+
+A firing is delivered by the triggers service's own code (``triggers.delivery``: the address
+guard, the project's signing secret, one attempt) to the webhook its trigger has *now* (a
+fixed URL is the usual fix), with its delivery id unchanged, which receivers dedupe on; if it
+fails again, it is dead-lettered again, with a new warning.
 """
 
 from __future__ import annotations
