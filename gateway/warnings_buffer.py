@@ -61,7 +61,9 @@ class WarningBuffer:
             event_id=event_id, sample=sample(), unrecorded=left_out))
 
     async def flush(self, producer: Any) -> int:
-        """Send what is held (None: Kafka is away, keep it); the number sent."""
+        """Send what is held (None: Kafka is away, keep it); the number sent. After a Kafka
+        error the whole batch is kept, so a warning already sent may be sent again: warnings
+        are read by people, and one twice is better than one lost."""
         if producer is None or not self.held:
             return 0
         batch = list(self.held)
@@ -86,7 +88,10 @@ class WarningBuffer:
         try:
             while True:
                 await asyncio.sleep(every_s)
-                await self.flush(producer())
+                try:
+                    await self.flush(producer())
+                except Exception:  # anything but Kafka's: logged, and the next round tries
+                    log.exception("sending ingestion warnings failed")
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.flush(producer()), timeout=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from schemas.partitioning import partition_for
 from schemas.project import ProjectRecord
 from schemas.quota import QuotaState, month_of
 from schemas.warning import IngestionWarning, Kind
+from tests.waiting import wait_until_async
 
 
 async def publish(key: bytes, value: bytes) -> int:
@@ -145,6 +147,26 @@ async def test_held_warnings_go_to_their_projects_partition_and_wait_out_kafka()
     assert [(p, k) for _, p, k, _ in producer.sent] == [
         (partition_for(b"a.example", 4), b"a.example"),
         (partition_for(b"b.example", 4), b"b.example")]
+
+
+async def test_the_sending_task_outlives_an_error_that_is_not_kafkas():
+    buffer = WarningBuffer("t.warnings", 4, WarningBudget())
+    buffer.note("a.example", Kind.OVER_QUOTA, "why", "e", lambda: "s")
+    producer, calls = FakeProducer(), []
+
+    def current():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, once")
+        return producer
+
+    task = asyncio.create_task(buffer.run(current, every_s=0.001))
+    try:
+        await wait_until_async(lambda: producer.sent, 5, "the task stopped after the error")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_a_head_the_protocol_refuses_is_counted_as_a_431():
