@@ -240,8 +240,10 @@ def resend_plan(letter: DeadLetter, raw_topic: str, cut: bool = False) -> Plan:
     """A raw record (one of an envelope, or a spooled one) goes back to the raw topic alone,
     in an envelope, to the partition its key hashes to (``partition`` is left to the sender,
     who knows the count); a raw envelope dead-lettered whole goes back as it was to its own
-    partition; a firing to its trigger's webhook. Nothing else can be: an internal record is
-    sent again by the worker itself, an oversized output or an unreadable action would fail
+    partition; a firing to its trigger's webhook. Nothing else is: an internal message
+    (links, rebinds, profile updates, quota counts) was made from raw records already logged,
+    and a copy out of its order could put an older state over a newer one, so what it carried
+    is lost and its warning says so; an oversized output or an unreadable action would fail
     the same way."""
     if letter.kind == "trigger":
         if not letter.detail.get("webhook"):
