@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
 .PHONY: run test lint system-deps compose-deps images test-compose scale-demo bench-gateway \
-	bench-processors bench-state bench-readside profile-worker kafka-stop clean
+	bench-processors bench-enrichment bench-state bench-readside profile-worker kafka-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ BASELINE ?= HEAD
 profile-worker: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/processors.py --profile --baseline $(BASELINE)
+
+## bench-enrichment: the worker's own handling with and without enrichment (no Kafka)
+bench-enrichment: $(STAMP)
+	$(BIN)/python bench/enrichment.py
 
 ## bench-state: one worker's memory with a million distinct visitors, and its restart time
 bench-state: $(STAMP)
