@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ def bench_kafka() -> Iterator[tuple[str, Path, str]]:
     work = Path(tempfile.mkdtemp(prefix="trackpipe-bench-"))
     bootstrap = os.environ.get("TRACKPIPE_KAFKA_BOOTSTRAP", "")
     kafka = None if bootstrap else LocalKafka(work / "kafka", port=free_port_block())
+    # a benchmark stopped with SIGTERM (kill, timeout) stops its broker too, as on Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         if kafka is not None:
             bootstrap = kafka.start()
