@@ -78,8 +78,11 @@ def test_up_under_a_pipe_is_quiet_ready_when_ready_and_stops_everything_on_ctrl_
     started: set[int] = set()
     kafka_pid = None
     try:
+        # Ctrl-C kills tee as a terminal's shell starts it, even where the suite itself runs
+        # with SIGINT ignored (a background job of a script), which tee would inherit
         tee = subprocess.Popen(["tee", str(shown)], stdin=up.stdout,
-                               stdout=subprocess.DEVNULL, process_group=up.pid)
+                               stdout=subprocess.DEVNULL, process_group=up.pid,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         up.stdout.close()
 
         def text() -> str:
