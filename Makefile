@@ -23,7 +23,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	docker-compose -f docker-compose.yml config --quiet
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 ## system-deps: Debian's chromium and docker-compose, which the suite drives (apt, as root)
 system-deps:
