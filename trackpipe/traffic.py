@@ -16,6 +16,10 @@ A person's journey (``Traffic.journey``), in the order one person's requests mus
   action.
 
 The first journey of a ``Traffic`` does all of it, so a few seconds of traffic show every kind.
+
+Every request comes from this machine, whose loopback address has no country, so each device
+sends its visitor's address as the ``ip`` parameter, as server-side SDKs do: a public address
+of a network in one of a few countries, so the dashboard and ``query`` show where people are.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ CAMPAIGNS = [  # where a landing page's visitors come from: utm_source, utm_medi
 APP_CAMPAIGNS = [("instagram", "social", "spring-drop"), ("push", "app", "cart-reminder")]
 REFERERS = ["https://www.google.com/", "https://news.ycombinator.com/", "https://duckduckgo.com/",
             ""]
+# networks (/16) whose registered country the shipped database knows: GB, DE, NL, BR, JP, US,
+# CA, AU, FR
+NETWORKS = ["81.2", "85.214", "193.0", "200.160", "133.11", "151.101", "24.48", "1.128", "80.12"]
 LANGUAGES = ["en-US,en;q=0.9", "de-DE,de;q=0.9,en;q=0.8", "fr-FR,fr;q=0.9", "en-GB,en;q=0.8"]
 PAGES = ["/", "/products/notebook", "/products/pen", "/products/backpack", "/pricing",
          "/blog/how-we-ship", "/about"]
@@ -84,6 +91,7 @@ class Device:
     user_agent: str
     language: str
     browser: bool = True  # a browser asks for JavaScript answers; an app asks for JSON
+    ip: str = ""  # the visitor's address, sent as the ``ip`` parameter
 
 
 @dataclass
@@ -153,12 +161,14 @@ class Traffic:
                 browser: bool = True) -> Device:
         cookie = f"demo-{self.run}-{name}"
         person.cookies.append(cookie)
-        return Device(cookie, user_agent, self._random.choice(LANGUAGES), browser)
+        r = self._random
+        address = f"{r.choice(NETWORKS)}.{r.randrange(256)}.{r.randrange(1, 255)}"
+        return Device(cookie, user_agent, r.choice(LANGUAGES), browser, address)
 
     def _add(self, person: Journey, device: Device, kind: str, endpoint: str,
              params: dict[str, str], referer: str = "", form: dict[str, str] | None = None
              ) -> None:
-        query = {"project": self.project, **params, "cookie": device.cookie}
+        query = {"project": self.project, **params, "cookie": device.cookie, "ip": device.ip}
         if not device.browser:
             query["response"] = "json"
         headers = [("User-Agent", device.user_agent), ("Accept-Language", device.language)]

@@ -78,6 +78,10 @@ def test_a_few_seconds_of_demo_traffic_fill_the_logs_the_timeline_and_query(pipe
     campaigns = {json.loads(row)["campaign"] for row in query.stdout.splitlines()}
     assert campaigns & {name for _, _, name in CAMPAIGNS}
     assert campaigns & {name for _, _, name in APP_CAMPAIGNS}
+    # and where people are, from the addresses the demo sends (every action has a country)
+    query = pipeline.cli("query", DEMO_PROJECT, "SELECT count(*) AS n FROM actions WHERE "
+                         "country IS NULL", "--format", "json")
+    assert [json.loads(row)["n"] for row in query.stdout.splitlines()] == [0], query.stderr
 
     # the demo trigger fired for the purchase: a JS action queued for that browser
     queued = f"{DEMO_PROJECT}\n{desktop}\n".encode()

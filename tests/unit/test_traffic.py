@@ -71,3 +71,18 @@ def test_interleaved_requests_keep_each_persons_order(visitors):
         person = journey.cookies[0].rsplit("-", 1)[1][:-1]
         got = by_person.get(person, [])
         assert got == journey.requests[:len(got)]
+
+
+def test_every_request_says_where_its_visitor_is():
+    """The demo's requests all come from this machine: each carries its visitor's public
+    address, one a device, which the shipped database places in a country."""
+    from processors.locations import Locations
+
+    places = Locations()
+    journey = Traffic(DEMO_PROJECT, seed=3).journey()
+    by_cookie = {}
+    for request in journey.requests:
+        sent = params(request)
+        assert by_cookie.setdefault(sent["cookie"], sent["ip"]) == sent["ip"]
+        assert places.locate(sent["ip"]).get("country")
+    assert len(by_cookie) == 2  # the desktop and the phone
