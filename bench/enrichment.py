@@ -28,27 +28,11 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.processors import PER_ENVELOPE, records  # noqa: E402
-from schemas import envelope  # noqa: E402
-from schemas.partitioning import partition_for  # noqa: E402
+from bench.processors import PER_ENVELOPE, envelopes, records  # noqa: E402
 
 PARTITIONS = 12
 WAYS = {"nothing derived": ["--no-enrichment"], "enriched, cold": [],
         "enriched, warm": ["--warm"]}
-
-
-def messages(n: int) -> list[tuple[int, bytes]]:
-    """The records in envelopes of ``PER_ENVELOPE``, each in the partition its key hashes to."""
-    filling: dict[int, list[bytes]] = {}
-    made = []
-    for record in records(n):
-        partition = partition_for(record.kafka_key(), PARTITIONS)
-        items = filling.setdefault(partition, [])
-        items.append(record.to_bytes())
-        if len(items) == PER_ENVELOPE:
-            made.append((partition, envelope.pack(items)))
-            filling[partition] = []
-    return made + [(p, envelope.pack(items)) for p, items in filling.items() if items]
 
 
 def main() -> None:
@@ -58,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="trackpipe-enrichment-"))
     dump = work / "messages.msgpack"
-    dump.write_bytes(msgpack.packb(messages(args.records)))
+    dump.write_bytes(msgpack.packb(envelopes(records(args.records), PARTITIONS, PER_ENVELOPE)))
     spent: dict[str, list[float]] = {way: [] for way in WAYS}
     for run in range(args.runs):
         for way, options in WAYS.items():

@@ -113,26 +113,31 @@ def records(n: int) -> list[RawRecord]:
     return made
 
 
+def envelopes(batch: list[RawRecord], partitions: int,
+              per_envelope: int) -> list[tuple[int, bytes]]:
+    """(partition, envelope) of ``per_envelope`` records each, every record in the partition
+    its key hashes to, as a gateway under load makes them."""
+    filling: dict[int, list[bytes]] = {}
+    made = []
+    for record in batch:
+        partition = partition_for(record.kafka_key(), partitions)
+        items = filling.setdefault(partition, [])
+        items.append(record.to_bytes())
+        if len(items) == per_envelope:
+            made.append((partition, envelope.pack(items)))
+            filling[partition] = []
+    return made + [(p, envelope.pack(items)) for p, items in filling.items() if items]
+
+
 async def produce(settings: Settings, batch: list[RawRecord], per_envelope: int) -> None:
-    """Envelopes of ``per_envelope`` records, each in the partition its key hashes to."""
+    """``envelopes`` of the batch to the raw topic."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                                 linger_ms=5)
     await producer.start()
     try:
-        filling: dict[int, list[bytes]] = {}
-        futures = []
-        for record in batch:
-            partition = partition_for(record.kafka_key(), settings.raw_partitions)
-            items = filling.setdefault(partition, [])
-            items.append(record.to_bytes())
-            if len(items) == per_envelope:
-                futures.append(await producer.send(settings.topic("raw"), envelope.pack(items),
-                                                   partition=partition))
-                filling[partition] = []
-        for partition, items in filling.items():
-            if items:
-                futures.append(await producer.send(settings.topic("raw"), envelope.pack(items),
-                                                   partition=partition))
+        futures = [await producer.send(settings.topic("raw"), value, partition=partition)
+                   for partition, value in envelopes(batch, settings.raw_partitions,
+                                                     per_envelope)]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

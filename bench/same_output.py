@@ -23,9 +23,7 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.processors import PER_ENVELOPE, records, tree  # noqa: E402
-from schemas import envelope  # noqa: E402
-from schemas.partitioning import partition_for  # noqa: E402
+from bench.processors import PER_ENVELOPE, envelopes, records, tree  # noqa: E402
 
 PARTITIONS = 12
 def digests(root: Path, messages: Path, work: Path) -> dict[str, str]:
@@ -43,16 +41,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="trackpipe-same-"))
-    filling: dict[int, list[bytes]] = {}
-    messages = []
-    for record in records(args.records):
-        partition = partition_for(record.kafka_key(), PARTITIONS)
-        items = filling.setdefault(partition, [])
-        items.append(record.to_bytes())
-        if len(items) == PER_ENVELOPE:
-            messages.append((partition, envelope.pack(items)))
-            filling[partition] = []
-    messages += [(p, envelope.pack(items)) for p, items in filling.items() if items]
+    messages = envelopes(records(args.records), PARTITIONS, PER_ENVELOPE)
     dump = work / "messages.msgpack"
     dump.write_bytes(msgpack.packb(messages))
     with tree(args.rev) as then:
