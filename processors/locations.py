@@ -13,12 +13,12 @@ their own) points ``TRACKPIPE_CITY_DATABASE`` at it, and it is read with ``maxmi
 region and city where it knows the address, the registries' country where it does not.
 
 Only ``addresses.locatable`` addresses are looked up: private, loopback, reserved and malformed
-ones get no location. Answers are cached per address (a visitor's requests repeat it).
+ones get no location. Nothing is cached here: ``processors.enrichment`` remembers what a
+(user agent, address) pair derives, which a visitor's requests repeat.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,6 @@ import iso3166
 import maxminddb
 
 from processors.addresses import locatable
-
-CACHE_SIZE = 65_536  # addresses remembered
 
 # The registries' codes for space assigned to a region, not to one country.
 REGIONS = {"EU": "European Union", "AP": "Asia/Pacific Region"}
@@ -101,18 +99,13 @@ def open_city_database(path: Path) -> maxminddb.Reader:
 class Locations:
     """Country (and region and city, with a city database) of an address."""
 
-    def __init__(self, city_database: Path | None = None, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, city_database: Path | None = None) -> None:
         self.city_database = city_database
         self._reader = open_city_database(city_database) if city_database else None
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._find)
 
     def locate(self, ip: str) -> Mapping[str, str]:
-        """The derived location of ``ip`` (nothing for an address with no place). Shared
-        between requests from the same address: read it, never change it."""
-        return self._cached(ip) if ip else {}
-
-    def _find(self, ip: str) -> Mapping[str, str]:
-        address = locatable(ip)
+        """The derived location of ``ip`` (nothing for an address with no place)."""
+        address = locatable(ip) if ip else None
         if address is None:
             return {}
         text = str(address)
