@@ -24,7 +24,7 @@ from processors import dedupe, identity, visits
 from processors.actions import Decided, Parts, build_record, remember_action, split
 from processors.journal import Entry
 from processors.stages.visitor import Visitor, encode_visitor
-from processors.timestamps import Clock, EventTime, event_time
+from processors.timestamps import EventTime, event_time
 from schemas.deadletter import DeadLetter
 from schemas.endpoints import Endpoint
 from schemas.identifiers import Identifiers, identifiers_of
@@ -96,11 +96,9 @@ class Batch:
             updates=recent.get(str(idptnc)) if idptnc else None), parts, enriched))
         # Nothing below can fail: the request's decisions join the batch together.
         self._log(index, raw, key, visitor_key, who, action)
-        if who.time.future or who.decision.switched or (
-                who.time.clock is Clock.RECEIPT and "timestamp" in parts.builtins):
-            self.entry.messages += self.stage.warner.warn_request(
-                raw, parts.builtins.get("timestamp"), who.time, who.decision,
-                visitor.state if visitor else None, who.ids)
+        self.entry.messages += self.stage.warner.warn_request(
+            raw, parts.builtins.get("timestamp"), who.time, who.decision,
+            visitor.state if visitor else None, who.ids)
         if step is not None:
             self._visit(raw, key, visitor_key, who.decision.profile, visitor, step,
                         enriched.fields)
