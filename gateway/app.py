@@ -19,15 +19,12 @@ from urllib.parse import parse_qs
 from gateway.addresses import Network, client_ip
 from gateway.errors import (
     BodyTooLarge,
-    Excluded,
     GatewayError,
     MalformedBody,
     NotAllowed,
     RegistryNotLoaded,
     RequestTimeout,
     TooLarge,
-    Unauthenticated,
-    UnknownProject,
     UrlTooLong,
 )
 from gateway.expansion import PushBound, estimate, shared_bytes
@@ -79,10 +76,6 @@ MAX_DRAIN_BYTES = 64 * 1024 * 1024
 # A handler built without settings (tests, benchmarks) takes their documented defaults.
 DEFAULTS = Settings()
 DEFAULT_PUSH_BOUND = PushBound(DEFAULTS.max_push_expansion, DEFAULTS.push_expansion_floor_bytes)
-
-# the ingestion warning each refusal for the project's sake is
-REFUSALS = {UnknownProject: Kind.UNKNOWN_PROJECT, Unauthenticated: Kind.UNAUTHENTICATED,
-            Excluded: Kind.EXCLUDED}
 
 Publish = Callable[[bytes, bytes], Awaitable[int]]
 Forget = Callable[[list[str]], None]
@@ -220,9 +213,8 @@ class TrackingApp:
             project = admit(found, params, ids, ip, user_agent,
                             headers.get(b"authorization", b"").decode("latin-1"))
         except NotAllowed as exc:
-            kind = REFUSALS[type(exc)]
-            self.warnings.note(found.name if found is not None else sample(named, 128), kind,
-                               exc.message, event_id,
+            self.warnings.note(found.name if found is not None else sample(named, 128),
+                               exc.warning, exc.message, event_id,
                                lambda: request_sample(endpoint, query, form))
             raise
         quota = self.quotas.get(project.name)

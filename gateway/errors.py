@@ -19,13 +19,16 @@
 Each class carries its own answer, as Starlette's ``HTTPException`` does: its ``status`` (the
 number drawn above) and the ``headers`` it adds to the CORS ones: ``Connection: close`` when
 the request was not read to its end (408, the body's 413, 414), ``WWW-Authenticate`` with the
-401, ``Retry-After`` with a 503. There is no second table to keep in step with the tree.
+401, ``Retry-After`` with a 503; a refusal for the project's sake (``NotAllowed``) also names the
+ingestion warning it is (``warning``). There is no second table to keep in step with the tree.
 Third-party errors (aiokafka, OS errors on the spool) are translated into these at the one
 boundary that meets them. Headers over their bytes or count never reach the handler: the HTTP
 protocol answers them 431 (``gateway.http``).
 """
 
 from __future__ import annotations
+
+from schemas.warning import Kind
 
 Header = tuple[bytes, bytes]  # as ASGI sends it: lower-case name, value
 # what was not read of the request is not worth keeping the connection for
@@ -75,22 +78,25 @@ class UrlTooLong(BadInput):
 
 
 class NotAllowed(GatewayError):
-    pass
+    warning: Kind  # the ingestion warning the refusal is (set by every leaf)
 
 
 class Unauthenticated(NotAllowed):
     status = 401
+    warning = Kind.UNAUTHENTICATED
     headers = ((b"www-authenticate", b'Basic realm="trackpipe"'),)
     message = "secure tracking is on: authenticate with HTTP Basic auth"
 
 
 class UnknownProject(NotAllowed):
     status = 403
+    warning = Kind.UNKNOWN_PROJECT
     message = "unknown or missing project"
 
 
 class Excluded(NotAllowed):
     status = 403
+    warning = Kind.EXCLUDED
     message = "the visitor is excluded by the project"
 
 
