@@ -49,16 +49,14 @@ class WarningBuffer:
              sample: Callable[[], str]) -> None:
         """Count a warning and, within the budget and the buffer's room, hold it (``sample``
         is asked only then)."""
-        at_ms = int(self.clock() * 1000)
-        left_out = self.budget.admit(project, kind, at_ms)
-        if left_out is None:
+        if len(self.held) >= self.max_held:  # counted, and lost for want of room
+            if self.budget.admit(project, kind, int(self.clock() * 1000)) is not None:
+                self.dropped += 1
             return
-        if len(self.held) >= self.max_held:
-            self.dropped += 1
-            return
-        self.held.append(IngestionWarning(
-            project=project, kind=kind, reason=reason, at_ms=at_ms, service=Service.GATEWAY,
-            event_id=event_id, sample=sample(), unrecorded=left_out))
+        warning = self.budget.record(Service.GATEWAY, project, kind, reason,
+                                     int(self.clock() * 1000), sample, event_id)
+        if warning is not None:
+            self.held.append(warning)
 
     async def flush(self, producer: Any) -> int:
         """Send what is held (None: Kafka is away, keep it); the number sent. After a Kafka

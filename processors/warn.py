@@ -13,8 +13,9 @@ the ``warnings`` topic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgpack
-import msgspec
 
 from processors import timestamps
 from processors.identity import VisitorDecision, VisitorState
@@ -23,7 +24,7 @@ from schemas.identifiers import Identifiers
 from schemas.identity import Link
 from schemas.project import ProjectError, check_name
 from schemas.raw import RawRecord, SchemaError
-from schemas.warning import IngestionWarning, Kind, Service, request_sample, sample
+from schemas.warning import Kind, Service, request_sample, sample
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -52,10 +53,8 @@ class Warner:
     def warn_link(self, link: Link, reason: str) -> Message | None:
         """A link that met a profile it may not merge with (no event id: a link carries none;
         the visitor key and the identifier say whose)."""
-        return self._made(IngestionWarning(
-            project=link.project, kind=Kind.MERGE_REFUSED, reason=reason, at_ms=link.at_ms,
-            service=Service.PROCESSORS,
-            sample=sample(f"{link.visitor_key} → {link.identifier}")))
+        return self._made(link.project, Kind.MERGE_REFUSED, reason, link.at_ms,
+                          lambda: sample(f"{link.visitor_key} → {link.identifier}"))
 
     def warn_dead(self, value: bytes | None, error: BaseException | str, where: str,
                   at_ms: int) -> Message | None:
@@ -64,10 +63,8 @@ class Warner:
         try:
             raw = RawRecord.from_bytes(value or b"")
         except SchemaError:
-            return self._made(IngestionWarning(
-                project="", kind=Kind.DEAD_LETTER, reason=f"{where}: {_said(error)}",
-                at_ms=at_ms, service=Service.PROCESSORS,
-                sample=sample(repr((value or b"")[:120]))))
+            return self._made("", Kind.DEAD_LETTER, f"{where}: {_said(error)}", at_ms,
+                              lambda: sample(repr((value or b"")[:120])))
         try:
             project = check_name(raw.project)
         except ProjectError:  # a name that is no project's: counted under none
@@ -91,23 +88,15 @@ class Warner:
 
     def _of_raw(self, raw: RawRecord, kind: str, reason: str,
                 project: str | None = None) -> Message | None:
-        project = raw.project if project is None else project
-        left_out = self.budget.admit(project, kind, raw.received_ms)
-        if left_out is None:
-            return None
-        warning = IngestionWarning(
-            project=project, kind=kind, reason=reason, at_ms=raw.received_ms,
-            service=Service.PROCESSORS, event_id=raw.id, unrecorded=left_out,
-            sample=request_sample(raw.endpoint, raw.query, raw.form))
-        return self.topic, warning.key, warning.to_json()
+        return self._made(raw.project if project is None else project, kind, reason,
+                          raw.received_ms,
+                          lambda: request_sample(raw.endpoint, raw.query, raw.form), raw.id)
 
-    def _made(self, warning: IngestionWarning) -> Message | None:
-        left_out = self.budget.admit(warning.project, warning.kind, warning.at_ms)
-        if left_out is None:
-            return None
-        if left_out:
-            warning = msgspec.structs.replace(warning, unrecorded=left_out)
-        return self.topic, warning.key, warning.to_json()
+    def _made(self, project: str, kind: str, reason: str, at_ms: int,
+              made: Callable[[], str], event_id: str = "") -> Message | None:
+        warning = self.budget.record(Service.PROCESSORS, project, kind, reason, at_ms, made,
+                                     event_id)
+        return None if warning is None else (self.topic, warning.key, warning.to_json())
 
 
 def _said(error: BaseException | str) -> str:

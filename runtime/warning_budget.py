@@ -16,9 +16,10 @@ pass their own clock. Nothing here does I/O.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from runtime.prometheus import family
-from schemas.warning import Kind
+from schemas.warning import IngestionWarning, Kind
 
 PER_MINUTE = 20  # records per project and kind and minute, per process
 MAX_KEYS = 10_000  # (project, kind) windows kept; beyond, the oldest minute's are forgotten
@@ -59,6 +60,17 @@ class WarningBudget:
         window[1] += 1
         left_out, window[2] = window[2], 0
         return left_out
+
+    def record(self, service: str, project: str, kind: str, reason: str, at_ms: int,
+               sample: Callable[[], str], event_id: str = "") -> IngestionWarning | None:
+        """Count a warning and, within the budget, the record of it; ``sample`` is asked only
+        then, so a flood costs a counter, not a sample."""
+        left_out = self.admit(project, kind, at_ms)
+        if left_out is None:
+            return None
+        return IngestionWarning(project=project, kind=kind, reason=reason, at_ms=at_ms,
+                                service=service, event_id=event_id, sample=sample(),
+                                unrecorded=left_out)
 
     def _forget_oldest(self) -> None:
         oldest = min(window[0] for window in self._windows.values())

@@ -16,7 +16,7 @@ from runtime.warning_budget import WarningBudget
 from schemas import topics
 from schemas.firing import Firing
 from schemas.partitioning import partition_for
-from schemas.warning import IngestionWarning, Kind, Service, sample
+from schemas.warning import Kind, Service, sample
 from triggers.writer import Writer
 
 
@@ -48,12 +48,9 @@ class TriggerWarnings:
 
     async def _write(self, project: str, kind: str, reason: str, event_id: str,
                      made: Callable[[], str]) -> None:
-        at_ms = int(self.clock() * 1000)
-        left_out = self.budget.admit(project, kind, at_ms)
-        if left_out is None:
+        warning = self.budget.record(Service.TRIGGERS, project, kind, reason,
+                                     int(self.clock() * 1000), made, event_id)
+        if warning is None:
             return
-        warning = IngestionWarning(project=project, kind=kind, reason=reason, at_ms=at_ms,
-                                   service=Service.TRIGGERS, event_id=event_id, sample=made(),
-                                   unrecorded=left_out)
         await self.writer.send(topics.WARNINGS, warning.key, warning.to_json(),
                                partition_for(warning.key, self.partitions))

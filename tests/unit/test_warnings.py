@@ -233,3 +233,20 @@ def test_lag_in_seconds_is_the_age_of_the_newest_record_handled_while_records_wa
 def test_the_worker_exposes_lag_in_seconds_per_partition():
     text = WorkerMetrics().render({0: 4}, {0: 31.5})
     assert 'trackpipe_worker_consumer_lag_seconds{partition="0"} 31.5' in text
+
+
+def test_a_record_is_made_and_its_sample_asked_only_within_the_budget():
+    budget = WarningBudget(per_minute=1)
+    asked = []
+
+    def made() -> str:
+        asked.append(1)
+        return "the sample"
+
+    at = NOW - NOW % MINUTE_MS
+    first = budget.record("processors", "a", Kind.DEAD_LETTER, "why", at, made, "e1")
+    assert (first.sample, first.event_id, first.unrecorded) == ("the sample", "e1", 0)
+    assert budget.record("processors", "a", Kind.DEAD_LETTER, "why", at + 1, made) is None
+    assert len(asked) == 1  # the flood cost a counter, not a sample
+    later = budget.record("processors", "a", Kind.DEAD_LETTER, "why", at + MINUTE_MS, made)
+    assert later.unrecorded == 1
