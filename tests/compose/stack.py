@@ -25,9 +25,10 @@ BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 class Stack:
     """One compose project of docker-compose.yml; ``env`` is what its variables read."""
 
-    def __init__(self, name: str, log: Path) -> None:
+    def __init__(self, name: str, log: Path, overrides: tuple[Path, ...] = ()) -> None:
         self.name = name
         self.log = log
+        self.files = (ROOT / "docker-compose.yml", *overrides)
         self.public_port = free_port()
         self.prometheus_port = free_port()
         self.kafka_ports = [free_port() for _ in BROKERS]
@@ -50,8 +51,8 @@ class Stack:
     def compose(self, *args: str, timeout_s: float = 600) -> str:
         """``docker-compose *args`` on this project; its output, or an AssertionError that
         quotes it."""
-        command = ["docker-compose", "--project-name", self.name,
-                   "--file", str(ROOT / "docker-compose.yml"), *args]
+        files = [arg for path in self.files for arg in ("--file", str(path))]
+        command = ["docker-compose", "--project-name", self.name, *files, *args]
         return run(command, timeout_s, env=self.env)
 
     def containers(self, service: str) -> list[str]:
@@ -93,6 +94,13 @@ class Stack:
         target.parent.mkdir(parents=True, exist_ok=True)
         run(["docker", "cp", f"{container}:{path}/.", str(target)], 300)
         return target
+
+    def container_log(self, container: str) -> str:
+        """What ``container`` wrote to its stdout and stderr, each line with its time, in
+        time order."""
+        done = subprocess.run(["docker", "logs", "--timestamps", container],
+                              capture_output=True, text=True, timeout=300)
+        return "".join(sorted((done.stdout + done.stderr).splitlines(keepends=True)))
 
     def down(self) -> None:
         """Every container, network and volume of the project gone; the containers' logs

@@ -6,7 +6,9 @@ loopback port; one broker container and one worker container are killed with SIG
 mid-traffic and the worker is started again while it flows. Then the scale test's checks
 (tests/integration/scale.py): every request answered 2xx is in the day logs exactly once, no
 visit is closed twice, and the profiles are those of one worker alone replaying the same raw
-records, and those of the input. The project is removed (`down -v`) whatever happened.
+records, and those of the input. The project is removed (`down -v`) whatever happened; a
+failed run first keeps the day logs, the journal, each worker's log and a report of what was
+logged twice in build/test-compose/evidence (tests/compose/evidence.py).
 
 Not part of `make test`: it needs a Docker engine and the images, and takes minutes
 (docs/deploy.md has its times and throughput).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections import Counter
 
@@ -25,7 +28,9 @@ import yaml
 
 from logstore.layout import day_of
 from runtime.settings import Settings
+from tests.compose import evidence
 from tests.compose.stack import ROOT, Stack
+from tests.conftest import records
 from tests.integration.pipeline import PROJECT
 from tests.integration.scale import (
     check_against_one_worker,
@@ -49,8 +54,13 @@ TARGETS = {"gateway": SCALE["gateway"], "processors": SCALE["processors"],
            "triggers": SCALE["triggers"], "kafka": 3, "nginx": 1, "prometheus": 1}
 MUST_SCRAPE = {"gateway", "processors", "kafka", "nginx", "prometheus"}
 LOGS = "/home/trackpipe/data/logs"
+JOURNAL = "/home/trackpipe/data/processors/journal"
 RF3 = {"TRACKPIPE_REPLICATION_FACTOR": "3"}
 LOG = ROOT / "build" / "test-compose" / "compose.log"
+EVIDENCE = ROOT / "build" / "test-compose" / "evidence"  # what a failed run leaves
+# The workers log at faust's info level, as the scale test's do: which worker held which raw
+# partition when is in their logs.
+OVERRIDES = (ROOT / "tests" / "compose" / "workers-info.yml",)
 
 
 @pytest.fixture
@@ -58,7 +68,7 @@ def stack():
     """The deployment, up and healthy, with the test's project registered before the gateways
     start (they read the registry before they say they are ready); removed at the end, its
     containers' logs kept in build/test-compose/compose.log."""
-    s = Stack(os.environ.get("COMPOSE_PROJECT_NAME", "trackpipe-compose-test"), LOG)
+    s = Stack(os.environ.get("COMPOSE_PROJECT_NAME", "trackpipe-compose-test"), LOG, OVERRIDES)
     s.compose("down", "--volumes", "--remove-orphans")  # what an interrupted run left
     started = time.monotonic()
     try:
@@ -86,7 +96,40 @@ def prometheus_targets(stack: Stack) -> Counter:
                    if t["health"] == "up")
 
 
+def keep_evidence(stack: Stack) -> None:
+    """Before the project is removed: the shared volumes' day logs and journal, each worker
+    container's log, and ``evidence.report`` of every event id logged more than once, in
+    EVIDENCE (the report printed too)."""
+    shutil.rmtree(EVIDENCE, ignore_errors=True)
+    EVIDENCE.mkdir(parents=True)
+    workers = stack.containers("processors")
+    stack.copy_out(workers[0], LOGS, EVIDENCE / "logs")
+    stack.copy_out(workers[0], JOURNAL, EVIDENCE / "journal")
+    for container in workers:
+        name = stack.inspect(container)["Name"].lstrip("/")
+        (EVIDENCE / f"{name}.log").write_text(stack.container_log(container))
+    try:
+        raw = asyncio.run(records(Settings(kafka_bootstrap=stack.bootstrap), "raw"))
+    except Exception as exc:  # noqa: BLE001 - the files are evidence enough
+        print(f"evidence: the raw topic could not be read: {exc!r}")
+        raw = None
+    text = evidence.report(EVIDENCE / "logs", EVIDENCE / "journal", raw)
+    (EVIDENCE / "report.txt").write_text(text + "\n")
+    print(f"\nevidence kept in {EVIDENCE}:\n{text}")
+
+
 def test_the_scaled_deployment_in_containers_survives_kills_with_nothing_lost(stack, tmp_path):
+    try:
+        run_and_check(stack, tmp_path)
+    except BaseException:
+        try:
+            keep_evidence(stack)
+        except Exception as exc:  # noqa: BLE001 - the failure itself is what must show
+            print(f"evidence: not all of it could be kept: {exc!r}")
+        raise
+
+
+def run_and_check(stack: Stack, tmp_path) -> None:
     for role, n in SCALE.items():
         assert len(stack.containers(role)) == n, role
     jobs = {c["job_name"] for c in yaml.safe_load(
