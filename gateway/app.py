@@ -223,19 +223,25 @@ class TrackingApp:
             self.warnings.note(project.name, Kind.OVER_QUOTA, OVER_QUOTA_MESSAGE, event_id,
                                lambda: request_sample(endpoint, query, form))
         return self._record(event_id, now_ms, endpoint, project.name, query, form, ip, headers,
-                            ids.visitor_key, over_quota=over_quota)
+                            ids.visitor_key, over_quota=over_quota,
+                            anonymize_ip=project.record.ip_anonymize,
+                            locate=project.record.location)
 
     @staticmethod
     def _record(event_id: str, now_ms: int, endpoint: str, project: str, query: bytes,
                 form: dict[str, Any], ip: str, headers: dict[bytes, bytes], visitor_key: str,
-                over_quota: bool = False) -> RawRecord:
+                over_quota: bool = False, anonymize_ip: bool = False,
+                locate: bool = True) -> RawRecord:
+        """The record of an admitted request; it carries its project's address settings as
+        they were (``schemas.raw``: a worker may not have read them yet)."""
         return RawRecord(
             over_quota=over_quota, id=event_id, received_ms=now_ms, endpoint=endpoint,
             project=project, ip=ip,
             user_agent=headers.get(b"user-agent", b"").decode("latin-1"),
             referer=headers.get(b"referer", b"").decode("latin-1"),
             language=headers.get(b"accept-language", b"").decode("latin-1"),
-            query=query, form=form, visitor_key=visitor_key)
+            query=query, form=form, visitor_key=visitor_key, anonymize_ip=anonymize_ip,
+            locate=locate)
 
     async def _push(self, batch_id: str, now_ms: int, path_project: str, query: bytes,
                     facts: dict[str, str], form: dict[str, Any], ip: str,

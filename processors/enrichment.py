@@ -5,7 +5,9 @@ what of the address is kept, by the project's own settings.
 One ``Enrichment`` per worker process, built at start (the parser and the databases are
 loaded once) and told of each project's settings as the worker follows the registry
 (``project_changed``): ``--ip-anonymize`` zeroes the visitor's part of the address after the
-lookup and before anything is logged or published; ``--no-location`` looks nothing up.
+lookup and before anything is logged or published; ``--no-location`` looks nothing up. A
+record also says what its project asked when the gateway took it (``schemas.raw``), and the
+more private of that and the registry holds.
 
 The derived names (``schemas.action.DERIVED``) go under their own names, not prefixed. A request
 that sends a name of a group itself (``schemas.action.GROUPS``: an app that knows its own
@@ -94,13 +96,16 @@ class Enrichment:
         else:
             self.privacy[name] = Privacy(record.ip_anonymize, record.location)
 
-    def enrich(self, project: str, ip: str, user_agent: str,
-               sent: Mapping[str, Any]) -> Enriched:
+    def enrich(self, project: str, ip: str, user_agent: str, sent: Mapping[str, Any],
+               anonymize_ip: bool = False, locate: bool = True) -> Enriched:
         """The derived names of a request (shared between requests: read them, never change
-        them) and its address as it may be kept."""
+        them) and its address as it may be kept. ``anonymize_ip`` and ``locate``: what the
+        request says its project asked when it was received (``schemas.raw``); the more
+        private of that and the registry's record holds."""
         privacy = self.privacy.get(project, DEFAULT)
-        fields = combine(sent, self._derived(user_agent[:MAX_PARSED], ip, privacy.locate))
-        if privacy.anonymize_ip:
+        locate = locate and privacy.locate
+        fields = combine(sent, self._derived(user_agent[:MAX_PARSED], ip, locate))
+        if anonymize_ip or privacy.anonymize_ip:
             return Enriched(fields, self._anonymize(ip), True)
         return Enriched(fields, ip)
 

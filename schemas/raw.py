@@ -51,6 +51,15 @@ class RawRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the record is keyed by: see schemas.identifiers."""
     over_quota: bool = False
     """The project was over its monthly quota: logged, but triggers must not run."""
+    anonymize_ip: bool = False
+    """The project anonymized addresses when the request was received (``--ip-anonymize``).
+    The processors also follow the registry, but a worker may read a project's record a moment
+    after the gateway did: the request itself says it, so that its first records are kept as
+    private as the project asked. False: the registry decides (also for every record of a
+    gateway from before this field)."""
+    locate: bool = True
+    """False: the project had ``--no-location`` when the request was received (the same
+    reason; True: the registry decides)."""
 
     def params(self) -> dict[str, Any]:
         """All parameters, body over query; the last of repeated names wins."""

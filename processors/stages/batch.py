@@ -90,7 +90,7 @@ class Batch:
         visit = step.visit if step is not None else (visitor.visit if visitor else None)
         recent = visitor.recent if visitor else {}
         enriched = self.stage.enrichment.enrich(raw.project, raw.ip, raw.user_agent,
-                                                parts.builtins)
+                                                parts.builtins, raw.anonymize_ip, raw.locate)
         action = orjson.dumps(build_record(raw, Decided(
             who.decision.profile, visitor_key, who.time, visit,
             updates=recent.get(str(idptnc)) if idptnc else None), parts, enriched))

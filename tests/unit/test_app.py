@@ -153,6 +153,21 @@ async def test_over_quota_is_402_and_still_published_flagged(make_client):
     assert [r.over_quota for r in publisher.records] == [True, False]
 
 
+async def test_a_record_carries_its_projects_address_settings_as_they_were(make_client):
+    client, publisher = make_client()
+    tracking = client.tracking
+    async with client:
+        await client.get("/track/ce?project=shop.example&ip=8.8.8.8&cookie=a")
+        for record in (ProjectRecord.build("shop.example", ip_anonymize=True),
+                       ProjectRecord.build("shop.example", ip_anonymize=True, location=False),
+                       ProjectRecord.build("shop.example")):
+            tracking.projects.apply(record.name, record)
+            await client.get("/track/ce?project=shop.example&ip=8.8.8.8&cookie=a")
+    assert [(r.anonymize_ip, r.locate) for r in publisher.records] == [
+        (False, True), (True, True), (True, False), (False, True)]
+    assert {r.ip for r in publisher.records} == {"8.8.8.8"}  # the workers look it up first
+
+
 def request_bytes(r: httpx.Response) -> int:
     """What the gateway counts as a request's own size: its target, headers and body."""
     sent = r.request

@@ -87,6 +87,24 @@ def test_a_projects_settings_say_what_is_looked_up_and_what_is_kept(enrichment, 
     assert enriched.fields == {**PIXEL, **place}
 
 
+@pytest.mark.parametrize(("registry", "anonymize_ip", "locate", "kept", "place"), [
+    (None, True, True, "8.8.8.0", US),        # a project this worker has not read yet
+    (None, False, False, "8.8.8.8", {}),
+    (record(), True, False, "8.8.8.0", {}),    # changed since the worker read it
+    (record(ip_anonymize=True, location=False), False, True, "8.8.8.0", {}),  # unstamped
+], ids=["new-anonymizing", "new-no-location", "stamped-since", "registry-stricter"])
+def test_what_a_request_says_its_project_asked_holds_with_the_registry(
+        enrichment, registry, anonymize_ip, locate, kept, place):
+    enrichment.project_changed("shop.example", registry)
+    try:
+        enriched = enrichment.enrich("shop.example", "8.8.8.8", CHROME_ANDROID, {},
+                                     anonymize_ip, locate)
+    finally:
+        enrichment.project_changed("shop.example", None)
+    assert (enriched.ip, enriched.anonymized) == (kept, kept != "8.8.8.8")
+    assert enriched.fields == {**PIXEL, **place}
+
+
 def test_a_removed_project_is_back_to_the_defaults(enrichment):
     enrichment.project_changed("shop.example", record(ip_anonymize=True))
     enrichment.project_changed("shop.example", None)

@@ -1,7 +1,8 @@
 import msgpack
 import pytest
 
-from schemas.raw import RawRecord, SchemaError, kafka_key
+from schemas import envelope
+from schemas.raw import RawRecord, SchemaError, decode_records, kafka_key
 
 
 def make(**overrides):
@@ -30,3 +31,15 @@ def test_key_spreads_requests_without_identifier():
 def test_unreadable_records_raise_schema_error(data):
     with pytest.raises(SchemaError):
         RawRecord.from_bytes(data)
+
+
+def test_a_record_of_a_gateway_from_before_the_address_settings_leaves_them_to_the_registry():
+    old = {"v": 1, "id": "e1", "received_ms": 1, "endpoint": "ce", "project": "p",
+           "ip": "1.2.3.4", "over_quota": False}  # what such a gateway packed
+    for record in (RawRecord.from_bytes(msgpack.packb(old)),
+                   *decode_records(envelope.pack([msgpack.packb(old)]))):
+        assert (record.anonymize_ip, record.locate) == (False, True)
+    # and a reader that knows nothing of them (a worker from before) takes unknown keys
+    newer = msgpack.unpackb(make(anonymize_ip=True, locate=False).to_bytes())
+    assert (newer["anonymize_ip"], newer["locate"]) == (True, False)
+    assert RawRecord.from_obj({**newer, "later": 1}).anonymize_ip is True
