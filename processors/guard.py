@@ -17,10 +17,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import msgpack
 from aiokafka.errors import KafkaError
+
+from schemas import envelope
 
 log = logging.getLogger(__name__)
 
+TRANSIENT = (KafkaError, OSError)
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -44,7 +48,7 @@ async def guarded(handle: Callable[[Any], Any], message: Any,
             if inspect.isawaitable(done):
                 await done
             return
-        except (KafkaError, OSError) as exc:
+        except TRANSIENT as exc:
             wait_s = next(waits)
             log.warning("retrying %s[%s]@%s in %.1f s: %r", message.topic, message.partition,
                         message.offset, wait_s, exc)
@@ -54,3 +58,21 @@ async def guarded(handle: Callable[[Any], Any], message: Any,
                         message.offset, exc)
             dead_letter(message, exc)
             return
+
+
+def each_item(message: Any, handle: Callable[[int, Any], None],
+              dead_letter: Callable[[Any, BaseException, int, bytes], None]) -> None:
+    """``handle(partition, item)`` for each item of the envelope ``message`` carries, each on
+    its own: an item that fails by its own fault (a bug, a version skew) is its own dead
+    letter (``dead_letter(message, exc, index, item)``) and the items after it are still
+    handled. Transient I/O fails the message, which ``guarded`` retries whole; an envelope
+    that cannot be read is the message's fault, whole."""
+    for index, item in enumerate(envelope.unpack(message.value)):
+        try:
+            handle(message.partition, item)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            log.warning("dead letter from %s[%s]@%s#%s: %r", message.topic, message.partition,
+                        message.offset, index, exc)
+            dead_letter(message, exc, index, msgpack.packb(item))

@@ -20,7 +20,8 @@ every ``FLUSH_INTERVAL_S``; before faust commits offsets (it awaits its producer
 order that survives a crash (``processors.checkpoint``), so a committed offset never runs
 ahead of the state it produced, nor a stored state ahead of the outputs it gates.
 
-A record's own fault is a dead letter and the stream goes on; transient I/O (Kafka, the disk)
+A record's own fault is a dead letter and the stream goes on (a raw record's, or an internal
+envelope item's, alone: ``processors.guard.each_item``); transient I/O (Kafka, the disk)
 is retried with backoff, holding the partition, because dead-lettering a good record would
 take it out of the day logs. Timers cannot write tables in faust, so the clock is a tick per
 owned partition sent into ``ticks``; the visitors stage closes visits when it arrives in its
@@ -40,7 +41,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from processors.faustapp import RAW, RocksStore, make_app, make_tables
-from processors.guard import guarded
+from processors.guard import each_item, guarded
 from processors.metrics import lag_seconds
 from processors.outbound import KafkaTransport
 from processors.pipeline import Stages
@@ -109,11 +110,10 @@ class Worker:
             topics.REBINDS, topics.LINKS, topics.PROFILE_UPDATES, topics.QUOTA_COUNTS))
         handlers: dict[str, Callable[[Any], Any]] = {
             t(topics.TICKS): self._tick,
-            t(topics.REBINDS): lambda m: stages.visitors.handle_rebinds(m.partition, m.value),
-            t(topics.LINKS): lambda m: stages.identities.handle_links(m.partition, m.value),
-            t(topics.PROFILE_UPDATES):
-                lambda m: stages.profiles.handle_changes(m.partition, m.value),
-            t(topics.QUOTA_COUNTS): lambda m: stages.quotas.handle_counts(m.partition, m.value),
+            t(topics.REBINDS): self._each_item(stages.visitors.handle_rebind),
+            t(topics.LINKS): self._each_item(stages.identities.handle_link),
+            t(topics.PROFILE_UPDATES): self._each_item(stages.profiles.handle_change),
+            t(topics.QUOTA_COUNTS): self._each_item(stages.quotas.handle_count),
         }
         return {topic: self._in_order(handle) if topic in self.gap_checked else handle
                 for topic, handle in handlers.items()}
@@ -154,6 +154,9 @@ class Worker:
             await self._fetch_skipped(message, handled + 1, self._handle_raw)
         self._handle_raw(message)
 
+    def _each_item(self, handle: Callable[[int, Any], None]) -> Callable[[Any], None]:
+        return lambda message: each_item(message, handle, self._dead_letter)
+
     def _in_order(self, handle: Callable[[Any], None]) -> Callable[[Any], Any]:
         """``handle`` for a message of an internal topic, first handling any offsets the
         stream skipped since the group's commit (or since the last one handled): the guard
@@ -183,15 +186,19 @@ class Worker:
     async def _guarded(self, handle: Callable[[Any], Any], message: Any) -> None:
         await guarded(handle, message, self._dead_letter)
 
-    def _dead_letter(self, message: Any, exc: BaseException) -> None:
+    def _dead_letter(self, message: Any, exc: BaseException, index: int | None = None,
+                     item: bytes | None = None) -> None:
+        """The message (or, with ``index``, its item ``item``) to the dead-letter topic."""
+        value = message.value if index is None else item
         self.stages.metrics.dead_letters += 1
         self.stages.outbound.message(self.settings.topic(topics.DEADLETTER), message.key,
                                      DeadLetter.for_record(
                                          exc, message.topic, message.partition,
-                                         message.offset, message.key, message.value).to_json())
+                                         message.offset, message.key, value, index).to_json())
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
         for warned in self.stages.visitors.warner.warn_dead_message(
-                message.value, exc, f"{message.topic}[{message.partition}]@{message.offset}",
-                int(time.time() * 1000), raw=message.topic == self.raw_topic):
+                value, exc, where if index is None else f"{where}#{index}",
+                int(time.time() * 1000), raw=message.topic == self.raw_topic and index is None):
             self.stages.outbound.message(*warned)
 
     def _tick(self, message: Any) -> None:

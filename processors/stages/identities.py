@@ -52,21 +52,25 @@ class IdentitiesStage:
 
     def handle_links(self, partition: int, value: bytes) -> None:
         for item in envelope.unpack(value):
-            link = Link.from_obj(item)
-            decision = identity.resolve_link(self.identities.get(link.key), link)
-            self.identities.put(link.key, decision.state, partition)
-            if decision.refused is not None and self.warner is not None:
-                warned = self.warner.warn_link(link, decision.refused)
-                if warned is not None:
-                    self.outbound.message(*warned)
-            merge = decision.merge
-            if merge is not None:
-                self.metrics.merges += 1
-                self.outbound.message(self.merges, merge.key, merge.to_json())
-                if self.daylog is not None:
-                    self.daylog.write_merge(merge, partition)
-                into = MergeInto(link.project, merge.source, merge.into)
-                self.outbound.record(self.profile_updates, into.key,
-                                     msgpack.packb(into.to_obj()))
-            rebind = Rebind(link, decision.answer)
-            self.outbound.record(self.rebinds, rebind.key, msgpack.packb(rebind.to_obj()))
+            self.handle_link(partition, item)
+
+    def handle_link(self, partition: int, item: object) -> None:
+        """One decoded item of a links envelope."""
+        link = Link.from_obj(item)
+        decision = identity.resolve_link(self.identities.get(link.key), link)
+        self.identities.put(link.key, decision.state, partition)
+        if decision.refused is not None and self.warner is not None:
+            warned = self.warner.warn_link(link, decision.refused)
+            if warned is not None:
+                self.outbound.message(*warned)
+        merge = decision.merge
+        if merge is not None:
+            self.metrics.merges += 1
+            self.outbound.message(self.merges, merge.key, merge.to_json())
+            if self.daylog is not None:
+                self.daylog.write_merge(merge, partition)
+            into = MergeInto(link.project, merge.source, merge.into)
+            self.outbound.record(self.profile_updates, into.key,
+                                 msgpack.packb(into.to_obj()))
+        rebind = Rebind(link, decision.answer)
+        self.outbound.record(self.rebinds, rebind.key, msgpack.packb(rebind.to_obj()))

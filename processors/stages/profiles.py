@@ -43,7 +43,11 @@ class ProfilesStage:
 
     def handle_changes(self, partition: int, value: bytes) -> None:
         for item in envelope.unpack(value):
-            self.apply(partition, change_from_obj(item))
+            self.handle_change(partition, item)
+
+    def handle_change(self, partition: int, item: object) -> None:
+        """One decoded item of a profile-updates envelope."""
+        self.apply(partition, change_from_obj(item))
 
     def apply(self, partition: int, change: ProfileChange) -> None:
         key = change.key

@@ -28,13 +28,17 @@ class QuotasStage:
 
     def handle_counts(self, partition: int, value: bytes) -> None:
         for item in envelope.unpack(value):
-            count = QuotaCount.from_obj(item)
-            key = count.key
-            total = quotas.add_count(self.totals.get(key), count.month, count.partition,
-                                     count.count)
-            if total is not None:
-                self.totals.put(key, total, partition)
-                self._publish(count.project, total)
+            self.handle_count(partition, item)
+
+    def handle_count(self, partition: int, item: object) -> None:
+        """One decoded item of a quota-counts envelope."""
+        count = QuotaCount.from_obj(item)
+        key = count.key
+        total = quotas.add_count(self.totals.get(key), count.month, count.partition,
+                                 count.count)
+        if total is not None:
+            self.totals.put(key, total, partition)
+            self._publish(count.project, total)
 
     def quota_changed(self, project: str, quota: int | None) -> None:
         """The registry says ``project``'s quota is now ``quota``."""

@@ -235,14 +235,17 @@ class VisitorsStage:
 
     def handle_rebinds(self, partition: int, value: bytes) -> None:
         for item in envelope.unpack(value):
-            answer = Rebind.from_obj(item)
-            key = answer.key
-            entry = self.visitors.get(key)
-            rebound = identity.rebind(entry.state if entry else None, answer.link,
-                                      answer.answer)
-            if entry is not None and rebound is not None:
-                self.visitors.put(key, Visitor(rebound, entry.visit, entry.recent, entry.seen,
-                                               entry.partition, entry.version + 1), partition)
+            self.handle_rebind(partition, item)
+
+    def handle_rebind(self, partition: int, item: object) -> None:
+        """One decoded item of a rebinds envelope."""
+        answer = Rebind.from_obj(item)
+        key = answer.key
+        entry = self.visitors.get(key)
+        rebound = identity.rebind(entry.state if entry else None, answer.link, answer.answer)
+        if entry is not None and rebound is not None:
+            self.visitors.put(key, Visitor(rebound, entry.visit, entry.recent, entry.seen,
+                                           entry.partition, entry.version + 1), partition)
 
     def _send_counts(self, partition: int) -> None:
         """This partition's changed action counts (on ticks: at most once a second)."""
