@@ -5,8 +5,9 @@ Records travel in envelopes, many of one raw partition per Kafka message
 holds the record (``acks=all``, idempotent producer) within ``ack_deadline_ms``. Otherwise the
 record alone is appended to the fsynced spool and the answer is 202. The envelope's send goes
 on; if it succeeds the spool entry is marked delivered, if it fails the drainer sends the
-entry again, in an envelope of its own making. The drainer skips entries whose original send
-is still in flight, so in a steady run every record reaches Kafka exactly once; only a crash
+entry again, in an envelope of its own making. The entry is written held (``Spool.append``):
+the drainer does not see it until its original send has failed, so in a steady run every
+record reaches Kafka exactly once; only a crash
 between a delivery and its spool acknowledgement can send one twice, and the event id lets the
 processors drop that copy.
 
@@ -57,7 +58,6 @@ class Publisher:
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.packer: Packer | None = None
-        self._inflight: dict[EntryId, asyncio.Future] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -97,16 +97,16 @@ class Publisher:
                     return 200
                 self.metrics.kafka_errors += 1
                 delivery = None
-        entry = await self.spool.append(key, value)
+        entry = await self.spool.append(key, value, held=delivery is not None)
         if delivery is not None:
-            self._inflight[entry] = delivery
             delivery.add_done_callback(lambda f: self._settle(entry, f))
         return 202
 
     def _settle(self, entry: EntryId, delivery: asyncio.Future) -> None:
-        del self._inflight[entry]
         if not delivery.cancelled() and delivery.exception() is None:
             self.spool.ack(entry)  # (an ack the disk refuses is counted, never raised)
+        else:
+            self.spool.release(entry)  # the drainer sends it
 
     async def _connect(self) -> None:
         while self.producer is None:
@@ -174,13 +174,10 @@ class Publisher:
 
     async def _drain_once(self, producer: AIOKafkaProducer, spool: Spool) -> int:
         """Send up to ``DRAIN_BATCH`` spooled records, in envelopes per partition."""
-        inflight = self._inflight if spool is self.spool else {}
         assert self.packer is not None
         by_partition: dict[int, list[list[tuple[EntryId, bytes]]]] = {}
         sizes: dict[int, int] = {}  # partition → bytes of its last group
         for entry, key, value in spool.unacked(DRAIN_BATCH):
-            if entry in inflight:
-                continue
             partition = partition_for(key, self.packer.partitions)
             groups = by_partition.setdefault(partition, [[]])
             if groups[-1] and sizes[partition] + len(value) > envelope.MAX_BYTES:

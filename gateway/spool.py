@@ -110,7 +110,9 @@ class Spool:
         self._segments: dict[int, _Segment] = {}
         self._active: _Segment | None = None
         self._file = None
-        self._pending: list[tuple[bytes, asyncio.Future[EntryId]]] = []
+        self._pending: list[tuple[bytes, bool, asyncio.Future[EntryId]]] = []
+        # entries whose first send is still in flight: ``unacked`` leaves them to it
+        self._held: set[EntryId] = set()
         self._pending_bytes = 0  # kept, not summed: appends under load must stay O(1)
         self._flushing: asyncio.Task[None] | None = None
         self.lost = 0    # entries found corrupt on disk
@@ -139,13 +141,15 @@ class Spool:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def append(self, key: bytes, value: bytes) -> EntryId:
-        """Store one entry durably; returns once it is fsynced. Raises SpoolFull."""
+    async def append(self, key: bytes, value: bytes, held: bool = False) -> EntryId:
+        """Store one entry durably; returns once it is fsynced. Raises SpoolFull. ``held``:
+        its first send is still in flight, so ``unacked`` leaves it out until it is ``ack``ed
+        or ``release``d; held from the moment it is written, before anything can read it."""
         entry = HEADER.pack(len(key), len(value), zlib.crc32(value, zlib.crc32(key))) + key + value
         if self.bytes + self._pending_bytes + len(entry) > self.max_bytes:
             raise SpoolFull()
         future: asyncio.Future[EntryId] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
+        self._pending.append((entry, held, future))
         self._pending_bytes += len(entry)
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -156,19 +160,19 @@ class Spool:
             while self._pending:
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
                 try:
-                    ids = await asyncio.to_thread(self._write, [e for e, _ in batch])
+                    ids = await asyncio.to_thread(self._write, [(e, h) for e, h, _ in batch])
                 except OSError as exc:
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_exception(SpoolFull(f"the spool cannot be written: {exc}"))
                     continue
-                for (_, future), entry_id in zip(batch, ids, strict=True):
+                for (_, _, future), entry_id in zip(batch, ids, strict=True):
                     if not future.done():
                         future.set_result(entry_id)
         finally:
             self._flushing = None
 
-    def _write(self, entries: list[bytes]) -> list[EntryId]:
+    def _write(self, entries: list[tuple[bytes, bool]]) -> list[EntryId]:
         """Append and fsync a group of entries; on an OSError the segment is cut back to what
         it held and nothing of the group is recorded."""
         assert self._active is not None and self._file is not None
@@ -176,7 +180,7 @@ class Spool:
             self._roll(self._active.number + 1)
         segment, f = self._active, self._file
         try:
-            f.write(b"".join(entries))
+            f.write(b"".join(entry for entry, _ in entries))
             f.flush()
             os.fsync(f.fileno())
         except OSError:
@@ -187,8 +191,11 @@ class Spool:
                 log.exception("spool %s: could not cut a failed write back", segment.path)
             raise
         ids = []
-        for entry in entries:
-            ids.append(EntryId(segment.number, len(segment.offsets)))
+        for entry, held in entries:
+            entry_id = EntryId(segment.number, len(segment.offsets))
+            if held:  # before the offset makes it visible to ``unacked``
+                self._held.add(entry_id)
+            ids.append(entry_id)
             segment.offsets.append(segment.size)
             segment.size += len(entry)
         return ids
@@ -213,8 +220,13 @@ class Spool:
 
     # -- delivery ------------------------------------------------------------------------------
 
+    def release(self, entry_id: EntryId) -> None:
+        """A held entry's first send failed: ``unacked`` gives it to the drainer."""
+        self._held.discard(entry_id)
+
     def ack(self, entry_id: EntryId) -> None:
         """Record that an entry is in Kafka; drop its segment once all of it is."""
+        self._held.discard(entry_id)
         segment = self._segments.get(entry_id.segment)
         if segment is None or entry_id.index in segment.acked:
             return
@@ -231,13 +243,14 @@ class Spool:
                         exc)
 
     def unacked(self, limit: int) -> Iterator[tuple[EntryId, bytes, bytes]]:
-        """Up to ``limit`` entries not yet in Kafka, oldest first."""
+        """Up to ``limit`` entries not yet in Kafka, oldest first (but the held ones)."""
         count = 0
         for number in sorted(list(self._segments)):  # a flush thread may add a segment
             segment = self._segments.get(number)
             if segment is None:
                 continue
-            missing = [i for i in range(len(segment.offsets)) if i not in segment.acked]
+            missing = [i for i in range(len(segment.offsets)) if i not in segment.acked
+                       and EntryId(number, i) not in self._held]
             if not missing:
                 continue
             with open(segment.path, "rb") as f:

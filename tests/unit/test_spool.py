@@ -175,3 +175,25 @@ async def test_a_corrupt_entry_is_skipped_and_counted_and_the_later_ones_still_g
     segment.write_bytes(bytes(data))
     again = open_spool(tmp_path)
     assert values(again) == [b"entry-0", b"entry-2"] and again.lost == 1
+
+
+async def test_an_entry_whose_first_send_is_in_flight_is_never_given_to_the_drainer(
+        tmp_path, open_spool):
+    spool = open_spool(tmp_path)
+    seen_while_written = []
+    write = spool._write
+
+    def write_then_look(entries):  # the drainer looking the moment the entries exist
+        ids = write(entries)
+        seen_while_written.extend(key for _, key, _ in spool.unacked(10))
+        return ids
+
+    spool._write = write_then_look
+    held, failed, _ = [await spool.append(k, b"v", held=h)
+                           for k, h in ((b"held", True), (b"failed", True), (b"plain", False))]
+    assert seen_while_written == [b"plain"]
+    assert [key for _, key, _ in spool.unacked(10)] == [b"plain"]
+    spool.ack(held)            # its own send delivered it
+    spool.release(failed)      # its own send failed: the drainer's now
+    assert [key for _, key, _ in spool.unacked(10)] == [b"failed", b"plain"]
+    assert spool.depth == 2
