@@ -44,6 +44,7 @@ from processors.faustapp import RAW, RocksStore, make_app, make_tables
 from processors.guard import each_item, guarded
 from processors.metrics import lag_seconds
 from processors.outbound import KafkaTransport
+from processors.ownership import Ownership
 from processors.pipeline import Stages
 from processors.state import TableState
 from runtime import registry
@@ -70,6 +71,10 @@ class Worker:
         self.app = make_app(settings, bootstrap, web_port)
         self.faust_tables = make_tables(self.app, settings)
         self.stages = self._stages()
+        # A partition's files and state are written only under its lock (issue 21): a worker
+        # the group dropped without its knowing may still be handling it.
+        self.ownership = Ownership(self.stages.visitors.journal.root,
+                                   taken=self.stages.visitors.forget)
         self.handlers = self._handlers()
         self._next_offsets: dict[tuple[str, int], int] = {}
         # No raw record before the registry is read: a project's --ip-anonymize must hold for
@@ -81,6 +86,7 @@ class Worker:
         self.app.timer(TICK_INTERVAL_S)(self._send_ticks)
         self.app.timer(FLUSH_INTERVAL_S)(self._flush)
         self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_rebalance_complete.connect(self._on_rebalanced)
         self._commit_with_state()
 
@@ -133,10 +139,12 @@ class Worker:
     async def _visitors_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
+            await self.ownership.own(message.partition)
             await self._guarded(self.handlers.get(message.topic, self._raw), message)
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
+            await self.ownership.own(event.message.partition)
             await self._guarded(self.handlers[event.message.topic], event.message)
 
     async def _raw(self, message: Any) -> None:
@@ -233,10 +241,15 @@ class Worker:
         for table in self.stages.tables.values():
             table.forget()
 
+    async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        """faust handled the messages in hand and flushed the commit: the locks go."""
+        self.ownership.release()
+
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Another worker may have written these partitions' logs and journal meanwhile.
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.raw_topic)
         log.info("assigned raw partitions %s", partitions)
+        self.ownership.assigned(tp.partition for tp in assigned)  # taken at the first message
         self.stages.visitors.forget(sorted({tp.partition for tp in assigned}))
         # Where each internal partition resumes: a first message past it is a skip (_in_order).
         self._next_offsets = {}
@@ -285,7 +298,10 @@ class Worker:
         return {partition: lag for partition, lag in lags.items() if lag is not None}
 
     def _lag_of(self, tp: TopicPartition) -> int | None:
-        """None while unknown (no consumer yet, or the partition not fetched yet)."""
+        """None while unknown (no consumer yet, or the partition not fetched yet, or its lock
+        not this worker's yet: the journal is read only under it)."""
+        if not self.ownership.holds(tp.partition):
+            return None
         try:
             highwater = self.app.consumer.highwater(tp)
         except Exception:
