@@ -58,6 +58,7 @@ class Publisher:
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
         self.packer: Packer | None = None
+        self._inflight: set[asyncio.Future] = set()  # first sends of spooled records
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -74,7 +75,7 @@ class Publisher:
         if self.packer is not None:
             await self.packer.wait_idle(grace_s)
         if self._inflight:
-            await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
+            await asyncio.wait(list(self._inflight), timeout=grace_s)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -99,10 +100,12 @@ class Publisher:
                 delivery = None
         entry = await self.spool.append(key, value, held=delivery is not None)
         if delivery is not None:
+            self._inflight.add(delivery)
             delivery.add_done_callback(lambda f: self._settle(entry, f))
         return 202
 
     def _settle(self, entry: EntryId, delivery: asyncio.Future) -> None:
+        self._inflight.discard(delivery)
         if not delivery.cancelled() and delivery.exception() is None:
             self.spool.ack(entry)  # (an ack the disk refuses is counted, never raised)
         else:
