@@ -22,7 +22,8 @@ one partition of each and the lock covers them all):
   never written around its lock;
 - the worker lets them all go when faust revokes its partitions (once the messages in hand
   are handled and the commit is flushed) and at its next assignment; the kernel lets go of a
-  killed worker's;
+  killed worker's. A message of a partition not assigned to the worker (faust can hand one
+  over from before a rebalance) is not handled, and its lock is not taken: it is its owner's;
 - a worker dropped without knowing keeps its locks, so it stays the one writer until it
   learns (its next rebalance revokes everything). The next owner then reads what it wrote, and
   applies those envelopes again from the journal instead of deciding them again.
@@ -63,6 +64,7 @@ class Ownership:
         self.warn_every_s = warn_every_s
         self._fds: dict[int, int] = {}  # partition → the open lock file holding its flock
         self._assigned: list[int] = []
+        self._left: set[int] = set()  # unassigned partitions whose messages were left
         self._taking: asyncio.Task[None] | None = None
 
     def path(self, partition: int) -> Path:
@@ -75,10 +77,15 @@ class Ownership:
         """A new assignment: every lock let go, to be taken again in order by ``own``."""
         self.release()
         self._assigned = sorted(set(partitions))
+        self._left.clear()
+
+    def revoked(self) -> None:
+        """faust revoked every partition: the locks go, and until the next assignment no
+        partition is this worker's."""
+        self.assigned(())
 
     def release(self) -> None:
-        """Let every lock go (faust revoked the partitions, or the worker stops); a taking
-        in progress is abandoned."""
+        """Let every lock go; a taking in progress is abandoned."""
         if self._taking is not None and not self._taking.done():
             self._taking.cancel()
         self._taking = None
@@ -86,18 +93,26 @@ class Ownership:
             os.close(fd)  # the flock goes with the last descriptor of the open file
         self._fds.clear()
 
-    async def own(self, partition: int) -> None:
-        """Return once this worker holds ``partition``'s lock. The first call after an
-        assignment takes every assigned partition's (and ``partition``'s, were it not
-        assigned), waiting for those held elsewhere."""
+    async def own(self, partition: int) -> bool:
+        """True once this worker holds ``partition``'s lock: the first call after an
+        assignment takes every assigned partition's, waiting for those held elsewhere. False
+        at once for a partition not assigned to this worker now: a message faust handed over
+        from before a rebalance, which the partition's owner handles (faust does not commit
+        the offsets of a partition it no longer assigns); its lock is not taken."""
         while partition not in self._fds:
+            if partition not in self._assigned:
+                if partition not in self._left:
+                    self._left.add(partition)
+                    log.info("partition %d is not this worker's since the last rebalance: "
+                             "its messages still in hand are left to its owner", partition)
+                return False
             if self._taking is None or self._taking.done():
-                wanted = sorted({*self._assigned, partition})
-                self._taking = asyncio.ensure_future(self._take(wanted))
+                self._taking = asyncio.ensure_future(self._take(self._assigned))
             taking = self._taking
             await asyncio.wait([taking])  # not cancelled with it: a new assignment came
             if not taking.cancelled() and taking.exception() is not None:
                 raise taking.exception()  # type: ignore[misc]
+        return True
 
     async def _take(self, partitions: list[int]) -> None:
         got: dict[int, int] = {}

@@ -139,12 +139,14 @@ class Worker:
     async def _visitors_agent(self, stream: Any) -> None:
         async for event in stream.events():
             message = event.message
-            await self.ownership.own(message.partition)
+            if not await self.ownership.own(message.partition):
+                continue  # not this worker's partition (any more): its owner handles it
             await self._guarded(self.handlers.get(message.topic, self._raw), message)
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
-            await self.ownership.own(event.message.partition)
+            if not await self.ownership.own(event.message.partition):
+                continue
             await self._guarded(self.handlers[event.message.topic], event.message)
 
     async def _raw(self, message: Any) -> None:
@@ -243,13 +245,15 @@ class Worker:
 
     async def _on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
         """faust handled the messages in hand and flushed the commit: the locks go."""
-        self.ownership.release()
+        self.ownership.revoked()
 
     async def _on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         # Another worker may have written these partitions' logs and journal meanwhile.
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.raw_topic)
         log.info("assigned raw partitions %s", partitions)
-        self.ownership.assigned(tp.partition for tp in assigned)  # taken at the first message
+        # taken at the first message; raw's partitions only (faust's leader topic has a
+        # partition 0 of its own, held by one worker)
+        self.ownership.assigned(partitions)
         self.stages.visitors.forget(sorted({tp.partition for tp in assigned}))
         # Where each internal partition resumes: a first message past it is a skip (_in_order).
         self._next_offsets = {}

@@ -63,7 +63,7 @@ def dropped_worker(data_dir: str) -> None:
         for offset in range(5, 10):
             await asyncio.sleep(0.1)
             stages.visitors.handle_raw(0, offset, envelope_at(offset))
-        ownership.release()  # it learnt it was dropped: faust revoked everything
+        ownership.revoked()  # it learnt it was dropped: faust revoked everything
         stages.close()
 
     asyncio.run(main())
@@ -132,7 +132,7 @@ async def test_the_assignment_s_locks_are_taken_in_order_all_before_any_message(
     done, _ = await asyncio.wait([waiting], timeout=0.3)
     # partition 0 is free, but nothing of the assignment is handled before it all is held
     assert not done and not any(map(second.holds, (0, 1, 2)))
-    first.release()  # faust revoked its partitions
+    first.revoked()
     await asyncio.wait_for(waiting, 10)
     assert all(map(second.holds, (0, 1, 2))) and taken == [[0, 1, 2]]
     first.assigned([3])
@@ -148,8 +148,23 @@ async def test_a_new_assignment_abandons_a_wait_for_a_partition_no_longer_assign
     done, _ = await asyncio.wait([waiting], timeout=0.2)
     assert not done
     second.assigned([2])  # a rebalance gave partition 1 to someone else meanwhile
-    await asyncio.wait_for(waiting, 10)
+    assert await asyncio.wait_for(waiting, 10) is True
     assert second.holds(2) and not second.holds(1) and first.holds(1)
+
+
+async def test_a_message_of_a_partition_not_assigned_is_left_to_its_owner(tmp_path):
+    """faust can hand over a message from before a rebalance: its partition's lock is not
+    taken (its new owner would wait for it for as long as this worker lives)."""
+    ownership, other = Ownership(tmp_path), Ownership(tmp_path)
+    ownership.assigned([6, 7])
+    assert await ownership.own(0) is False and not ownership.holds(0)
+    assert await ownership.own(6) is True and ownership.holds(7)
+    other.assigned([0])
+    assert await asyncio.wait_for(other.own(0), 1) is True
+    ownership.revoked()  # and until the next assignment, nothing is this worker's
+    assert await ownership.own(6) is False and not ownership.holds(6)
+    other.assigned([6])
+    assert await asyncio.wait_for(other.own(6), 1) is True
 
 
 async def test_a_long_wait_is_said_and_so_is_its_end(tmp_path, caplog):
@@ -160,8 +175,35 @@ async def test_a_long_wait_is_said_and_so_is_its_end(tmp_path, caplog):
     waiting = asyncio.ensure_future(second.own(5))
     with caplog.at_level(logging.WARNING, logger="processors.ownership"):
         await asyncio.wait([waiting], timeout=0.35)
-        first.release()
+        first.revoked()
         await asyncio.wait_for(waiting, 10)
     said = [r.getMessage() for r in caplog.records]
     assert any("another worker still holds" in s and "part-005.lock" in s for s in said), said
     assert "its lock is this worker's after" in said[-1]
+
+
+async def test_a_worker_locks_the_raw_partitions_it_is_assigned_not_faust_s_leader_topic(
+        tmp_path):
+    """faust's assignor topic has one partition, 0, assigned to the group's leader: taken as a
+    raw partition, its lock was held by the leader for good, and partition 0's owner waited."""
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from processors.worker import Worker
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path)
+    worker = Worker(settings, "127.0.0.1:1", 6071)
+    raw = worker.raw_topic
+    await worker._on_assigned(None, {TP(raw, 3), TP(raw, 5), TP(settings.topic("links"), 3),
+                                     TP(settings.topic("links"), 5),
+                                     TP(settings.topic("processors-__assignor-__leader"), 0)})
+    assert worker._lag_of(TopicPartition(raw, 3)) is None  # no journal read before the lock
+    assert await worker.ownership.own(3) is True
+    assert worker.ownership.holds(5) and not worker.ownership.holds(0)
+    assert await worker.ownership.own(0) is False
+    other = Ownership(worker.stages.visitors.journal.root)
+    other.assigned([0])
+    assert await asyncio.wait_for(other.own(0), 1) is True
+    await worker._on_revoked(None, set())
+    assert not worker.ownership.holds(3)
+    worker.stages.close()
