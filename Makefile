@@ -1,5 +1,5 @@
 # The two front-door commands: `make run` and `make test`. Both set up everything themselves.
-# `make test-compose` (by hand until issue 21's duplicate is found) brings the compose deployment up for real.
+# `make test-compose` (CI runs it after `make test`) brings the compose deployment up for real.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
