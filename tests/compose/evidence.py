@@ -10,7 +10,6 @@ topic holds it (one copy handled twice, or two copies of one request).
 from __future__ import annotations
 
 import json
-import struct
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -19,10 +18,9 @@ from typing import NamedTuple
 
 import msgpack
 
+from processors.journal import FRAME  # a frame: payload length, crc32 of the payload
 from schemas import envelope
 from schemas.raw import RawRecord
-
-FRAME = struct.Struct(">II")  # processors.journal's frame: payload length, crc32
 
 
 class Line(NamedTuple):
