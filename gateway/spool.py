@@ -59,6 +59,7 @@ class _Segment:
     size: int = 0
     offsets: list[int] = field(default_factory=list)  # file offset of each entry
     acked: set[int] = field(default_factory=set)
+    held: set[int] = field(default_factory=set)  # first sends in flight: not for the drainer
 
     @property
     def ack_path(self) -> Path:
@@ -111,8 +112,6 @@ class Spool:
         self._active: _Segment | None = None
         self._file = None
         self._pending: list[tuple[bytes, bool, asyncio.Future[EntryId]]] = []
-        # entries whose first send is still in flight: ``unacked`` leaves them to it
-        self._held: set[EntryId] = set()
         self._pending_bytes = 0  # kept, not summed: appends under load must stay O(1)
         self._flushing: asyncio.Task[None] | None = None
         self.lost = 0    # entries found corrupt on disk
@@ -192,10 +191,9 @@ class Spool:
             raise
         ids = []
         for entry, held in entries:
-            entry_id = EntryId(segment.number, len(segment.offsets))
             if held:  # before the offset makes it visible to ``unacked``
-                self._held.add(entry_id)
-            ids.append(entry_id)
+                segment.held.add(len(segment.offsets))
+            ids.append(EntryId(segment.number, len(segment.offsets)))
             segment.offsets.append(segment.size)
             segment.size += len(entry)
         return ids
@@ -222,14 +220,16 @@ class Spool:
 
     def release(self, entry_id: EntryId) -> None:
         """A held entry's first send failed: ``unacked`` gives it to the drainer."""
-        self._held.discard(entry_id)
+        segment = self._segments.get(entry_id.segment)
+        if segment is not None:
+            segment.held.discard(entry_id.index)
 
     def ack(self, entry_id: EntryId) -> None:
         """Record that an entry is in Kafka; drop its segment once all of it is."""
-        self._held.discard(entry_id)
         segment = self._segments.get(entry_id.segment)
         if segment is None or entry_id.index in segment.acked:
             return
+        segment.held.discard(entry_id.index)
         segment.acked.add(entry_id.index)
         try:
             if segment.done and segment is not self._active:
@@ -249,8 +249,8 @@ class Spool:
             segment = self._segments.get(number)
             if segment is None:
                 continue
-            missing = [i for i in range(len(segment.offsets)) if i not in segment.acked
-                       and EntryId(number, i) not in self._held]
+            missing = [i for i in range(len(segment.offsets))
+                       if i not in segment.acked and i not in segment.held]
             if not missing:
                 continue
             with open(segment.path, "rb") as f:
