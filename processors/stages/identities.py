@@ -22,7 +22,6 @@ from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
 from processors.warn import Warner
-from schemas import envelope
 from schemas.identity import Link, Rebind
 from schemas.profile import MergeInto
 
@@ -49,10 +48,6 @@ class IdentitiesStage:
         self.outbound = outbound
         self.metrics = metrics
         self.merges, self.rebinds, self.profile_updates = merges, rebinds, profile_updates
-
-    def handle_links(self, partition: int, value: bytes) -> None:
-        for item in envelope.unpack(value):
-            self.handle_link(partition, item)
 
     def handle_link(self, partition: int, item: object) -> None:
         """One decoded item of a links envelope."""

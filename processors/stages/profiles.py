@@ -20,7 +20,6 @@ from processors import profiles
 from processors.metrics import WorkerMetrics
 from processors.outbound import Outbound
 from processors.state import TableState
-from schemas import envelope
 from schemas.profile import (
     Fold,
     MergeInto,
@@ -40,10 +39,6 @@ class ProfilesStage:
         self.outbound = outbound
         self.metrics = metrics
         self.profile_updates = profile_updates
-
-    def handle_changes(self, partition: int, value: bytes) -> None:
-        for item in envelope.unpack(value):
-            self.handle_change(partition, item)
 
     def handle_change(self, partition: int, item: object) -> None:
         """One decoded item of a profile-updates envelope."""

@@ -15,7 +15,6 @@ from typing import Any
 from processors import quotas
 from processors.outbound import Outbound
 from processors.state import TableState
-from schemas import envelope
 from schemas.quota import QuotaCount
 
 
@@ -25,10 +24,6 @@ class QuotasStage:
         self.outbound = outbound
         self.quota_topic = quota_topic
         self.project_quotas: dict[str, int | None] = {}  # from the registry topic
-
-    def handle_counts(self, partition: int, value: bytes) -> None:
-        for item in envelope.unpack(value):
-            self.handle_count(partition, item)
 
     def handle_count(self, partition: int, item: object) -> None:
         """One decoded item of a quota-counts envelope."""

@@ -233,10 +233,6 @@ class VisitorsStage:
                 log.info("retention of %s (%d days): removed partition %d's day logs of %s",
                          project, days, partition, ", ".join(expired))
 
-    def handle_rebinds(self, partition: int, value: bytes) -> None:
-        for item in envelope.unpack(value):
-            self.handle_rebind(partition, item)
-
     def handle_rebind(self, partition: int, item: object) -> None:
         """One decoded item of a rebinds envelope."""
         answer = Rebind.from_obj(item)

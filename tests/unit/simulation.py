@@ -8,8 +8,12 @@ whole changelog)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
+from processors.guard import each_item
 from processors.pipeline import STATE, Stages
 from runtime import compacted
 from runtime.settings import Settings
@@ -78,6 +82,16 @@ class Producer:
 SOURCES = (topics.RAW, topics.REBINDS, topics.LINKS, topics.PROFILE_UPDATES, topics.QUOTA_COUNTS)
 
 
+
+def item_by_item(handle: Callable[[int, Any], None]) -> Callable[[int, int, bytes], None]:
+    """An internal envelope handled as the worker handles it (``processors.guard.each_item``);
+    an item's own fault fails the simulation."""
+    def fail(message: Any, exc: BaseException, index: int, item: bytes) -> None:
+        raise exc
+
+    return lambda partition, offset, value: each_item(
+        SimpleNamespace(topic="", partition=partition, offset=offset, value=value), handle, fail)
+
 class SimulatedWorker:
     """One worker holding every partition, as ``processors.worker.Worker`` wires the stages,
     with faust's consumer, commit and table recovery played by hand."""
@@ -97,10 +111,10 @@ class SimulatedWorker:
         self.positions = dict(log.committed)  # next offset to read, per source partition
         self.handlers = {
             t(topics.RAW): lambda p, o, v: self.stages.visitors.handle_raw(p, o, v),
-            t(topics.REBINDS): lambda p, o, v: self.stages.visitors.handle_rebinds(p, v),
-            t(topics.LINKS): lambda p, o, v: self.stages.identities.handle_links(p, v),
-            t(topics.PROFILE_UPDATES): lambda p, o, v: self.stages.profiles.handle_changes(p, v),
-            t(topics.QUOTA_COUNTS): lambda p, o, v: self.stages.quotas.handle_counts(p, v),
+            t(topics.REBINDS): item_by_item(self.stages.visitors.handle_rebind),
+            t(topics.LINKS): item_by_item(self.stages.identities.handle_link),
+            t(topics.PROFILE_UPDATES): item_by_item(self.stages.profiles.handle_change),
+            t(topics.QUOTA_COUNTS): item_by_item(self.stages.quotas.handle_count),
         }
         self.sources = [(t(name), p) for name in SOURCES for p in range(PARTITIONS)]
         self.handled = 0

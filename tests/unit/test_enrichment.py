@@ -173,7 +173,8 @@ async def test_the_derived_names_are_on_the_line_the_action_the_visit_and_the_pr
     assert started["type"] == "visit started"
     assert {k: started[k] for k in (*PIXEL, *US)} == {**PIXEL, **US}
     for value in stages.recorder.values("profile-updates"):  # the profiles stage's input
-        stages.profiles.handle_changes(0, value)
+        for item in envelope.unpack(value):
+            stages.profiles.handle_change(0, item)
     await stages.commit()
     profile = json.loads(stages.recorder.values("profiles")[-1])
     assert profile["last_seen"] == {"event_ms": RECEIVED_MS + 2, **second_seen(second)}

@@ -164,8 +164,7 @@ async def test_a_replayed_envelope_does_not_undo_a_later_write_of_its_visitor(ma
     [(_, _, key, value)] = first.recorder.topic("processors-visitors-changelog")
     link = Link("email:a@x", decode_visitor(value).state.profile, "cookie:ck1", False,
                 "shop.example")
-    first.visitors.handle_rebinds(0, envelope.pack([msgpack.packb(
-        Rebind(link, "p-survivor").to_obj())]))
+    first.visitors.handle_rebind(0, Rebind(link, "p-survivor").to_obj())
     await first.commit()
     rebound = first.visitors.visitors.get(key)
     assert rebound.state.profile == "p-survivor"

@@ -181,8 +181,8 @@ async def test_a_device_that_shows_a_second_id_is_a_refused_merge(stages):
 async def test_an_email_owned_by_another_id_is_warned_by_the_identities_stage(stages):
     owner = Link("email:ada@example.com", "p-first", "cookie:a", True, "shop.example", NOW)
     asker = Link("email:ada@example.com", "p-second", "cookie:b", True, "shop.example", NOW)
-    stages.identities.handle_links(0, envelope.pack([msgpack.packb(owner.to_obj()),
-                                                     msgpack.packb(asker.to_obj())]))
+    for link in (owner, asker):
+        stages.identities.handle_link(0, link.to_obj())
     await stages.commit()
     [found] = stages.outbound.transport.warnings()
     assert found.kind == Kind.MERGE_REFUSED and found.sample == "cookie:b → email:ada@example.com"
