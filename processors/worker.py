@@ -40,6 +40,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from processors import direct
 from processors.faustapp import RAW, RocksStore, make_app, make_tables
 from processors.guard import each_item, guarded
 from processors.metrics import lag_seconds
@@ -126,28 +127,27 @@ class Worker:
 
     def _agents(self) -> None:
         """One agent per stage, ``concurrency=1``: the visitors agent reads raw, ticks and
-        rebinds in one ordered stream (co-partitioned topics)."""
+        rebinds in one ordered stream (co-partitioned topics). The agents are what faust
+        subscribes and assigns by; the consumer hands their messages to ``_handle`` before any
+        reaches a stream (``processors.direct``), and a stream would handle one the same way."""
         t, app = self.settings.topic, self.app
         source = app.topic(self.raw_topic, t(topics.TICKS), t(topics.REBINDS), **RAW)
-        app.agent(source, name="visitors", concurrency=1)(self._visitors_agent)
+        app.agent(source, name="visitors", concurrency=1)(self._agent)
         for topic, name in ((topics.LINKS, "identities"), (topics.PROFILE_UPDATES, "profiles"),
                             (topics.QUOTA_COUNTS, "quotas")):
             app.agent(app.topic(t(topic), **RAW), name=name, concurrency=1)(self._agent)
+        direct.install(app, self._handle, {self.raw_topic, *self.handlers})
 
-    # -- agents --------------------------------------------------------------------------------
-
-    async def _visitors_agent(self, stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            if not await self.ownership.own(message.partition):
-                continue  # not this worker's partition (any more): its owner handles it
-            await self._guarded(self.handlers.get(message.topic, self._raw), message)
+    # -- handling ------------------------------------------------------------------------------
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
-            if not await self.ownership.own(event.message.partition):
-                continue
-            await self._guarded(self.handlers[event.message.topic], event.message)
+            await self._handle(event.message)
+
+    async def _handle(self, message: Any) -> None:
+        if await self.ownership.own(message.partition):
+            await self._guarded(self.handlers.get(message.topic, self._raw), message)
+        # else: not this worker's partition (any more): its owner handles it
 
     async def _raw(self, message: Any) -> None:
         """Handle a raw envelope, first any envelopes of its partition the stream skipped.
