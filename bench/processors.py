@@ -12,8 +12,9 @@ gateway's maximum rate). Then it measures, on the same messages:
 
 1. a bare aiokafka consumer (group-less, all partitions) that decodes every record
    (``envelope.unpack``, ``RawRecord.from_obj``, ``params()``) — the baseline;
-2. two floors of a faust worker: a faust agent that only iterates the same messages
-   (``bench/faust_noop.py``), and the worker's own handling of the envelopes in this process
+2. three floors of a faust worker: a faust agent that only iterates the same messages
+   (``bench/faust_noop.py``), faust's consumer handing them straight to a no-op as the worker
+   has them (``processors.direct``), and the worker's own handling of the envelopes in this process
    with no Kafka at all (``processors.worker.Stages``: parsing, rules, journal, day log; its
    messages are counted, not sent), with enrichment (user agents, locations) and without it,
    on the same envelopes, with the user-agent cache's hit rate;
@@ -164,13 +165,16 @@ async def bare_consumer(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-def faust_noop_rate(settings: Settings, messages: int, n: int, work: Path) -> float:
-    """Records/s of a faust agent that only iterates the raw messages."""
-    result = work / f"noop-{settings.topic_prefix}txt"
+def faust_noop_rate(settings: Settings, messages: int, n: int, work: Path,
+                    direct: bool = False) -> float:
+    """Records/s of a faust agent that only iterates the raw messages; ``direct``: of
+    faust's consumer handing them straight to a no-op (``processors.direct``)."""
+    result = work / f"noop-{settings.topic_prefix}{int(direct)}.txt"
     subprocess.run([sys.executable, str(ROOT / "bench" / "faust_noop.py"),
                     settings.kafka_bootstrap, settings.topic("raw"), str(messages), str(result)],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
-                   check=True, env={**os.environ, "NOOP_LOOP": "uvloop"})
+                   check=True, env={**os.environ, "NOOP_LOOP": "uvloop",
+                                    **({"NOOP_DIRECT": "1"} if direct else {})})
     return float(result.read_text()) * n / messages
 
 
@@ -321,8 +325,10 @@ def main() -> None:
                     shared["bare"] = asyncio.run(bare_consumer(settings, args.records))
                     shared["noop"] = faust_noop_rate(settings, len(messages), args.records,
                                                      work)
+                    shared["direct"] = faust_noop_rate(settings, len(messages), args.records,
+                                                       work, direct=True)
                 got = rates[name]
-                for key in ("bare", "noop"):
+                for key in ("bare", "noop", "direct"):
                     got.setdefault(key, []).append(shared[key])
                 # with and without enrichment, alternating, on the same envelopes
                 bare_own, _, _ = own_rate(root, messages, work, "--no-enrichment")
@@ -368,6 +374,7 @@ def report(name: str, got: dict[str, list[float]]) -> None:
     for key, text in (
             ("bare", "bare aiokafka consumer, decode only"),
             ("noop", "floor: a faust agent that only iterates the envelopes"),
+            ("direct", "floor: faust's consumer handing them to a no-op (processors.direct)"),
             ("own", f"floor: the worker's own handling, no Kafka ({m['made']:.2f} messages "
                     "a record made, not sent)"),
             ("own_bare", "the same, without enrichment"),

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/topology.py processes [--seconds 60]
     sh scripts/with-dockerd.sh .venv/bin/python bench/topology.py containers [--seconds 60]
+    .venv/bin/python bench/topology.py node [--seconds 60] [--runs 3]
 
 Both are 3 Kafka brokers (replication factor 3, min.insync.replicas 2), the default 12 raw
 partitions, 2 gateways (300 ms acknowledgement deadline, the default), 3 workers and the
@@ -11,7 +12,10 @@ images of `make images`; nginx in front of the gateways, 2 triggers services, Pr
 (wrk loads each gateway with half the connections). wrk sends bench/track.lua's 14-parameter
 pageviews of 50,000 visitors for --seconds over --connections (64); then the workers' record
 counters (`trackpipe_worker_records_total`; in containers through Prometheus, which scrapes
-every 5 s) are read until they hold every request answered 2xx. Prints one Markdown row.
+every 5 s) are read until they hold every request answered 2xx. Prints one Markdown row a
+run, with the rate the workers logged at (every accepted request over the time from wrk's start
+until the last was logged) against the rate wrk sent at. `node` is one node's share of it: one
+broker, one gateway and one worker as processes on the host, no triggers service.
 Nothing is killed here: tests/compose and tests/integration/test_scale.py do that.
 """
 
@@ -22,6 +26,7 @@ import asyncio
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,19 +96,21 @@ def measure(urls: list[str], seconds: int, connections: int, logged, spooled) ->
             "logged_rate": accepted / all_s, "spooled": spooled() - spooled_before}
 
 
-def processes(seconds: int, connections: int) -> dict:
+def processes(seconds: int, connections: int, brokers: int = 3, workers: int = 3,
+              gateways: int = 2, triggers: bool = True) -> dict:
     from tests.conftest import started_kafka
     from tests.integration.pipeline import start_topology
 
     work = Path(tempfile.mkdtemp(prefix="trackpipe-topology-"))
-    with started_kafka(work / "kafka", nodes=3, heap="512m") as kafka:
-        settings = Settings(kafka_bootstrap=kafka.bootstrap, replication_factor=3,
+    with started_kafka(work / "kafka", nodes=brokers, heap="512m") as kafka:
+        settings = Settings(kafka_bootstrap=kafka.bootstrap, replication_factor=brokers,
                             data_dir=work / "data")
         asyncio.run(create_topics(settings, settings.kafka_bootstrap))
         asyncio.run(registry.write(settings.kafka_bootstrap, settings.topic(topics.PROJECTS),
                                    PROJECT, ProjectRecord.build(PROJECT)))
-        p = start_topology(settings, work, ("worker-1", "worker-2", "worker-3"), gateways=2,
-                           env={"TRACKPIPE_REPLICATION_FACTOR": "3"}, triggers=True)
+        p = start_topology(settings, work, tuple(f"worker-{i}" for i in range(1, workers + 1)),
+                           gateways=gateways, triggers=triggers,
+                           env={"TRACKPIPE_REPLICATION_FACTOR": str(brokers)})
         try:
             def logged() -> float:
                 return sum(records_of(httpx.get(f"http://127.0.0.1:{port}/metrics",
@@ -155,18 +162,28 @@ def containers(seconds: int, connections: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("processes", "containers"))
+    parser.add_argument("mode", choices=("processes", "containers", "node"))
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     os.chdir(ROOT)
-    got = (processes if args.mode == "processes" else containers)(args.seconds, args.connections)
-    print(f"| {args.mode} | {args.connections} | {got['rate']:,.0f} req/s "
-          f"| {got['total']:,} ({got['bad']} non-2xx) "
-          f"| {got['spooled'] / max(1, got['total'] - got['bad']):.0%} 202 "
-          f"| {got['sent_s']:.0f} s | all processed after {got['all_s']:.0f} s | "
-          f"{got['logged_rate']:,.0f} records/s | {platform.node()}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d %H:%M')} |")
+    run = {"processes": processes, "containers": containers,
+           "node": lambda *a: processes(*a, brokers=1, workers=1, gateways=1, triggers=False)
+           }[args.mode]
+    ratios = []
+    for _ in range(args.runs):
+        got = run(args.seconds, args.connections)
+        ratios.append(got["logged_rate"] / got["rate"])
+        print(f"| {args.mode} | {args.connections} | {got['rate']:,.0f} req/s "
+              f"| {got['total']:,} ({got['bad']} non-2xx) "
+              f"| {got['spooled'] / max(1, got['total'] - got['bad']):.0%} 202 "
+              f"| {got['sent_s']:.0f} s | all processed after {got['all_s']:.0f} s | "
+              f"{got['logged_rate']:,.0f} records/s ({ratios[-1]:.2f} of the rate sent) | "
+              f"{platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')} |",
+              flush=True)
+    if args.runs > 1:
+        print(f"median of {args.runs}: logged {statistics.median(ratios):.2f} of the rate sent")
 
 
 if __name__ == "__main__":
