@@ -15,11 +15,12 @@ decisions; this module only moves messages between the two:
 Every agent runs ``concurrency=1`` with ``at_least_once`` (faust loses data with more, faust
 issue 606); the agents are what faust subscribes and assigns by, and faust's consumer hands
 each of their messages, an envelope of many records, straight to ``_handle``, in order and past
-faust's per-event machinery (``processors.direct``). What the stages send is gathered in ``processors.outbound`` and sent
-every ``FLUSH_INTERVAL_S``; before faust commits offsets (it awaits its producer's
-``flush``, which is replaced for that) the checkpoint makes the stages' work durable in the
-order that survives a crash (``processors.checkpoint``), so a committed offset never runs
-ahead of the state it produced, nor a stored state ahead of the outputs it gates.
+faust's per-event machinery (``processors.direct``). What the stages send is gathered in
+``processors.outbound`` and sent every ``FLUSH_INTERVAL_S``; before faust commits offsets
+(it awaits its producer's ``flush``, which is replaced for that) the checkpoint makes the
+stages' work durable in the order that survives a crash (``processors.checkpoint``), so a
+committed offset never runs ahead of the state it produced, nor a stored state ahead of the
+outputs it gates.
 
 A record's own fault is a dead letter and the stream goes on (a raw record's, or an internal
 envelope item's, alone: ``processors.guard.each_item``); transient I/O (Kafka, the disk)
