@@ -112,8 +112,12 @@ class RocksStore:
         if db is not None:
             db.delete(key)
 
-    def items(self) -> Any:
-        return self.store.items()
+    def items(self, partition: int | None = None) -> Any:
+        """With ``partition``, only its database (none while this worker does not hold it)."""
+        if partition is None:
+            return self.store.items()
+        db = self.store._dbs.get(partition)
+        return iter(()) if db is None else self.store._visible_items(db)
 
     def persisted(self, tp: TP, offset: int) -> None:
         """faust recovers a partition from the offset its database says it holds."""

@@ -37,7 +37,9 @@ class Store(Protocol):
 
     def delete(self, key: bytes, partition: int) -> None: ...
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self, partition: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value; with ``partition``, at least that partition's (a store that
+        does not keep partitions apart gives every one)."""
 
 
 class MappingStore:
@@ -55,7 +57,7 @@ class MappingStore:
     def delete(self, key: bytes, partition: int) -> None:
         self.data.pop(key, None)
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
+    def items(self, partition: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         return iter(list(self.data.items()))
 
     def __len__(self) -> int:
@@ -119,14 +121,19 @@ class TableState:
     def delete(self, key: bytes, partition: int) -> None:
         self._dirty[key] = (_DELETED, partition, None)
 
-    def items(self) -> Iterator[tuple[bytes, Any]]:
-        """Every key and its value, the newest layer's (for rebuilding indexes)."""
-        for key, data in self.store.items():
+    def items(self, partition: int | None = None) -> Iterator[tuple[bytes, Any]]:
+        """Every key and its value, the newest layer's (for rebuilding indexes); with
+        ``partition``, at least that partition's: a store that keeps partitions apart reads
+        only its database, so a worker's first tick of each of its partitions does not decode
+        every partition's values each time."""
+        for key, data in self.store.items(partition):
             if key not in self._dirty and key not in self._committing:
                 yield key, self._decode(data)
         for layer, newer in ((self._committing, self._dirty), (self._dirty, {})):
-            for key, (value, _, _) in list(layer.items()):
-                if value is not _DELETED and key not in newer:
+            for key, (value, written_in, _) in list(layer.items()):
+                if value is _DELETED or key in newer:
+                    continue
+                if partition is None or written_in == partition:
                     yield key, value
 
     @property

@@ -201,7 +201,8 @@ class VisitorsStage:
             self._retained_at[partition] = now_ms
             self._apply_retention(partition, now_ms)
         if not self.deadlines.has(partition):  # first tick since start or rebalance
-            open_visits = [(entry.visit.deadline_ms, key) for key, entry in self.visitors.items()
+            open_visits = [(entry.visit.deadline_ms, key)
+                           for key, entry in self.visitors.items(partition)
                            if entry.partition == partition and entry.visit is not None]
             self.deadlines.rebuild(partition, open_visits)
             self.metrics.open_visits[partition] = len(open_visits)

@@ -192,6 +192,30 @@ def test_pings_extend_the_visit(pipeline):
     assert visit["duration_ms"] >= 2900 and visit["actions"] == 1
 
 
+def test_visits_open_when_their_worker_stops_are_ended_once_by_their_next_owner(pipeline):
+    """worker-2 stops with visits open in its partitions: worker-1 takes the partitions, finds
+    the open visits in the tables' stores (recovered from the changelogs, read a partition's
+    database at a time) and ends each visit once."""
+    cookies = [visitor() for _ in range(24)]  # some in worker-2's 6 partitions, surely
+    keys = {f"cookie:{cookie}" for cookie in cookies}
+    for cookie in cookies:
+        pipeline.track(event="pv", cookie=cookie, timeout="8")
+    pipeline.wait_logs(lambda ls: keys <= {r["visitor_key"] for r in ls})
+    pipeline.stop("worker-2")
+
+    def ended(visits):
+        return [v["visitor_key"] for v in visits
+                if v["type"] == "visit ended" and v["visitor_key"] in keys]
+
+    assert not ended(pipeline.read("visits")), "ended before worker-2 stopped: none moved"
+    try:
+        found = pipeline.topic("visits", lambda vs: set(ended(vs)) == keys, timeout_s=60)
+    finally:
+        pipeline.start_worker("worker-2")
+        pipeline.wait_ready("worker-2")
+    assert set(Counter(ended(found)).values()) == {1}
+
+
 def test_late_and_future_events_are_in_the_receipt_day_log_and_found_by_event_day(pipeline):
     now = datetime.now(UTC)
     yesterday = now - timedelta(days=1)

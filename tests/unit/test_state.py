@@ -52,3 +52,36 @@ def test_what_is_persisted_is_read_back_without_the_store_and_forget_reads_it_ag
     t.changes()
     t.persist()
     assert t.get(b"k") is None and store.reads == 1
+
+
+class Partitioned:
+    """A store that keeps partitions apart, as faust's RocksDB store keeps a database each."""
+
+    def __init__(self, by_partition):
+        self.by_partition = by_partition
+
+    def get(self, key):
+        return next((p[key] for p in self.by_partition.values() if key in p), None)
+
+    def put(self, key, value, partition):
+        self.by_partition.setdefault(partition, {})[key] = value
+
+    def delete(self, key, partition):
+        self.by_partition.get(partition, {}).pop(key, None)
+
+    def items(self, partition=None):
+        chosen = self.by_partition.values() if partition is None else [
+            self.by_partition.get(partition, {})]
+        return iter([item for found in chosen for item in found.items()])
+
+
+def test_items_of_a_partition_read_only_its_store_and_its_writes():
+    t = table(Partitioned({1: {b"a": b"1", b"b": b"2"}, 2: {b"c": b"3"}}))
+    t.put(b"b", "2'", 1)   # newer than the store's, same partition
+    t.put(b"d", "4", 2)
+    t.changes()            # committing
+    t.put(b"e", "5", 1)    # written since
+    t.delete(b"c", 2)
+    assert sorted(t.items(1)) == [(b"a", "1"), (b"b", "2'"), (b"e", "5")]
+    assert sorted(t.items(2)) == [(b"d", "4")]
+    assert sorted(t.items()) == [(b"a", "1"), (b"b", "2'"), (b"d", "4"), (b"e", "5")]
