@@ -18,6 +18,12 @@ for a partition's lock, the registry, a retry) is raced in tasks against the flo
 as faust does for every message. A message of any other topic (faust's own) goes to the
 conductor as before.
 
+faust's fetcher gives the event loop a turn only every hundred messages, and a message that
+never suspends gives it none: a worker reading a backlog kept its commit waiting, and with it
+everything the commit lets go (one worker held 704 MB after 150,000 visitors against 411 MB
+through faust's streams). So the callback yields once ``TURN_S`` has passed since the last time
+(399 MB in the same benchmark, same rate).
+
 A rebalance that suspends the flow cancels a callback that is suspended: the message is then
 neither handled nor acked, and is fetched again in order by the worker's gap checks
 (``Worker._raw``, ``Worker._in_order``), as when faust's own queues drop what they held.
@@ -26,6 +32,7 @@ neither handled nor acked, and is fetched again in order by the worker's gap che
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
@@ -33,6 +40,7 @@ import faust
 from mode.services import WaitResults
 
 WaitFirst = Callable[..., Awaitable[WaitResults]]
+TURN_S = 0.005  # the longest the handlers keep the event loop from its other tasks
 
 
 def install(app: faust.App, handle: Callable[[Any], Awaitable[None]],
@@ -47,6 +55,7 @@ def install(app: faust.App, handle: Callable[[Any], Awaitable[None]],
     def made() -> Any:
         consumer = new_consumer()
         conductor = consumer.callback
+        turn_at = 0.0
 
         async def on_message(message: Any) -> None:
             await acquire()
@@ -56,6 +65,10 @@ def install(app: faust.App, handle: Callable[[Any], Awaitable[None]],
             consumer.track_message(message)
             await handle(message)
             consumer.ack(message)
+            nonlocal turn_at
+            if time.monotonic() >= turn_at:  # the loop's other tasks: timers, the commit
+                await asyncio.sleep(0)
+                turn_at = time.monotonic() + TURN_S
 
         consumer.callback = on_message
         consumer.wait_first = eager(consumer.wait_first)

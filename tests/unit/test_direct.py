@@ -155,3 +155,30 @@ def test_it_must_be_installed_before_the_consumer_is_made():
     app._consumer = Consumer()
     with pytest.raises(RuntimeError, match="consumer was made"):
         install(app, None, {"t.raw"})
+
+
+async def test_handling_gives_the_loop_a_turn_every_few_milliseconds():
+    """A backlog of messages that never suspend must not keep the commit and the timers
+    from running."""
+    import time
+
+    app, turns = App(), []
+
+    async def handle(m):
+        time.sleep(0.003)  # a few envelopes' work, without a suspension
+
+    async def other_task():
+        while True:
+            turns.append(time.monotonic())
+            await asyncio.sleep(0)
+
+    install(app, handle, {"t.raw"})
+    consumer = app._new_consumer()
+    ticking = asyncio.ensure_future(other_task())
+    await asyncio.sleep(0)
+    turns.clear()
+    for offset in range(20):  # 60 ms of handling
+        await consumer.wait_first(consumer.callback(message("t.raw", offset)),
+                                  asyncio.Event().wait())
+    ticking.cancel()
+    assert len(turns) >= 60 / 1000 / 0.005 / 2
