@@ -38,7 +38,7 @@ from tests.integration.scale import (
     logged,
     people,
     send_all,
-    values,
+    visits_with_ends,
 )
 from tests.waiting import wait_until
 
@@ -175,7 +175,7 @@ def run_and_check(stack: Stack, tmp_path) -> None:
     wait_until(logged_now, 420, "not every accepted request reached the logs",
                until=lambda counts: set(accepted) <= set(counts), every_s=2)
     processed_s = time.monotonic() - started
-    visits = values(run, "visits")
+    visits = visits_with_ends(run)
     # the workers stop as `docker-compose stop` stops them, each publishing what it holds
     stack.compose("stop", "--timeout", "60", "processors")
     counts = logged_now()

@@ -120,6 +120,15 @@ def values(settings: Settings, name: str) -> list[bytes]:
     return [r.value for r in asyncio.run(records(settings, name))]
 
 
+def visits_with_ends(settings: Settings) -> list[bytes]:
+    """The visits topic once it holds a visit ended, for ``check_exactly_once`` to check: a
+    visit ends 30 s (the default timeout) after its device's last request, and a run whose
+    lanes each send one person's requests the whole time can be in the logs before that."""
+    return wait_until(lambda: values(settings, "visits"), 180, "no visit ended",
+                      until=lambda found: any(b'"type":"visit ended"' in v for v in found),
+                      every_s=1)
+
+
 async def copy_raw(source: Settings, target: Settings) -> int:
     """The raw envelopes of one run into another run's raw topic, partition for partition;
     how many records they hold."""

@@ -27,7 +27,7 @@ from tests.integration.scale import (
     logged,
     people,
     send_all,
-    values,
+    visits_with_ends,
 )
 from tests.waiting import wait_until
 
@@ -88,7 +88,7 @@ def test_three_brokers_two_gateways_three_workers_with_failures(tmp_path):
                                 "not every accepted request reached the logs",
                                 until=lambda c: set(accepted) <= set(c), every_s=0.5)
             processed_s = time.monotonic() - started
-            visits = values(run, "visits")
+            visits = visits_with_ends(run)
         finally:
             p.stop_all()
 
