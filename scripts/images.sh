@@ -50,6 +50,10 @@ if ! mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeSco
     echo "images: maven could not resolve deploy/kafka/pom.xml" >&2
     exit 1
 fi
+# The broker runs as its own user: its jars must be readable whatever mode the host's Maven
+# cache gave them (trackpipe's commands create files 0640, so a cache first filled by the
+# launcher under one of them is unreadable to the image's user).
+chmod -R a+rX "$STAGE/kafka"
 
 build() {
     tag=$1
