@@ -1,95 +1,30 @@
-"""faust's consumer handing messages straight to the worker (processors.direct): the eager
-``wait_first`` behaves as faust's for a callback that suspends, and makes no task for one that
-does not; the callback tracks, handles and acks the stages' messages and leaves the others to
-faust's conductor."""
+"""faust's consumer handing messages straight to the worker (processors.direct): the fetcher
+awaits the callback in its own task, with no race and no task for the stages' messages; the
+callback tracks, handles and acks them, finishes one in hand when a rebalance suspends the flow
+(faust's ``wait_empty`` waits for it), drops what it is handed while the flow is suspended, and
+leaves the other topics' messages to faust's conductor."""
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
 from mode import Service
+from mode.utils.locks import Event
+from mode.utils.queues import FlowControlEvent
 
-from processors.direct import eager, install
-
-
-async def never_called(*coros, timeout=None):
-    raise AssertionError("a callback that did not suspend was raced in tasks")
-
-
-async def test_a_callback_that_does_not_suspend_wins_at_once_without_tasks():
-    done = asyncio.get_running_loop().create_future()
-    done.set_result(7)
-
-    async def callback():
-        return await done  # awaits, but never waits
-
-    coro = callback()
-    got = await eager(never_called)(coro, asyncio.Event().wait())
-    assert got.done == [coro] and got.results == [7] and not got.stopped
-
-
-async def test_a_callback_that_suspends_is_finished_by_wait_first():
-    ready, steps = asyncio.Event(), []
-
-    async def callback():
-        steps.append("before")
-        await ready.wait()
-        await asyncio.sleep(0)  # a bare yield too
-        steps.append("after")
-        return 5
-
-    asyncio.get_running_loop().call_later(0.01, ready.set)
-    got = await eager(Service().wait_first)(callback(), asyncio.Event().wait())
-    assert got.results == [5] and steps == ["before", "after"]
-
-
-async def test_the_flows_suspension_cancels_a_suspended_callback_where_it_waits():
-    suspended, seen = asyncio.Event(), []
-
-    async def callback():
-        try:
-            await asyncio.Event().wait()  # a lock that is never given
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-        seen.append("handled")
-
-    asyncio.get_running_loop().call_later(0.01, suspended.set)
-    got = await eager(Service().wait_first)(callback(), suspended.wait())
-    await asyncio.sleep(0)  # the loser's cancellation is delivered
-    assert got.results == [True] and seen == ["cancelled"]
-
-
-async def test_an_awaited_futures_exception_is_raised_where_the_callback_awaited_it():
-    async def failing():
-        await asyncio.sleep(0.001)
-        raise OSError("disk")
-
-    async def callback():
-        try:
-            await failing()
-        except OSError as exc:
-            return f"caught {exc}"
-
-    got = await eager(Service().wait_first)(callback(), asyncio.Event().wait())
-    assert got.results == ["caught disk"]
-
-
-@pytest.mark.parametrize("suspends", [False, True], ids=["inline", "suspended"])
-async def test_a_callbacks_exception_propagates(suspends):
-    async def callback():
-        if suspends:
-            await asyncio.sleep(0.001)
-        raise ValueError("bug")
-
-    with pytest.raises(ValueError, match="bug"):
-        await eager(Service().wait_first)(callback(), asyncio.Event().wait())
+from processors.direct import install
 
 
 class Consumer:
     def __init__(self):
         self.calls = []
-        self.wait_first = Service().wait_first
+        self.wait_first = self.race
+        self.suspend_flow = Event()
+
+    async def race(self, *coros, timeout=None):
+        self.calls.append(("race",))
+        return await Service().wait_first(*coros, timeout=timeout)
 
     async def callback(self, message):
         self.calls.append(("conductor", message.topic))
@@ -104,9 +39,7 @@ class Consumer:
 class App:
     def __init__(self):
         self._consumer = None
-        self.flow = asyncio.Event()
-        self.flow.set()
-        self.flow_control = SimpleNamespace(acquire=self.flow.wait)
+        self.flow_control = FlowControlEvent(initially_suspended=False)
 
     def _new_consumer(self):
         return Consumer()
@@ -125,29 +58,125 @@ async def test_the_stages_messages_are_tracked_handled_and_acked_in_order():
     install(app, handle, {"t.raw"})
     consumer = app._new_consumer()
     for offset in (3, 4):
-        await consumer.wait_first(consumer.callback(message("t.raw", offset)),
-                                  asyncio.Event().wait())
-    await consumer.callback(message("t.__assignor-__leader", 0))
+        await fetched(consumer, offset)
+    await fetched(consumer, 0, "t.__assignor-__leader")
     assert consumer.calls == [("track", 3), ("handle", 3), ("ack", 3),
                               ("track", 4), ("handle", 4), ("ack", 4),
-                              ("conductor", "t.__assignor-__leader")]
+                              ("race",), ("conductor", "t.__assignor-__leader")]
 
 
-async def test_a_message_waits_for_flow_control_and_one_cancelled_is_not_acked():
-    app = App()
-    app.flow.clear()  # a rebalance suspended the flow
-    handled = []
+def fetched(consumer, offset, topic="t.raw"):
+    """What faust's fetcher does with a message: ``wait_first`` of the callback against the
+    flow's suspension."""
+    return consumer.wait_first(consumer.callback(message(topic, offset)),
+                               consumer.suspend_flow.wait())
+
+
+def rebalance_starts(app, consumer):
+    consumer.suspend_flow.set()  # consumer.stop_flow()
+    app.flow_control.suspend()
+
+
+async def test_a_message_in_hand_when_a_rebalance_starts_is_handled_and_acked():
+    """faust's wait_empty waits for the tracked message: cancelled, it would wait for ever."""
+    app, lock = App(), asyncio.Event()
+
+    async def handle(m):
+        await lock.wait()  # a partition's lock, held by the worker finishing its revocation
+        consumer.calls.append(("handle", m.offset))
+
+    install(app, handle, {"t.raw"})
+    consumer = app._new_consumer()
+    drained = asyncio.ensure_future(fetched(consumer, 9))
+    await asyncio.sleep(0.01)
+    rebalance_starts(app, consumer)
+    await asyncio.sleep(0.01)
+    assert not drained.done() and consumer.calls == [("track", 9)]
+    lock.set()
+    await drained
+    assert consumer.calls == [("track", 9), ("handle", 9), ("ack", 9)]
+
+
+async def test_while_the_flow_is_suspended_a_message_is_dropped_untracked():
+    app, handled = App(), []
 
     async def handle(m):
         handled.append(m.offset)
 
     install(app, handle, {"t.raw"})
     consumer = app._new_consumer()
-    suspended = asyncio.Event()
-    asyncio.get_running_loop().call_later(0.01, suspended.set)
-    await consumer.wait_first(consumer.callback(message("t.raw", 9)), suspended.wait())
-    await asyncio.sleep(0)
-    assert handled == [] and consumer.calls == []
+    rebalance_starts(app, consumer)
+    await fetched(consumer, 9)
+    assert handled == [] and ("track", 9) not in consumer.calls
+
+
+@pytest.mark.parametrize("then", ["resumed", "suspended"])
+async def test_a_wait_for_flow_control_ends_when_it_resumes_or_the_flow_is_suspended(then):
+    """Recovery holds flow control: the message waits for it, and is dropped if a rebalance
+    suspends the consumer's flow meanwhile."""
+    app, handled = App(), []
+
+    async def handle(m):
+        handled.append(m.offset)
+
+    install(app, handle, {"t.raw"})
+    consumer = app._new_consumer()
+    app.flow_control.suspend()
+    drained = asyncio.ensure_future(fetched(consumer, 9))
+    await asyncio.sleep(0.01)
+    assert not drained.done()
+    if then == "resumed":
+        app.flow_control.resume()
+    else:
+        consumer.suspend_flow.set()
+    await asyncio.wait_for(drained, 1)
+    assert handled == ([9] if then == "resumed" else [])
+
+
+async def test_the_handler_runs_in_the_fetchers_task_with_no_race():
+    """No task per message; and a handler's ``asyncio.timeout`` is bound to the task it runs
+    in from start to end, so it times out the handler and not the fetcher."""
+    app, tasks, outcomes = App(), [], []
+
+    async def handle(m):
+        tasks.append(asyncio.current_task())
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.Event().wait()  # a connection that never answers
+        except TimeoutError:
+            outcomes.append("timed out")
+        tasks.append(asyncio.current_task())
+
+    install(app, handle, {"t.raw"})
+    consumer = app._new_consumer()
+    got = await fetched(consumer, 3)
+    assert tasks == [asyncio.current_task()] * 2 and outcomes == ["timed out"]
+    assert got.results == [None] and not got.stopped
+    assert ("race",) not in consumer.calls
+
+
+async def test_a_handlers_exception_propagates_unacked():
+    app = App()
+
+    async def handle(m):
+        await asyncio.sleep(0.001)
+        raise ValueError("bug")
+
+    install(app, handle, {"t.raw"})
+    consumer = app._new_consumer()
+    with pytest.raises(ValueError, match="bug"):
+        await fetched(consumer, 3)
+    assert consumer.calls == [("track", 3)]
+
+
+async def test_other_waits_of_the_consumer_are_modes():
+    app = App()
+    install(app, None, {"t.raw"})
+    consumer = app._new_consumer()
+    ready = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.01, ready.set)
+    got = await consumer.wait_first(ready.wait(), timeout=1)
+    assert got.results == [True] and consumer.calls == [("race",)]
 
 
 def test_it_must_be_installed_before_the_consumer_is_made():
@@ -160,8 +189,6 @@ def test_it_must_be_installed_before_the_consumer_is_made():
 async def test_handling_gives_the_loop_a_turn_every_few_milliseconds():
     """A backlog of messages that never suspend must not keep the commit and the timers
     from running."""
-    import time
-
     app, turns = App(), []
 
     async def handle(m):
@@ -178,7 +205,6 @@ async def test_handling_gives_the_loop_a_turn_every_few_milliseconds():
     await asyncio.sleep(0)
     turns.clear()
     for offset in range(20):  # 60 ms of handling
-        await consumer.wait_first(consumer.callback(message("t.raw", offset)),
-                                  asyncio.Event().wait())
+        await fetched(consumer, offset)
     ticking.cancel()
     assert len(turns) >= 60 / 1000 / 0.005 / 2
