@@ -26,6 +26,7 @@ import asyncio
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     os.chdir(ROOT)
     run = {"processes": processes, "containers": containers,
            "node": lambda *a: processes(*a, brokers=1, workers=1, gateways=1, triggers=False)
