@@ -48,6 +48,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+SPY = Path(sys.executable).with_name("py-spy")  # the venv's (the bench extra)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -217,7 +218,7 @@ def worker_rate(settings: Settings, n: int, work: Path, root: Path = ROOT,
                 raise RuntimeError(log.read_text()[-2000:])
             time.sleep(0.05)
         if profile is not None:
-            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+            spy = subprocess.Popen([str(SPY), "record",
                                     "--pid", str(process.pid), "--rate", str(PROFILE_HZ),
                                     "--format", "raw", "--output", str(profile), "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -306,6 +307,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="sample each worker with py-spy and print where its CPU goes")
     args = parser.parse_args()
+    if args.profile and not SPY.exists():
+        sys.exit(f"{SPY} is not installed: pip install -e '.[bench]' (make profile-worker does)")
     kept = Path(tempfile.mkdtemp(prefix="trackpipe-profiles-")) if args.profile else None
     with tree(args.baseline) as baseline, bench_kafka() as (bootstrap, work, broker):
         trees = {"this tree": ROOT, **({args.baseline: baseline} if args.baseline else {})}
