@@ -55,13 +55,18 @@ def install(app: faust.App, handle: Callable[[Any], Awaitable[None]],
         consumer = new_consumer()
         conductor = consumer.callback
         race = consumer.wait_first  # mode's: tasks, against the flow's suspension and a stop
+        suspended = consumer.suspend_flow
         turn_at = 0.0
 
-        async def on_message(message: Any) -> None:
-            suspended = consumer.suspend_flow
-            if not flow.is_active():  # recovering or rebalancing: wait, unless suspended
+        async def flowing() -> bool:
+            """Whether a message handed over now is handled: False while a rebalance
+            suspends the consumer's flow; flow control alone (recovery) is waited out."""
+            if not suspended.is_set():
                 await race(flow.acquire(), suspended.wait())
-            if suspended.is_set() or not flow.is_active():
+            return flow.is_active() and not suspended.is_set()
+
+        async def on_message(message: Any) -> None:
+            if (suspended.is_set() or not flow.is_active()) and not await flowing():
                 return  # dropped, as faust's fetcher drops it: read again from the commit
             if message.topic not in topics:
                 await race(conductor(message), suspended.wait())
