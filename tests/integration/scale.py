@@ -34,6 +34,7 @@ from logstore.reading import read_lines
 from runtime.settings import Settings
 from schemas import envelope
 from schemas.profile import shown
+from schemas.visit import ENDED
 from tests.conftest import records
 from tests.integration.pipeline import PROJECT, prepare, start_topology
 from tests.waiting import wait_until
@@ -125,8 +126,13 @@ def visits_with_ends(settings: Settings) -> list[bytes]:
     visit ends 30 s (the default timeout) after its device's last request, and a run whose
     lanes each send one person's requests the whole time can be in the logs before that."""
     return wait_until(lambda: values(settings, "visits"), 180, "no visit ended",
-                      until=lambda found: any(b'"type":"visit ended"' in v for v in found),
-                      every_s=1)
+                      until=ended_visits, every_s=1)
+
+
+def ended_visits(visits: list[bytes]) -> Counter:
+    """How many different ends each visit ended has among the visits topic's ``visits``."""
+    records = [json.loads(v) for v in set(visits)]
+    return Counter(r["visit"] for r in records if r["type"] == ENDED)
 
 
 async def copy_raw(source: Settings, target: Settings) -> int:
@@ -230,8 +236,7 @@ def check_exactly_once(accepted: list[str], statuses: Counter, counts: Counter,
     # A worker killed after a record's day-log line sends its outputs again, byte for byte
     # (its journal entry applied again): one close delivered twice. Closed twice means
     # two different ends.
-    ended = Counter(json.loads(v)["visit"] for v in set(visits)
-                    if json.loads(v)["type"] == "visit ended")
+    ended = ended_visits(visits)
     assert ended and max(ended.values()) == 1, ended.most_common(3)
 
 
