@@ -1,5 +1,5 @@
-"""What both benchmarks need: a real Kafka (the configured one, else a local broker started
-and stopped here) and a scratch folder."""
+"""What the benchmarks need: a real Kafka (the configured one, else a local broker started
+and stopped here), a scratch folder, and wrk for those that load a gateway."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from trackpipe.kafka.launcher import LocalKafka, free_port_block
+
+
+def require_wrk() -> None:
+    """Stop with what to install when wrk, the load generator, is missing."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,6 @@ import asyncio
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_kafka  # noqa: E402
+from bench.common import bench_kafka, require_wrk  # noqa: E402
 from runtime import registry  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.topics import create_topics  # noqa: E402
@@ -155,8 +154,7 @@ def main() -> None:
         int(ms) for ms in text.split(",")],
                         help="TRACKPIPE_ENVELOPE_LINGER_MS values to compare, e.g. 0,2,5")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    require_wrk()
 
     with bench_kafka() as (bootstrap, work, broker):
         bare, null, rows, delay_ms = measure(bootstrap, work, args)

@@ -26,7 +26,6 @@ import asyncio
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import require_wrk  # noqa: E402
 from runtime import registry  # noqa: E402
 from runtime.settings import Settings  # noqa: E402
 from runtime.topics import create_topics  # noqa: E402
@@ -168,8 +168,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    require_wrk()
     os.chdir(ROOT)
     run = {"processes": processes, "containers": containers,
            "node": lambda *a: processes(*a, brokers=1, workers=1, gateways=1, triggers=False)
